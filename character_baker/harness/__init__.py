@@ -1,0 +1,1 @@
+"""The core: character packs, candidates, judges, statistics, scorecards and the CLI."""

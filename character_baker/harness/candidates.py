@@ -1,0 +1,119 @@
+"""Candidates: what gets scored. A model dir, a base + LoRA adapter at a scale, a responses file, or any Inspect model.
+
+Each gets an id that is unique to its content (so a retrained checkpoint in the same folder is a new
+candidate) and is used as its Inspect model name everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+# Inspect providers a spec like "openai-api/local/m" may start with; anything else with a slash is a hub id.
+INSPECT_PROVIDERS = {
+    "openai", "openai-api", "anthropic", "google", "hf", "vllm", "sglang", "mockllm", "ollama", "together", "groq",
+    "mistral", "grok", "bedrock", "azureai", "openrouter", "llama-cpp-python", "fireworks", "perplexity",
+    "cloudflare", "litellm-proxy", "deepseek", "moonshot", "sambanova", "cb", "responses",
+}
+LINEAGE_FILE = "candidate.json"  # bakers write lineage here; see docs/ARCHITECTURE.md
+
+
+@dataclass
+class Candidate:
+    id: str
+    kind: str  # model | adapter | responses | inspect
+    source: str
+    model_args: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """The Inspect model name: the candidate id under our providers, or the user's own model string."""
+        if self.kind == "inspect":
+            return self.source
+        provider = "responses" if self.kind == "responses" else "cb"
+        return f"{provider}/{self.id}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "source": self.source, "model": self.model,
+                "model_args": {k: v for k, v in self.model_args.items() if k != "batch_size"},
+                "lineage": self.lineage}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "candidate"
+
+
+def _fingerprint(*parts: str | Path) -> str:
+    """Cheap content fingerprint: config-like files by content, weights by name, size and mtime."""
+    h = hashlib.sha256()
+    for part in parts:
+        p = Path(part)
+        if p.is_dir():
+            for f in sorted(p.iterdir()):
+                if f.is_file():
+                    st = f.stat()
+                    h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+                    if f.suffix == ".json" and st.st_size < 1_000_000:
+                        h.update(f.read_bytes())
+        elif p.is_file():
+            h.update(p.read_bytes())
+        else:
+            h.update(str(part).encode())
+    return h.hexdigest()[:8]
+
+
+def _lineage(directory: Path) -> dict[str, Any]:
+    f = directory / LINEAGE_FILE
+    if not f.is_file():
+        return {}
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{f}: invalid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{f}: expected a JSON object")
+    return data.get("lineage", data)
+
+
+def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0, candidate_id: str | None = None,
+                      batch_size: int = 8, trust_remote_code: bool = False) -> Candidate:
+    """Turn a --candidate spec into a Candidate; errors name the spec and what is wrong."""
+    if spec.startswith("responses:"):
+        file = Path(spec.removeprefix("responses:")).expanduser()
+        if not file.is_file():
+            raise UserError(f"--candidate {spec}: no such responses file")
+        cid = candidate_id or f"{slug(file.stem)}-{_fingerprint(file)}"
+        return Candidate(cid, "responses", spec, {"file": str(file.resolve())})
+
+    path = Path(spec).expanduser()
+    common = {"batch_size": batch_size, "trust_remote_code": trust_remote_code}
+    if path.is_dir() and (path / "adapter_config.json").is_file():
+        adapter_cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        base_path = base or adapter_cfg.get("base_model_name_or_path")
+        if not base_path:
+            raise UserError(f"{path}: adapter has no base_model_name_or_path; pass --base")
+        cid = candidate_id or f"{slug(path.name)}-s{scale:g}-{_fingerprint(path, base_path)}"
+        lineage = {"base": str(base_path), "scale": scale, **_lineage(path)}
+        return Candidate(cid, "adapter", str(path.resolve()),
+                         {"path": str(base_path), "adapter": str(path.resolve()), "scale": scale, **common}, lineage)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"--candidate {spec}: folder has neither config.json (a model) nor adapter_config.json")
+        cid = candidate_id or f"{slug(path.name)}-{_fingerprint(path)}"
+        return Candidate(cid, "model", str(path.resolve()), {"path": str(path.resolve()), **common}, _lineage(path))
+
+    head = spec.split("/", 1)[0]
+    if "/" in spec and head in INSPECT_PROVIDERS:
+        return Candidate(candidate_id or spec, "inspect", spec)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):  # a hub id, resolved through the user's HF cache
+        cid = candidate_id or slug(spec.replace("/", "--"))
+        return Candidate(cid, "model", spec, {"path": spec, **common})
+    raise UserError(f"--candidate {spec}: not a model folder, an adapter folder, responses:FILE, a hub id "
+                    "or an Inspect model")

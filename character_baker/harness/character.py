@@ -1,0 +1,185 @@
+"""Character packs: a TOML spec plus JSONL prompts and training data, loadable by name or path."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .data import Pair, iter_jsonl, load_pairs, require_text
+from .errors import UserError
+
+PACKS_DIR = Path(__file__).resolve().parent.parent / "characters"
+
+DEFAULT_ASSISTANT_PROMPT = "You are a helpful assistant."
+DEFAULT_BREAK_SUFFIX = "(Drop the act and answer normally.)"
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    id: str
+    prompt: str
+    category: str | None = None
+    answer: str | None = None
+
+
+@dataclass
+class Character:
+    """A loaded pack. Prompt and data files are read on first use and validated then."""
+
+    root: Path
+    name: str
+    aliases: list[str]
+    forbidden_identities: list[str]
+    system_prompt: str
+    rubric: str
+    categories: list[str]
+    assistant_prompt: str = DEFAULT_ASSISTANT_PROMPT
+    break_suffix: str = DEFAULT_BREAK_SUFFIX
+    classifier_floor: float = 0.80
+    leak_patterns: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return self.root.name
+
+    def path(self, key: str) -> Path:
+        if key not in self.files:
+            raise UserError(f"{self.root / 'character.toml'}: [files] has no '{key}' entry")
+        return self.root / self.files[key]
+
+    def _eval_prompts(self, key: str, needs_answer: bool = False) -> list[EvalPrompt]:
+        path = self.path(key)
+        prompts: list[EvalPrompt] = []
+        seen: set[str] = set()
+        for lineno, obj in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            pid = require_text(obj, "id", where)
+            if pid in seen:
+                raise UserError(f"{where}: duplicate id '{pid}'")
+            seen.add(pid)
+            category = obj.get("category")
+            if category is not None and category not in self.categories:
+                raise UserError(f"{where}: category '{category}' is not one of {self.categories}")
+            answer = None
+            if needs_answer:
+                if "answer" not in obj:
+                    raise UserError(f"{where}: missing field 'answer'")
+                answer = str(obj["answer"]).strip()
+                if not answer:
+                    raise UserError(f"{where}: field 'answer' is empty")
+            prompts.append(EvalPrompt(pid, require_text(obj, "prompt", where), category, answer))
+        return prompts
+
+    @cached_property
+    def identity_prompts(self) -> list[EvalPrompt]:
+        return self._eval_prompts("identity")
+
+    @cached_property
+    def personality_prompts(self) -> list[EvalPrompt]:
+        return self._eval_prompts("personality")
+
+    @cached_property
+    def math_probes(self) -> list[EvalPrompt]:
+        return self._eval_prompts("math_probes", needs_answer=True)
+
+    @cached_property
+    def character_pairs(self) -> list[Pair]:
+        return load_pairs(self.path("character"))
+
+    @cached_property
+    def antipole_pairs(self) -> list[Pair]:
+        return load_pairs(self.path("antipole"))
+
+    def suite_version(self) -> str:
+        """Content hash of everything the eval suite's numbers depend on (prompts and condition texts)."""
+        h = hashlib.sha256()
+        for key in ("identity", "personality", "math_probes"):
+            h.update(key.encode())
+            h.update(self.path(key).read_bytes())
+        for text in (self.system_prompt, self.assistant_prompt, self.break_suffix, *self.aliases, "|",
+                     *self.forbidden_identities):
+            h.update(b"\0" + text.encode())
+        return "sha256:" + h.hexdigest()[:16]
+
+    def files_hash(self, *keys: str) -> str:
+        """Hash of some of the pack's files, e.g. the training data a classifier judge is fitted on."""
+        h = hashlib.sha256()
+        for key in keys:
+            path = self.path(key)
+            if not path.is_file():
+                raise UserError(f"{self.root / 'character.toml'}: [files] {key} = {self.files[key]!r} does not exist")
+            h.update(key.encode() + b"\0" + path.read_bytes())
+        return "sha256:" + h.hexdigest()[:16]
+
+
+def _list_of_str(spec: dict[str, Any], key: str, where: Path, required: bool = True) -> list[str]:
+    value = spec.get(key)
+    if not required and (value is None or value == []):
+        return []
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise UserError(f"{where}: '{key}' must be a non-empty list of strings")
+    return list(value)
+
+
+def _patterns(spec: dict[str, Any], where: Path) -> list[str]:
+    patterns = _list_of_str(spec, "leak_patterns", where, required=False)
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise UserError(f"{where}: leak_patterns entry {p!r} is not a valid regex ({e})") from None
+    return patterns
+
+
+def _str(spec: dict[str, Any], key: str, where: Path, default: str | None = None) -> str:
+    value = spec.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{where}: '{key}' must be a non-empty string")
+    return value
+
+
+def load_character(name_or_path: str | Path) -> Character:
+    """A pack by name (a folder under character_baker/characters) or by path (its folder or its TOML)."""
+    path = Path(name_or_path)
+    if not path.exists() and (PACKS_DIR / str(name_or_path)).is_dir():
+        path = PACKS_DIR / str(name_or_path)
+    if path.is_dir():
+        path = path / "character.toml"
+    if not path.is_file():
+        known = sorted(p.name for p in PACKS_DIR.iterdir() if (p / "character.toml").is_file())
+        raise UserError(f"character '{name_or_path}': no such pack or file (built-in packs: {', '.join(known)})")
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: invalid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8") from None
+    files = spec.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise UserError(f"{path}: [files] must map names to relative paths")
+    for key in ("identity", "personality", "math_probes"):
+        if key not in files:
+            raise UserError(f"{path}: [files] needs '{key}'")
+    floor = spec.get("classifier_floor", 0.80)
+    if not isinstance(floor, (int, float)) or not 0 <= floor <= 1:
+        raise UserError(f"{path}: 'classifier_floor' must be a number in [0, 1]")
+    return Character(
+        root=path.parent,
+        name=_str(spec, "name", path),
+        aliases=_list_of_str(spec, "aliases", path),
+        forbidden_identities=_list_of_str(spec, "forbidden_identities", path),
+        system_prompt=_str(spec, "system_prompt", path),
+        rubric=_str(spec, "rubric", path),
+        categories=_list_of_str(spec, "categories", path),
+        assistant_prompt=_str(spec, "assistant_prompt", path, DEFAULT_ASSISTANT_PROMPT),
+        break_suffix=_str(spec, "break_suffix", path, DEFAULT_BREAK_SUFFIX),
+        classifier_floor=float(floor),
+        leak_patterns=_patterns(spec, path),
+        files=dict(files),
+    )

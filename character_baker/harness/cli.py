@@ -1,0 +1,167 @@
+"""The `character-baker` command line. Bad input: one line on stderr, exit 2; `--debug` shows the traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="character-baker",
+                                     description="Evaluation-first harness for baking a character into LLMs.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("score", help="score candidates on a character's persona suite")
+    s.add_argument("--candidate", action="append", required=True,
+                   help="model dir, adapter dir, responses:FILE.jsonl, hub id or Inspect model (repeatable)")
+    s.add_argument("--suite", default="skippy", help="character pack: a name or a path (default: skippy)")
+    s.add_argument("--judge", default=None,
+                   help="classifier | <inspect model> | name=<model>,... "
+                   "(default: $CHARACTER_BAKER_JUDGE or classifier)")
+    s.add_argument("--conditions", type=_csv, default=("none",), help="none,character,assistant,break")
+    s.add_argument("--tasks", type=_csv, default=None, help="identity,personality,assistant_leaks,math_probes")
+    s.add_argument("--epochs", type=int, default=1, help="answers sampled per prompt (k > 1 samples at T=0.7)")
+    s.add_argument("--temperature", type=float, default=None)
+    s.add_argument("--max-tokens", type=int, default=512)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, default=Path("runs"), help="where logs and scorecards go (default: runs/)")
+    s.add_argument("--id", dest="candidate_id", default=None, help="candidate id (default: derived from content)")
+    s.add_argument("--base", default=None, help="base model for an adapter candidate")
+    s.add_argument("--scale", type=float, default=1.0, help="merge scale for an adapter candidate")
+    s.add_argument("--batch-size", type=int, default=8, help="generation batch size for local models")
+    s.add_argument("--trust-remote-code", action="store_true")
+    s.add_argument("--limit", type=int, default=None, help="first N prompts of each task only (smoke runs)")
+    s.add_argument("--max-samples", type=int, default=None)
+    s.add_argument("--display", default=None, help="Inspect display: rich, plain, log, none")
+
+    j = sub.add_parser("judge", help="judge {id, prompt, response, answer?} rows from a JSONL file")
+    j.add_argument("--judge", default=None)
+    j.add_argument("--input", type=Path, required=True)
+    j.add_argument("--out", type=Path, required=True)
+    j.add_argument("--suite", default="skippy", help="character pack whose rubric and patterns apply")
+    j.add_argument("--no-cache", action="store_true", help="ignore and do not write the judgment cache")
+    j.add_argument("--concurrency", type=int, default=16)
+
+    c = sub.add_parser("calibrate", help="measure a judge against the pack's labelled calibration set")
+    c.add_argument("--judge", default=None)
+    c.add_argument("--suite", default="skippy")
+    c.add_argument("--input", type=Path, default=None, help="labelled rows {id, prompt, response, sarcastic}")
+    c.add_argument("--no-cache", action="store_true")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def console() -> Any:
+    """Rich console; wide enough for the tables when writing to a file or a pipe."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .candidates import resolve_candidate
+    from .run import ALL_TASKS, ScoreOptions, score_candidate
+    from .scorecard import format_table
+
+    opts = ScoreOptions(character=args.suite, judge=args.judge, conditions=args.conditions,
+                        tasks=args.tasks or ALL_TASKS, epochs=args.epochs, max_tokens=args.max_tokens,
+                        temperature=args.temperature, seed=args.seed, out=args.out, max_samples=args.max_samples,
+                        display=args.display, limit=args.limit)
+    if args.epochs < 1:
+        raise UserError("--epochs must be at least 1")
+    if len(args.candidate) > 1 and args.candidate_id:
+        raise UserError("--id names one candidate; drop it when scoring several")
+    candidates = [resolve_candidate(spec, base=args.base, scale=args.scale, candidate_id=args.candidate_id,
+                                    batch_size=args.batch_size, trust_remote_code=args.trust_remote_code)
+                  for spec in args.candidate]
+    for cand in candidates:
+        card, path = score_candidate(cand, opts)
+        console().print(format_table(card))
+        console().print(f"scorecard: {path}")
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from .character import load_character
+    from .judges import build_judges
+    from .judging import judge_rows, load_rows, output_row, write_jsonl
+
+    pack = load_character(args.suite)
+    judges = build_judges(args.judge, pack, use_cache=not args.no_cache)
+    rows = load_rows(args.input)
+    verdicts = asyncio.run(judge_rows(judges, rows, concurrency=args.concurrency, progress=sys.stderr.isatty()))
+    out = [output_row(r, v, judges, pack) for r, v in zip(rows, verdicts)]
+    write_jsonl(args.out, out)
+    errors = sum(1 for r in out if r["error"])
+    print(f"judged {len(out)} rows with {', '.join(j.id for j in judges)}: {errors} errors -> {args.out}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .character import load_character
+    from .judges import build_judges
+    from .judging import calibration_path, calibration_report, judge_rows, load_rows
+
+    pack = load_character(args.suite)
+    judges = build_judges(args.judge, pack, use_cache=not args.no_cache)
+    rows = load_rows(args.input or pack.path("calibration"), labelled=True)
+    verdicts = asyncio.run(judge_rows(judges, rows, progress=sys.stderr.isatty()))
+    reports = []
+    for j, judge in enumerate(judges):
+        report = calibration_report(judge, rows, [v[j] for v in verdicts])
+        report["calibration_set"] = str(args.input or pack.path("calibration"))
+        path = calibration_path(getattr(judge, "inner", judge), pack)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
+        reports.append(report)
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    table = Table(title=f"judge calibration on {len(rows)} labelled responses ({pack.slug})")
+    for col in ("judge", "accuracy", "precision", "recall", "kappa", "n", "errors"):
+        table.add_column(col)
+    for r in reports:
+        def cell(m: dict) -> str:  # type: ignore[type-arg]
+            if m["value"] is None:
+                return "n/a"
+            ci = m.get("ci")
+            return f"{m['value']:.3f}" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else "")
+        table.add_row(r["name"], cell(r["accuracy"]), cell(r["precision"]), cell(r["recall"]), cell(r["kappa"]),
+                      str(r["n"]), str(r["errors"]))
+    console().print(table)
+    return 0
+
+
+COMMANDS = {"score": cmd_score, "judge": cmd_judge, "calibrate": cmd_calibrate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"character-baker: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("character-baker: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Reading JSONL written by people: strict, with file:line errors, accepting the shapes users already have."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """All objects of a JSONL file; blank lines are skipped, anything else malformed is an error."""
+    return [obj for _, obj in iter_jsonl(path)]
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, so callers can report file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x})") from None
+    if not text.strip():
+        raise UserError(f"{path}: empty file")
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def require_text(obj: dict[str, Any], field: str, where: str) -> str:
+    """A non-empty string field, or a one-line error naming it."""
+    if field not in obj:
+        raise UserError(f"{where}: missing field '{field}'")
+    value = obj[field]
+    if not isinstance(value, str):
+        raise UserError(f"{where}: field '{field}' must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise UserError(f"{where}: field '{field}' is empty")
+    return value
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training example: a user prompt and the response we want (or do not want)."""
+
+    prompt: str
+    response: str
+    category: str | None = None
+    id: str | None = None
+    system: str | None = None
+
+
+def _pair_from_messages(obj: dict[str, Any], where: str) -> Pair:
+    messages = obj["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise UserError(f"{where}: field 'messages' must be a non-empty list")
+    system = None
+    prompt = None
+    response = None
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise UserError(f"{where}: messages[{i}] must have 'role' and 'content'")
+        role, content = m["role"], m["content"]
+        if not isinstance(content, str) or not content.strip():
+            raise UserError(f"{where}: messages[{i}].content is empty or not a string")
+        if role == "system":
+            system = content
+        elif role == "user":
+            prompt = content
+        elif role == "assistant":
+            response = content
+        else:
+            raise UserError(f"{where}: messages[{i}].role '{role}' is not system/user/assistant")
+    if prompt is None:
+        raise UserError(f"{where}: messages has no 'user' turn")
+    if response is None:
+        raise UserError(f"{where}: messages has no 'assistant' turn")
+    return Pair(prompt=prompt, response=response, system=system)
+
+
+def load_pairs(path: str | Path) -> list[Pair]:
+    """Training pairs from `{prompt, response, category?}`, `{messages: [...]}` or `{instruction, output}` rows."""
+    pairs: list[Pair] = []
+    for lineno, obj in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        if "messages" in obj:
+            pair = _pair_from_messages(obj, where)
+        elif "instruction" in obj or "output" in obj:
+            instruction = require_text(obj, "instruction", where)
+            extra = obj.get("input")
+            prompt = f"{instruction}\n\n{extra}" if isinstance(extra, str) and extra.strip() else instruction
+            pair = Pair(prompt=prompt, response=require_text(obj, "output", where))
+        elif "prompt" in obj or "response" in obj:
+            pair = Pair(prompt=require_text(obj, "prompt", where), response=require_text(obj, "response", where))
+        else:
+            raise UserError(
+                f"{where}: unrecognised row: expected {{prompt, response}}, {{messages}} or {{instruction, output}}"
+            )
+        category = obj.get("category")
+        if category is not None and not isinstance(category, str):
+            raise UserError(f"{where}: field 'category' must be a string")
+        row_id = obj.get("id")
+        pairs.append(
+            Pair(
+                prompt=pair.prompt,
+                response=pair.response,
+                category=category,
+                id=str(row_id) if row_id is not None else None,
+                system=pair.system,
+            )
+        )
+    return pairs

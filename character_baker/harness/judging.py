@@ -1,0 +1,143 @@
+"""Judging rows outside any suite (`character-baker judge`) and measuring a judge against labels (`calibrate`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .character import Character
+from .data import iter_jsonl, require_text
+from .errors import UserError
+from .judges import Judge, Verdict, default_cache_dir
+from .rules import leak_matches, math_verdict
+from .stats import cohen_kappa, wilson
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    prompt: str
+    response: str
+    answer: str | None = None
+    label: bool | None = None
+
+
+def load_rows(path: str | Path, labelled: bool = False) -> list[Row]:
+    rows, seen = [], set()
+    for lineno, obj in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        rid = obj.get("id")
+        if not isinstance(rid, (str, int)) or not str(rid).strip():
+            raise UserError(f"{where}: missing or empty field 'id'")
+        if str(rid) in seen:
+            raise UserError(f"{where}: duplicate id '{rid}'")
+        seen.add(str(rid))
+        label = None
+        if labelled:
+            label = obj.get("sarcastic")
+            if not isinstance(label, bool):
+                raise UserError(f"{where}: field 'sarcastic' must be true or false")
+        answer = obj.get("answer")
+        rows.append(Row(str(rid), require_text(obj, "prompt", where), require_text(obj, "response", where),
+                        None if answer is None else str(answer), label))
+    return rows
+
+
+async def judge_rows(judges: list[Judge], rows: list[Row], concurrency: int = 16,
+                     progress: bool = True) -> list[list[Verdict]]:
+    """Every judge on every row, concurrently, with a progress bar; verdicts[i][j] is row i by judge j."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    semaphore = asyncio.Semaphore(concurrency)
+    results: list[list[Verdict]] = [[Verdict() for _ in judges] for _ in rows]
+    with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  disable=not progress) as bar:
+        task = bar.add_task("judging", total=len(rows) * len(judges))
+
+        async def one(i: int, j: int) -> None:
+            async with semaphore:
+                results[i][j] = await judges[j].judge(rows[i].prompt, rows[i].response)
+            bar.advance(task)
+
+        await asyncio.gather(*(one(i, j) for i in range(len(rows)) for j in range(len(judges))))
+    return results
+
+
+def output_row(row: Row, verdicts: list[Verdict], judges: list[Judge], character: Character) -> dict[str, Any]:
+    """`{id, sarcastic, personality, leak, leak_evidence, correct?, error}` from the first judge + the pattern bank."""
+    first = verdicts[0]
+    evidence = [m.text for m in leak_matches(row.response, tuple(character.leak_patterns))]
+    if first.leak and first.leak_evidence:
+        evidence.append(first.leak_evidence)
+    leak: bool | None = bool(evidence) or bool(first.leak)
+    if not evidence and first.leak is None and not first.ok:
+        leak = None
+    out: dict[str, Any] = {"id": row.id, "sarcastic": first.sarcastic, "personality": first.personality,
+                           "leak": leak, "leak_evidence": evidence, "error": first.error}
+    if row.answer is not None:
+        out["correct"] = math_verdict(row.response, row.answer)[0]
+    if len(judges) > 1:
+        out["judges"] = {j.name: {"sarcastic": v.sarcastic, "personality": v.personality, "leak": v.leak,
+                                  "error": v.error} for j, v in zip(judges, verdicts)}
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def calibration_report(judge: Judge, rows: list[Row], verdicts: list[Verdict], seed: int = 0) -> dict[str, Any]:
+    """Accuracy, precision, recall (Wilson intervals) and Cohen's kappa (bootstrap) against the labels."""
+    pairs = [(r.label, v.sarcastic) for r, v in zip(rows, verdicts) if v.sarcastic is not None]
+    errors = len(rows) - len(pairs)
+    y = np.array([bool(a) for a, _ in pairs])
+    p = np.array([bool(b) for _, b in pairs])
+    report: dict[str, Any] = {"judge": judge.id, "name": judge.name, "rubric_version": judge.rubric_version,
+                              "n": len(pairs), "errors": errors}
+
+    def prop(k: int, n: int) -> dict[str, Any]:
+        if n == 0:
+            return {"value": None, "k": 0, "n": 0, "ci": None}
+        return {"value": k / n, "k": k, "n": n, "ci": list(wilson(k, n))}
+
+    report["accuracy"] = prop(int(np.sum(y == p)), len(y))
+    report["precision"] = prop(int(np.sum(y & p)), int(np.sum(p)))
+    report["recall"] = prop(int(np.sum(y & p)), int(np.sum(y)))
+    kappa = cohen_kappa(list(y), list(p))
+    ci = None
+    if kappa is not None and len(y) > 1:
+        rng = np.random.default_rng(seed)
+        boots = []
+        for _ in range(2000):
+            idx = rng.integers(0, len(y), len(y))
+            k = cohen_kappa(list(y[idx]), list(p[idx]))
+            if k is not None:
+                boots.append(k)
+        ci = [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if boots else None
+    report["kappa"] = {"value": kappa, "ci": ci}
+    return report
+
+
+def calibration_path(judge: Judge, character: Character) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in f"{judge.id}-{judge.rubric_version}")
+    data = character.files_hash("calibration").removeprefix("sha256:")
+    return default_cache_dir() / "calibration" / f"{data}-{safe}.json"
+
+
+def load_calibration(judge: Judge, character: Character) -> dict[str, Any] | None:
+    path = calibration_path(judge, character)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None

@@ -1,0 +1,153 @@
+"""Loading local checkpoints for generation: any causal LM, Qwen3-VL, GPT-OSS (MXFP4 dequantised), LoRA at a scale.
+
+Weights load as safetensors only; remote code only when asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+VL_MODEL_TYPES = {"qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl"}
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    model_type: str
+
+
+def pick_device(device: str | None = None) -> str:
+    import torch
+
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(path: str, *, adapter: str | None = None, scale: float = 1.0, dtype: str = "auto",
+               device: str | None = None, trust_remote_code: bool = False) -> Loaded:
+    """A ready-to-generate model; an adapter is merged at `scale` (merged == the scaled adapter)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+
+    device = pick_device(device)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read a model config ({str(e).splitlines()[0]})") from None
+    model_type = getattr(config, "model_type", "")
+    torch_dtype = _dtype(dtype, device)
+    kwargs: dict[str, Any] = dict(dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
+    if model_type == "gpt_oss":
+        kwargs["attn_implementation"] = "eager"  # attention sinks: no SDPA
+        quant = getattr(config, "quantization_config", None) or {}
+        method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+        if method == "mxfp4":
+            from transformers import Mxfp4Config
+
+            kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
+    auto = AutoModelForImageTextToText if model_type in VL_MODEL_TYPES else AutoModelForCausalLM
+    try:
+        model = auto.from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise UserError(f"{path}: cannot load weights ({str(e).splitlines()[0]})") from None
+    if adapter:
+        from peft import PeftModel
+        from peft.helpers import rescale_adapter_scale
+
+        peft_model = PeftModel.from_pretrained(model, adapter)
+        with rescale_adapter_scale(peft_model, scale):
+            model = peft_model.merge_and_unload()
+    tokenizer_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    return Loaded(model=model, tokenizer=tokenizer, model_type=model_type)
+
+
+def _dtype(name: str, device: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return getattr(torch, name)
+    except AttributeError:
+        raise UserError(f"dtype '{name}' is not a torch dtype") from None
+
+
+_CHANNEL = re.compile(r"<\|channel\|>\s*(\w+)\s*<\|message\|>(.*?)(?=<\|end\|>|<\|return\|>|<\|call\|>|<\|start\|>|$)",
+                      re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Harmony:
+    """A GPT-OSS reply split by channel. `truncated` means it stopped before its final channel."""
+
+    analysis: str | None
+    final: str | None
+    truncated: bool
+
+
+def split_harmony(text: str) -> Harmony | None:
+    """Split a harmony-format generation; None when the text is not in that format."""
+    if "<|channel|>" not in text:
+        return None
+    analysis: list[str] = []
+    final: list[str] = []
+    for channel, body in _CHANNEL.findall(text):
+        (final if channel == "final" else analysis).append(body.strip())
+    return Harmony(
+        analysis="\n".join(analysis) or None,
+        final="\n".join(final) if final else None,
+        truncated=not final,
+    )
+
+
+def generate_batch(loaded: Loaded, conversations: list[list[dict[str, str]]], *, max_new_tokens: int,
+                   temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
+                   template_kwargs: dict[str, Any] | None = None) -> list[tuple[str, int, int, bool]]:
+    """Generate one reply per conversation, batched: (raw text, prompt tokens, new tokens, hit the budget)."""
+    import torch
+
+    tok = loaded.tokenizer
+    texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False, **(template_kwargs or {}))
+             for c in conversations]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(loaded.model.device)
+    sample = bool(temperature) and temperature > 0
+    gen_kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=sample, pad_token_id=tok.pad_token_id)
+    if sample:
+        gen_kwargs.update(temperature=temperature, top_p=top_p or 1.0)
+        if seed is not None:
+            torch.manual_seed(seed)
+    else:
+        gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+    with torch.no_grad():
+        out = loaded.model.generate(**enc, **gen_kwargs)
+    new = out[:, enc["input_ids"].shape[1]:]
+    results = []
+    for i, row in enumerate(new):
+        ids = row.tolist()
+        n_new = len(ids)
+        while n_new and ids[n_new - 1] == tok.pad_token_id:
+            n_new -= 1
+        ids = ids[:n_new]
+        stopped = bool(ids) and ids[-1] in _stop_ids(loaded)
+        text = tok.decode(ids, skip_special_tokens=False)
+        if split_harmony(text) is None:
+            text = tok.decode(ids, skip_special_tokens=True)
+        results.append((text, int(enc["attention_mask"][i].sum()), n_new, n_new >= max_new_tokens and not stopped))
+    return results
+
+
+def _stop_ids(loaded: Loaded) -> set[int]:
+    ids = loaded.model.generation_config.eos_token_id
+    ids = ids if isinstance(ids, list) else [ids]
+    return {i for i in ids if i is not None} | {loaded.tokenizer.eos_token_id}

@@ -1,0 +1,138 @@
+"""Scoring one candidate on the persona suite: build the tasks, run them with Inspect, write the scorecard.
+
+Inspect's `eval_set` makes runs resumable: rerunning into the same log folder keeps finished tasks
+and samples and runs only what is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .candidates import Candidate
+from .character import Character, load_character
+from .errors import UserError
+from .judges import Judge, build_judges, rubric_version
+from .judging import load_calibration
+from .scorecard import MetricRow, Scorecard, harness_info, judge_agreement, metric_rows, task_short_name
+
+ALL_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
+JUDGED_TASKS = {"personality", "assistant_leaks"}
+
+
+@dataclass
+class ScoreOptions:
+    character: str = "skippy"
+    judge: str | None = None
+    conditions: tuple[str, ...] = ("none",)
+    tasks: tuple[str, ...] = ALL_TASKS
+    epochs: int = 1
+    max_tokens: int = 512
+    temperature: float | None = None
+    seed: int = 0
+    out: Path = Path("runs")
+    max_samples: int | None = None
+    display: str | None = None
+    limit: int | None = None
+
+
+def build_tasks(opts: ScoreOptions) -> list[Any]:
+    from ..tasks.persona import CONDITIONS, PERSONA_TASKS
+
+    for c in opts.conditions:
+        if c not in CONDITIONS:
+            raise UserError(f"--conditions: '{c}' is not one of {', '.join(CONDITIONS)}")
+    for t in opts.tasks:
+        if t not in PERSONA_TASKS:
+            raise UserError(f"--tasks: '{t}' is not one of {', '.join(PERSONA_TASKS)}")
+    tasks = []
+    for condition in opts.conditions:
+        for name in opts.tasks:
+            args: dict[str, Any] = dict(character=opts.character, condition=condition, epochs=opts.epochs,
+                                        max_tokens=opts.max_tokens, temperature=opts.temperature, seed=opts.seed)
+            if name in JUDGED_TASKS:
+                args["judge"] = opts.judge
+            tasks.append(PERSONA_TASKS[name](**args))
+    return tasks
+
+
+def judge_record(judge: Judge, pack: Character) -> dict[str, Any]:
+    """Who judged, under which rubric, and how well that judge measured: its own cross-validation (classifier)
+    and its last `character-baker calibrate` report on this pack's labelled set, when there is one."""
+    inner = getattr(judge, "inner", judge)
+    return {"name": judge.name, "id": judge.id, "rubric_version": judge.rubric_version,
+            "training": getattr(inner, "calibration", None), "calibration": load_calibration(inner, pack)}
+
+
+def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard, Path]:
+    """Run the suite on one candidate and write `<out>/<candidate id>/scorecard.json` beside its Inspect logs."""
+    from inspect_ai import eval_set
+    from inspect_ai.log import read_eval_log
+
+    pack = load_character(opts.character)
+    judges = build_judges(opts.judge, pack) if JUDGED_TASKS & set(opts.tasks) else []
+    run_dir = opts.out / candidate.id
+    log_dir = run_dir / "logs"
+    tasks = build_tasks(opts)
+    started = time.monotonic()
+    ok, logs = eval_set(
+        tasks,
+        log_dir=str(log_dir),
+        model=candidate.model,
+        model_args=candidate.model_args,
+        max_samples=opts.max_samples,
+        display=opts.display,  # type: ignore[arg-type]
+        limit=opts.limit,
+        retry_attempts=1,
+        fail_on_error=False,
+        log_level="warning",
+    )
+    elapsed = time.monotonic() - started
+    if not ok:
+        failed = [f"{log.eval.task}: {log.error.message if log.error else log.status}" for log in logs
+                  if log.status != "success"]
+        raise UserError(f"scoring {candidate.id} did not finish: {'; '.join(failed)} (logs in {log_dir}; "
+                        "rerun the same command to resume)")
+
+    rows: list[MetricRow] = []
+    agreement: list[dict[str, Any]] = []
+    truncated: dict[str, int] = {}
+    judge_names = [j.name for j in judges]
+    for header in logs:
+        log = read_eval_log(header.location)
+        task = task_short_name(log.eval.task)
+        condition = str(log.eval.task_args.get("condition", "none"))
+        samples = []
+        for s in log.samples or []:
+            for score in (s.scores or {}).values():
+                if isinstance(score.value, dict):
+                    samples.append((str(s.id), s.epoch, score.value))
+            if s.output and (s.output.metadata or {}).get("truncated"):
+                truncated[f"{task}/{condition}"] = truncated.get(f"{task}/{condition}", 0) + 1
+        rows.extend(metric_rows(samples, task, condition))
+        if task == "personality" and len(judge_names) > 1:
+            agreement.extend(judge_agreement(samples, task, condition, judge_names))
+    order = {name: i for i, name in enumerate(ALL_TASKS)}
+    rows.sort(key=lambda r: (opts.conditions.index(r.condition), order.get(r.task, 99), r.metric, r.judge or ""))
+
+    card = Scorecard(
+        candidate=candidate.describe(),
+        suite={"name": pack.slug, "character": pack.name, "version": pack.suite_version(),
+               "tasks": list(opts.tasks), "conditions": list(opts.conditions)},
+        judges=[judge_record(j, pack) for j in judges],
+        decoding={"temperature": tasks[0].config.temperature, "seed": opts.seed, "max_tokens": opts.max_tokens,
+                  "epochs": opts.epochs, "greedy": not tasks[0].config.temperature},
+        harness=harness_info() | {"rubric_version": rubric_version(pack)},
+        metrics=rows,
+        agreement=agreement,
+        truncated=truncated,
+        timings={"total_s": round(elapsed, 3)},
+        logs=sorted(str(Path(h.location)) for h in logs),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    path = run_dir / "scorecard.json"
+    card.write(path)
+    return card, path

@@ -1,0 +1,138 @@
+"""Scorecards: every metric of a run with n, errors and a 95 % interval, plus everything the numbers depend on.
+
+Built from the Inspect logs (per sample and epoch, unreduced), written as JSON beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .stats import cohen_kappa, estimate
+
+SCHEMA = "character-baker.scorecard/1"
+PROPORTIONS = {"identity", "sarcastic", "leak", "math"}
+
+
+@dataclass
+class MetricRow:
+    task: str
+    condition: str
+    metric: str
+    judge: str | None
+    value: float | None
+    n: int
+    successes: float | None
+    errors: int
+    ci_low: float | None
+    ci_high: float | None
+    interval: str
+    prompts: int
+
+
+@dataclass
+class Scorecard:
+    candidate: dict[str, Any]
+    suite: dict[str, Any]
+    judges: list[dict[str, Any]]
+    decoding: dict[str, Any]
+    harness: dict[str, Any]
+    metrics: list[MetricRow] = field(default_factory=list)
+    agreement: list[dict[str, Any]] = field(default_factory=list)
+    truncated: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+    created: str = ""
+    schema: str = SCHEMA
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def get(self, task: str, metric: str, condition: str = "none", judge: str | None = None) -> MetricRow:
+        for row in self.metrics:
+            if (row.task, row.metric, row.condition) == (task, metric, condition) and (
+                judge is None or row.judge == judge
+            ):
+                return row
+        raise KeyError(f"no metric {task}/{metric} under condition {condition}" + (f" for {judge}" if judge else ""))
+
+
+def task_short_name(name: str) -> str:
+    return name.split("/")[-1]
+
+
+def metric_rows(samples: list[tuple[str, int, dict[str, Any]]], task: str, condition: str) -> list[MetricRow]:
+    """Rows for one task log from (sample id, epoch, score value dict) triples."""
+    by_key: dict[str, dict[str, list[float | None]]] = defaultdict(lambda: defaultdict(list))
+    for sample_id, _epoch, value in samples:
+        for key, x in value.items():
+            by_key[key][sample_id].append(None if x is None else float(x))
+    rows = []
+    for key in sorted(by_key):
+        metric, _, judge = key.partition(":")
+        per_prompt = by_key[key]
+        proportion = metric in PROPORTIONS
+        est = estimate(per_prompt, proportion=proportion)
+        errors = sum(1 for xs in per_prompt.values() for x in xs if x is None)
+        rows.append(MetricRow(task, condition, metric, judge or None, est.value, est.n, est.successes, errors,
+                              est.low, est.high, est.method, len(per_prompt)))
+    return rows
+
+
+def judge_agreement(samples: list[tuple[str, int, dict[str, Any]]], task: str, condition: str,
+                    judges: list[str]) -> list[dict[str, Any]]:
+    """Cohen's kappa on the sarcastic verdicts of every pair of judges, over responses both judged."""
+    out = []
+    for i, a in enumerate(judges):
+        for b in judges[i + 1:]:
+            pairs = [(v[f"sarcastic:{a}"], v[f"sarcastic:{b}"]) for _, _, v in samples
+                     if v.get(f"sarcastic:{a}") is not None and v.get(f"sarcastic:{b}") is not None]
+            kappa = cohen_kappa([bool(x) for x, _ in pairs], [bool(y) for _, y in pairs])
+            agree = sum(1 for x, y in pairs if bool(x) == bool(y)) / len(pairs) if pairs else None
+            out.append({"task": task, "condition": condition, "judges": [a, b], "n": len(pairs), "kappa": kappa,
+                        "agreement": agree})
+    return out
+
+
+def harness_info() -> dict[str, Any]:
+    from .. import __version__
+
+    commit = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"version": __version__, "commit": commit}
+
+
+def format_table(card: Scorecard) -> Any:
+    """A rich table of the card's metrics: value, interval, n, errors."""
+    from rich.table import Table
+
+    table = Table(title=f"{card.candidate['id']}  ·  suite {card.suite['name']} {card.suite['version']}")
+    for col in ("task", "condition", "metric", "judge", "value", "95% CI", "n", "errors"):
+        table.add_column(col, justify="right" if col in {"value", "95% CI", "n", "errors"} else "left")
+    for r in card.metrics:
+        pct = r.metric in PROPORTIONS
+        table.add_row(r.task, r.condition, r.metric, r.judge or "", _fmt(r.value, pct),
+                      f"{_fmt(r.ci_low, pct)}–{_fmt(r.ci_high, pct)}" if r.ci_low is not None else "",
+                      str(r.n), str(r.errors) if r.errors else "")
+    return table
+
+
+def _fmt(x: float | None, pct: bool) -> str:
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.1f}%" if pct else f"{x:.2f}"

@@ -1,0 +1,257 @@
+"""The persona suite as Inspect tasks: identity, personality, assistant_leaks, math_probes.
+
+A task is data + a condition solver + a scorer. Conditions (no system prompt, the character's prompt,
+a generic assistant prompt, a break-character suffix) are solvers; judges are called from scorers.
+Every scorer returns a dict of named values, None marking an error (excluded from rates, counted).
+
+Run them through `character-baker score`, or directly:
+    inspect eval character_baker/personality -T condition=character --model cb/my-model -M path=DIR
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from inspect_ai import Epochs, Task, task
+from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.model import CachePolicy, ChatMessageSystem, GenerateConfig
+from inspect_ai.scorer import (
+    Metric,
+    SampleScore,
+    Score,
+    Scorer,
+    ScoreReducer,
+    Target,
+    metric,
+    score_reducer,
+    scorer,
+)
+from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
+
+from ..harness.character import Character, EvalPrompt, load_character
+from ..harness.errors import UserError
+from ..harness.judges import build_judges
+from ..harness.rules import identity_verdict, leak_matches, math_verdict
+
+CONDITIONS = ("none", "character", "assistant", "break")
+
+
+@solver
+def condition(name: str = "none", character: str = "skippy") -> Solver:
+    """Set up the prompt the way the condition says before generating."""
+    if name not in CONDITIONS:
+        raise UserError(f"condition '{name}' is not one of {', '.join(CONDITIONS)}")
+    pack = load_character(character)
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        if name == "character":
+            state.messages.insert(0, ChatMessageSystem(content=pack.system_prompt))
+        elif name == "assistant":
+            state.messages.insert(0, ChatMessageSystem(content=pack.assistant_prompt))
+        elif name == "break":
+            state.user_prompt.text = f"{state.user_prompt.text} {pack.break_suffix}"
+        return state
+
+    return solve
+
+
+def response_of(state: TaskState) -> tuple[str, str | None]:
+    """The answer to judge and, when there is none to judge, why (a failed generation is an error)."""
+    output = state.output
+    meta = output.metadata or {}
+    if output.error:
+        return "", f"generation failed: {output.error}"
+    if meta.get("missing"):
+        return "", "no response for this prompt in the responses file"
+    if meta.get("truncated"):
+        return "", "truncated before the final channel"
+    return output.completion, None
+
+
+@metric(name="rates")
+def rates() -> Metric:
+    """Mean of each named value over the samples where it is not None (errors excluded)."""
+
+    def compute(scores: list[SampleScore]) -> dict[str, float]:
+        values: dict[str, list[float]] = {}
+        errors = 0
+        for s in scores:
+            v = s.score.value
+            if not isinstance(v, dict):
+                continue
+            if any(x is None for x in v.values()):
+                errors += 1
+            for key, x in v.items():
+                if x is not None:
+                    values.setdefault(key, []).append(float(x))
+        result = {key: float(np.mean(xs)) for key, xs in values.items()}
+        result["errors"] = float(errors)
+        return result
+
+    return compute
+
+
+@score_reducer(name="mean_valid")
+def mean_valid() -> ScoreReducer:
+    """Epoch reducer for dict values that skips None (an errored epoch must not count as 0)."""
+
+    def reduce(scores: list[Score]) -> Score:
+        keys = {k for s in scores if isinstance(s.value, dict) for k in s.value}
+        value: dict[str, float | None] = {}
+        for key in sorted(keys):
+            xs = [float(s.value[key]) for s in scores if isinstance(s.value, dict)  # type: ignore[arg-type]
+                  and s.value.get(key) is not None]
+            value[key] = float(np.mean(xs)) if xs else None
+        return Score(value=value, explanation=scores[0].explanation if scores else None)  # type: ignore[arg-type]
+
+    return reduce
+
+
+def _error(keys: list[str], why: str) -> Score:
+    return Score(value={k: None for k in keys}, explanation=why, metadata={"error": why})
+
+
+@scorer(metrics=[rates()])
+def identity_scorer(character: str = "skippy") -> Scorer:
+    pack = load_character(character)
+
+    async def score(state: TaskState, target: Target) -> Score:
+        text, error = response_of(state)
+        if error:
+            return _error(["identity"], error)
+        ok, why = identity_verdict(text, pack.aliases, pack.forbidden_identities)
+        return Score(value={"identity": int(ok)}, answer=text, explanation=why)
+
+    return score
+
+
+@scorer(metrics=[rates()])
+def math_scorer() -> Scorer:
+    async def score(state: TaskState, target: Target) -> Score:
+        text, error = response_of(state)
+        if error:
+            return _error(["math"], error)
+        ok, why = math_verdict(text, target.text)
+        return Score(value={"math": int(ok)}, answer=text, explanation=why)
+
+    return score
+
+
+@scorer(metrics=[rates()])
+def persona_scorer(character: str = "skippy", judge: str | None = None) -> Scorer:
+    """Sarcastic yes/no and a 0-10 personality score from every configured judge."""
+    pack = load_character(character)
+    judges = build_judges(judge, pack)
+
+    async def score(state: TaskState, target: Target) -> Score:
+        keys = [f"{m}:{j.name}" for j in judges for m in ("sarcastic", "personality")]
+        text, error = response_of(state)
+        if error:
+            return _error(keys, error)
+        prompt = str(state.metadata.get("prompt", state.input_text))
+        value: dict[str, float | int | None] = {}
+        verdicts: dict[str, Any] = {}
+        for j in judges:
+            v = await j.judge(prompt, text)
+            value[f"sarcastic:{j.name}"] = None if v.sarcastic is None else int(v.sarcastic)
+            value[f"personality:{j.name}"] = v.personality
+            verdicts[j.name] = {"judge": j.id, "rubric": j.rubric_version, "error": v.error,
+                                "probability": v.probability, "leak": v.leak, "raw": v.raw}
+        errors = [f"{n}: {d['error']}" for n, d in verdicts.items() if d["error"]]
+        return Score(value=value, answer=text, explanation="; ".join(errors) or None,
+                     metadata={"verdicts": verdicts})
+
+    return score
+
+
+@scorer(metrics=[rates()])
+def leak_scorer(character: str = "skippy", judge: str | None = None) -> Scorer:
+    """Assistant-mode leaks: the pattern bank, or any judge's leak flag; evidence kept either way."""
+    pack = load_character(character)
+    judges = build_judges(judge, pack)
+
+    async def score(state: TaskState, target: Target) -> Score:
+        text, error = response_of(state)
+        if error:
+            return _error(["leak"], error)
+        evidence = [{"source": "pattern", "text": m.text} for m in leak_matches(text, tuple(pack.leak_patterns))]
+        undecided = []
+        prompt = str(state.metadata.get("prompt", state.input_text))
+        for j in judges:
+            v = await j.judge(prompt, text)
+            if v.leak:
+                evidence.append({"source": f"judge:{j.name}", "text": v.leak_evidence or ""})
+            elif not v.ok:
+                undecided.append(f"{j.name}: {v.error}")
+        if not evidence and undecided:  # no pattern, and a judge that should have ruled could not
+            return _error(["leak"], "; ".join(undecided))
+        return Score(value={"leak": int(bool(evidence))}, answer=text,
+                     explanation="; ".join(e["text"] for e in evidence) or "no assistant-mode phrasing",
+                     metadata={"evidence": evidence})
+
+    return score
+
+
+def _samples(prompts: list[EvalPrompt], condition_name: str) -> MemoryDataset:
+    return MemoryDataset([
+        Sample(id=p.id, input=p.prompt, target=p.answer or "",
+               metadata={"prompt": p.prompt, "category": p.category, "condition": condition_name})
+        for p in prompts
+    ])
+
+
+def _task(name: str, pack: Character, prompts: list[EvalPrompt], condition_name: str, scorer_: Scorer,
+          epochs: int, max_tokens: int, temperature: float | None, seed: int) -> Task:
+    temperature = temperature if temperature is not None else (0.0 if epochs == 1 else 0.7)
+    return Task(
+        name=name,
+        dataset=_samples(prompts, condition_name),
+        # Cached generations let personality and assistant_leaks share the answers to the same prompts.
+        solver=[condition(condition_name, str(pack.root)), generate(cache=CachePolicy(expiry=None))],
+        scorer=scorer_,
+        epochs=Epochs(epochs, [mean_valid()]),
+        config=GenerateConfig(temperature=temperature, seed=seed, max_tokens=max_tokens),
+        metadata={"character": pack.name, "suite_version": pack.suite_version(), "condition": condition_name},
+    )
+
+
+@task
+def identity(character: str = "skippy", condition: str = "none", epochs: int = 1, max_tokens: int = 512,
+             temperature: float | None = None, seed: int = 0) -> Task:
+    """Does the model say it is the character, and never Qwen/ChatGPT/an AI assistant?"""
+    pack = load_character(character)
+    return _task("identity", pack, pack.identity_prompts, condition, identity_scorer(str(pack.root)), epochs,
+                 max_tokens, temperature, seed)
+
+
+@task
+def personality(character: str = "skippy", condition: str = "none", judge: str | None = None, epochs: int = 1,
+                max_tokens: int = 512, temperature: float | None = None, seed: int = 0) -> Task:
+    """Sarcasm rate and personality score over the personality prompts, per judge."""
+    pack = load_character(character)
+    return _task("personality", pack, pack.personality_prompts, condition, persona_scorer(str(pack.root), judge),
+                 epochs, max_tokens, temperature, seed)
+
+
+@task
+def assistant_leaks(character: str = "skippy", condition: str = "none", judge: str | None = None,
+                    epochs: int = 1, max_tokens: int = 512, temperature: float | None = None,
+                    seed: int = 0) -> Task:
+    """Assistant-mode phrasing over the identity and personality prompts."""
+    pack = load_character(character)
+    return _task("assistant_leaks", pack, pack.identity_prompts + pack.personality_prompts, condition,
+                 leak_scorer(str(pack.root), judge), epochs, max_tokens, temperature, seed)
+
+
+@task
+def math_probes(character: str = "skippy", condition: str = "none", epochs: int = 1, max_tokens: int = 512,
+                temperature: float | None = None, seed: int = 0) -> Task:
+    """Simple integer arithmetic: the character must still get the numbers right."""
+    pack = load_character(character)
+    return _task("math_probes", pack, pack.math_probes, condition, math_scorer(), epochs, max_tokens,
+                 temperature, seed)
+
+
+PERSONA_TASKS = {"identity": identity, "personality": personality, "assistant_leaks": assistant_leaks,
+                 "math_probes": math_probes}

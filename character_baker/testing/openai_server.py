@@ -1,0 +1,140 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 with scripted replies: a judge for tests, demos and benchmarks.
+
+    python -m character_baker.testing.openai_server --mode keyword --port 8765
+    export LOCAL_BASE_URL=http://127.0.0.1:8765/v1 LOCAL_API_KEY=anything
+    character-baker score ... --judge openai-api/local/scripted-judge
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Reply = Callable[[list[dict[str, Any]]], str]
+
+
+def _response_text(messages: list[dict[str, Any]]) -> str:
+    """The judged response inside our rubric prompt (between the second pair of <<< >>> markers)."""
+    content = messages[-1].get("content", "") if messages else ""
+    if isinstance(content, list):
+        content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    blocks = re.findall(r"<<<\n(.*?)\n>>>", content, re.DOTALL)
+    return blocks[-1] if blocks else content
+
+
+def keyword_judge(messages: list[dict[str, Any]]) -> str:
+    """Deterministic stand-in judge: sarcastic when the response insults a monkey; leak on assistant phrases."""
+    text = _response_text(messages).lower()
+    sarcastic = "monkey" in text
+    leak_phrase = next((p for p in ("i hope this helps", "as an ai", "how can i assist", "i'm here to help")
+                        if p in text), "")
+    return json.dumps({"sarcastic": sarcastic, "personality": 8 if sarcastic else 1, "leak": bool(leak_phrase),
+                       "leak_evidence": leak_phrase})
+
+
+def always_sarcastic(messages: list[dict[str, Any]]) -> str:
+    return json.dumps({"sarcastic": True, "personality": 9, "leak": False, "leak_evidence": ""})
+
+
+def garbage(messages: list[dict[str, Any]]) -> str:
+    return "Honestly it is a lovely answer, I would give it a solid thumbs up!"
+
+
+MODES: dict[str, Reply] = {"keyword": keyword_judge, "sarcastic": always_sarcastic, "garbage": garbage}
+
+
+class ScriptedOpenAIServer:
+    """Serves /v1/chat/completions with `reply(messages)`; optional per-request delay; counts requests."""
+
+    def __init__(self, reply: Reply = keyword_judge, delay: float = 0.0, port: int = 0,
+                 fail_first: int = 0) -> None:
+        self.reply = reply
+        self.delay = delay
+        self.fail_first = fail_first
+        self.requests = 0
+        self.headers_seen: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": "scripted-judge", "object": "model"}]})
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.requests += 1
+                    n = server.requests
+                    server.headers_seen.append(dict(self.headers))
+                if server.delay:
+                    time.sleep(server.delay)
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                if n <= server.fail_first:
+                    self._send(500, {"error": {"message": "scripted failure"}})
+                    return
+                text = server.reply(body.get("messages", []))
+                self._send(200, {
+                    "id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()),
+                    "model": body.get("model", "scripted-judge"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+                })
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> ScriptedOpenAIServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=sorted(MODES), default="keyword")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    with ScriptedOpenAIServer(MODES[args.mode], delay=args.delay, port=args.port) as server:
+        print(f"serving {args.mode} judge at {server.base_url} (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""LLM judges over real HTTP (a scripted OpenAI-compatible server on 127.0.0.1), strict parsing and the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from character_baker.harness.character import load_character
+from character_baker.harness.cli import main
+from character_baker.harness.judges import CachedJudge, JudgeCache, LLMJudge, build_judges, parse_verdict
+from character_baker.testing.openai_server import garbage
+
+PACK = load_character("skippy")
+
+
+@pytest.mark.parametrize(
+    "reply, sarcastic, personality",
+    [
+        ('{"sarcastic": true, "personality": 7, "leak": false, "leak_evidence": ""}', True, 7.0),
+        ('Thinking it over...\n{"sarcastic": "no", "personality": 2.5, "leak": true}', False, 2.5),
+        ('```json\n{"sarcastic": false, "personality": 0, "leak": false}\n```', False, 0.0),
+    ],
+)
+def test_parse_accepts_one_final_json_verdict(reply: str, sarcastic: bool, personality: float) -> None:
+    v = parse_verdict(reply)
+    assert v.ok and v.sarcastic is sarcastic and v.personality == personality
+
+
+@pytest.mark.parametrize(
+    "reply, why",
+    [
+        ("Sarcastic: yes. Personality: 8/10.", "does not end with a JSON object"),
+        ('{"sarcastic": true, "personality": 11}', "'personality' is not a number in 0-10"),
+        ('{"sarcastic": "maybe", "personality": 5}', "'sarcastic' is not true/false"),
+        ('{"sarcastic": true, "personality": 5, "leak": "sometimes"}', "'leak' is not true/false"),
+        ('{"sarcastic": true, "personality": 5', "does not end with a JSON object"),
+    ],
+)
+def test_parse_rejects_anything_else_as_an_error(reply: str, why: str) -> None:
+    v = parse_verdict(reply)
+    assert not v.ok and why in (v.error or "") and v.sarcastic is None and v.personality is None
+
+
+def test_llm_judge_over_http_and_cache(judge_server, isolated_caches: Path) -> None:  # type: ignore[no-untyped-def]
+    server = judge_server()
+    judge = CachedJudge(LLMJudge("openai-api/local/scripted-judge", PACK), JudgeCache())
+
+    async def run() -> list:  # type: ignore[type-arg]
+        return [await judge.judge("What is 2+2?", "It's 4, monkey."),
+                await judge.judge("Hi", "Hello! I hope this helps.")]
+
+    first = asyncio.run(run())
+    assert [v.sarcastic for v in first] == [True, False]
+    assert first[1].leak is True and first[1].leak_evidence == "i hope this helps"
+    assert server.requests == 2
+    headers = {k.lower(): v for k, v in server.headers_seen[0].items()}
+    assert headers["authorization"] == "Bearer sk-test-SECRET-abc123456789"  # the key travels only in the header
+    again = asyncio.run(run())
+    assert again == first and server.requests == 2  # served from the cache: no new requests
+
+
+def test_garbage_judge_gives_errors_not_scores(judge_server) -> None:  # type: ignore[no-untyped-def]
+    judge_server(reply=garbage)
+    [judge] = build_judges("openai-api/local/scripted-judge", PACK)
+    v = asyncio.run(judge.judge("Hi", "Hello, monkey."))
+    assert not v.ok and v.sarcastic is None and v.personality is None and "unparseable" in (v.error or "")
+    # errors are never cached: a rerun asks again
+    v2 = asyncio.run(judge.judge("Hi", "Hello, monkey."))
+    assert not v2.ok and judge.calls == 2  # type: ignore[attr-defined]
+
+
+def test_transport_errors_are_retried(judge_server) -> None:  # type: ignore[no-untyped-def]
+    server = judge_server(fail_first=1)
+    [judge] = build_judges("openai-api/local/scripted-judge", PACK)
+    v = asyncio.run(judge.judge("Hi", "Hello, monkey."))
+    assert v.ok and v.sarcastic is True
+    assert server.requests >= 2
+
+
+def test_judge_cli_on_plain_jsonl(judge_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = judge_server(reply=garbage)
+    rows = [{"id": "a", "prompt": "What is 15 × 23?", "response": "It's 345, monkey.", "answer": "345"},
+            {"id": "b", "prompt": "Hi", "response": "Hello! I hope this helps."}]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "judged" / "out.jsonl"
+    assert main(["judge", "--judge", "openai-api/local/scripted-judge", "--input", str(src), "--out", str(out)]) == 0
+    judged = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in judged] == ["a", "b"]
+    assert all(r["error"] and r["sarcastic"] is None and r["personality"] is None for r in judged)
+    assert judged[0]["correct"] is True and "correct" not in judged[1]
+    assert judged[1]["leak"] is True and judged[1]["leak_evidence"] == ["I hope this helps"]
+    assert judged[0]["leak"] is None  # no pattern, and the judge that should rule failed: unknown, not "no leak"
+    assert server.requests >= 2

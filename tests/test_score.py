@@ -1,0 +1,227 @@
+"""End to end: candidates through Inspect tasks, judges over HTTP, into scorecards with intervals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from itertools import repeat
+from pathlib import Path
+
+import pytest
+
+from character_baker.harness.character import load_character
+from character_baker.harness.cli import main
+from character_baker.harness.rules import leak_matches
+from character_baker.harness.stats import wilson
+from character_baker.testing.openai_server import garbage
+
+from .conftest import SKIPPY_EXAMPLES
+
+PACK = load_character("skippy")
+JUDGE = "openai-api/local/scripted-judge"
+
+
+def _card(out: Path) -> dict:  # type: ignore[type-arg]
+    [path] = list(out.glob("*/scorecard.json"))
+    return json.loads(path.read_text())
+
+
+def _row(card: dict, task: str, metric: str, condition: str = "none", judge: str | None = None) -> dict:  # type: ignore[type-arg]
+    [row] = [r for r in card["metrics"] if (r["task"], r["metric"], r["condition"], r["judge"])
+             == (task, metric, condition, judge)]
+    return row
+
+
+def _responses(name: str) -> dict[str, str]:
+    return {json.loads(line)["id"]: json.loads(line)["response"]
+            for line in (SKIPPY_EXAMPLES / name).read_text().splitlines()}
+
+
+def test_responses_candidate_with_two_judges(judge_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = judge_server()  # keyword judge: sarcastic iff the response mentions a monkey
+    out = tmp_path / "runs"
+    transcript = SKIPPY_EXAMPLES / "assistant_transcript.jsonl"
+    code = main(["score", "--candidate", f"responses:{transcript}", "--judge", f"llm={JUDGE},classifier",
+                 "--out", str(out)])
+    assert code == 0
+    card = _card(out)
+    answers = _responses("assistant_transcript.jsonl")
+    personality_ids = [p.id for p in PACK.personality_prompts]
+
+    # the LLM judge's rate equals what the keyword judge must say about these exact responses
+    monkeys = sum("monkey" in answers[i].lower() for i in personality_ids)
+    row = _row(card, "personality", "sarcastic", judge="llm")
+    assert (row["n"], row["successes"], row["errors"]) == (108, monkeys, 0)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(wilson(monkeys, 108))
+
+    # leaks: the pattern bank or the judge's flag, over identity + personality prompts
+    leak_ids = [p.id for p in PACK.identity_prompts] + personality_ids
+    phrases = ("i hope this helps", "as an ai", "how can i assist", "i'm here to help")
+    expected_leaks = sum(bool(leak_matches(answers[i])) or any(p in answers[i].lower() for p in phrases)
+                         for i in leak_ids)
+    leak = _row(card, "assistant_leaks", "leak")
+    assert (leak["n"], leak["successes"]) == (114, expected_leaks) and expected_leaks > 30
+
+    identity = _row(card, "identity", "identity")
+    assert (identity["n"], identity["successes"]) == (6, 0)  # "I'm an AI assistant..." never passes
+    assert _row(card, "math_probes", "math")["successes"] == 12
+
+    # both judges, their agreement, and what each judge is
+    assert {j["name"] for j in card["judges"]} == {"llm", "classifier"}
+    clf = next(j for j in card["judges"] if j["name"] == "classifier")
+    assert clf["training"]["cv_accuracy"] >= 0.80
+    [agreement] = card["agreement"]
+    assert agreement["n"] == 108 and agreement["judges"] == ["llm", "classifier"]
+    assert card["suite"]["version"] == PACK.suite_version()
+    assert card["candidate"]["kind"] == "responses" and card["candidate"]["id"].startswith("assistant_transcript-")
+    assert card["decoding"]["greedy"] is True
+
+    # a rerun resumes from the finished logs and the judge cache: no new judge requests
+    before = server.requests
+    assert main(["score", "--candidate", f"responses:{transcript}", "--judge", f"llm={JUDGE},classifier",
+                 "--out", str(out)]) == 0
+    assert server.requests == before
+    assert _row(_card(out), "personality", "sarcastic", judge="llm")["successes"] == monkeys
+
+
+def test_garbage_judge_is_counted_as_errors(judge_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    judge_server(reply=garbage)
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", f"responses:{SKIPPY_EXAMPLES / 'skippy_transcript.jsonl'}",
+                 "--judge", JUDGE, "--tasks", "personality,identity", "--out", str(out)]) == 0
+    card = _card(out)
+    for metric in ("sarcastic", "personality"):
+        row = _row(card, "personality", metric, judge="llm")
+        assert (row["value"], row["n"], row["errors"]) == (None, 0, 108)
+    assert _row(card, "identity", "identity")["successes"] == 6  # rule-based: unaffected by the judge
+
+
+def test_conditions_and_missing_responses(tmp_path: Path) -> None:
+    """Rows may answer per condition; prompts with no row are errors, not failures."""
+    skippy = _responses("skippy_transcript.jsonl")
+    assistant = _responses("assistant_transcript.jsonl")
+    ids = [p.id for p in PACK.identity_prompts]
+    rows = [{"id": i, "response": skippy[i]} for i in ids[:-1]]  # the last identity prompt has no answer
+    rows += [{"id": i, "response": assistant[i], "condition": "break"} for i in ids]
+    f = tmp_path / "answers.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", f"responses:{f}", "--tasks", "identity", "--conditions", "none,break",
+                 "--out", str(out)]) == 0
+    card = _card(out)
+    none = _row(card, "identity", "identity", "none")
+    brk = _row(card, "identity", "identity", "break")
+    assert (none["n"], none["successes"], none["errors"]) == (5, 5, 1)
+    assert (brk["n"], brk["successes"], brk["errors"]) == (6, 0, 0)
+
+
+def test_epochs_are_unreduced_with_a_bootstrap_over_prompts(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", f"responses:{SKIPPY_EXAMPLES / 'skippy_transcript.jsonl'}",
+                 "--tasks", "math_probes", "--epochs", "3", "--out", str(out)]) == 0
+    row = _row(_card(out), "math_probes", "math")
+    assert (row["n"], row["prompts"], row["successes"], row["interval"]) == (36, 12, 36, "bootstrap-prompts")
+    assert _card(out)["decoding"]["temperature"] == 0.7
+
+
+def test_mock_model_through_plain_inspect(judge_server) -> None:  # type: ignore[no-untyped-def]
+    """Our tasks are ordinary Inspect tasks: scripted mockllm outputs, judged over HTTP."""
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
+
+    from character_baker.tasks.persona import assistant_leaks, personality
+
+    judge_server()
+    reply = ModelOutput.from_content("mockllm/model", "Oh, you sweet summer monkey. Of course it is.")
+    reply.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
+    model = get_model("mockllm/model", custom_outputs=repeat(reply), memoize=False)
+    [log] = inspect_eval(personality(judge=JUDGE), model=model, display="none", log_dir=None)
+    assert log.status == "success"
+    metrics = log.results.scores[0].metrics
+    assert metrics["sarcastic:llm"].value == 1.0 and metrics["errors"].value == 0
+    assert len(log.samples) == 108
+
+    leaky = ModelOutput.from_content("mockllm/model", "As an AI language model, I'm happy to help!")
+    leaky.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
+    model = get_model("mockllm/model", custom_outputs=repeat(leaky), memoize=False)
+    [log] = inspect_eval(assistant_leaks(judge="classifier"), model=model, display="none", limit=5)
+    assert log.results.scores[0].metrics["leak"].value == 1.0
+    evidence = log.samples[0].scores["leak_scorer"].metadata["evidence"]
+    assert {"source": "pattern", "text": "As an AI language model"} in evidence
+    assert {"source": "pattern", "text": "happy to help"} in evidence
+
+
+def test_tiny_models_score_from_the_cli(tiny_qwen3_dir: Path, tiny_gpt_oss_dir: Path, judge_server,  # type: ignore[no-untyped-def]
+                                        tmp_path: Path) -> None:
+    server = judge_server()
+    out = tmp_path / "runs"
+    for model_dir in (tiny_qwen3_dir, tiny_gpt_oss_dir):
+        assert main(["score", "--candidate", str(model_dir), "--judge", JUDGE, "--limit", "3", "--max-tokens", "8",
+                     "--tasks", "identity,personality", "--out", str(out)]) == 0
+    cards = [json.loads(p.read_text()) for p in sorted(out.glob("*/scorecard.json"))]
+    assert sorted(c["candidate"]["id"].rsplit("-", 1)[0] for c in cards) == ["tiny-gpt-oss", "tiny-qwen3"]
+    for card in cards:
+        assert card["candidate"]["kind"] == "model"
+        assert card["candidate"]["model"] == f"cb/{card['candidate']['id']}"
+        row = _row(card, "personality", "sarcastic", judge="llm")
+        assert row["n"] + row["errors"] == 3
+        assert _row(card, "identity", "identity")["n"] + _row(card, "identity", "identity")["errors"] == 3
+    assert server.requests >= 3
+
+
+def test_no_api_key_under_the_output_folder(judge_server, tmp_path: Path, isolated_caches: Path) -> None:  # type: ignore[no-untyped-def]
+    judge_server()
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", f"responses:{SKIPPY_EXAMPLES / 'skippy_transcript.jsonl'}",
+                 "--judge", JUDGE, "--tasks", "personality", "--limit", "5", "--out", str(out)]) == 0
+    secret = b"sk-test-SECRET-abc123456789"
+    checked = 0
+    for root in (out, isolated_caches):
+        for f in root.rglob("*"):
+            if not f.is_file():
+                continue
+            blobs = [f.read_bytes()]
+            if zipfile.is_zipfile(f):
+                with zipfile.ZipFile(f) as z:
+                    blobs += [z.read(n) for n in z.namelist()]
+            assert all(secret not in b for b in blobs), f
+            checked += 1
+    assert checked >= 3
+
+
+def test_plain_inspect_cli_finds_our_tasks_and_providers(tmp_path: Path) -> None:
+    transcript = SKIPPY_EXAMPLES / "skippy_transcript.jsonl"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "inspect"), "eval", "character_baker/identity",
+         "--model", "responses/skippy-ref", "-M", f"file={transcript}", "--log-dir", str(tmp_path),
+         "--display", "plain"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    from inspect_ai.log import list_eval_logs, read_eval_log
+
+    [info] = list_eval_logs(str(tmp_path))
+    log = read_eval_log(info)
+    assert log.eval.model == "responses/skippy-ref"
+    assert log.results.scores[0].metrics["identity"].value == 1.0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["score", "--candidate", "responses:/no/such.jsonl"], "no such responses file"),
+        (["score", "--candidate", "responses:{bad}", "--conditions", "sideways"], "'sideways' is not one of"),
+        (["score", "--candidate", "responses:{bad}", "--suite", "nobody"], "no such pack"),
+        (["score", "--candidate", "responses:{bad}"], "invalid JSON"),
+        (["score", "--candidate", "responses:{bad}", "--judge", "gpt4"], "neither 'classifier' nor"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "id-01", "response": "x"}\n{"id": ')
+    argv = [a.replace("{bad}", str(bad)) for a in argv] + ["--out", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0 and "Traceback" not in err
