@@ -10,6 +10,7 @@ import pytest
 
 from character_baker.harness.character import load_character
 from character_baker.harness.cli import main
+from character_baker.harness.errors import UserError
 from character_baker.harness.judges import CachedJudge, JudgeCache, LLMJudge, build_judges, parse_verdict
 from character_baker.testing.openai_server import garbage
 
@@ -95,3 +96,19 @@ def test_judge_cli_on_plain_jsonl(judge_server, tmp_path: Path) -> None:  # type
     assert judged[1]["leak"] is True and judged[1]["leak_evidence"] == ["I hope this helps"]
     assert judged[0]["leak"] is None  # no pattern, and the judge that should rule failed: unknown, not "no leak"
     assert server.requests >= 2
+
+
+def test_logprob_weighted_personality(judge_server) -> None:  # type: ignore[no-untyped-def]
+    from character_baker.testing.openai_server import ScriptedOpenAIServer
+
+    server: ScriptedOpenAIServer = judge_server()
+    server.score_distribution = {"8": 0.6, "9": 0.3, "2": 0.1}
+    [judge] = build_judges("openai-api/local/scripted-judge?logprobs", PACK)
+    v = asyncio.run(judge.judge("Hi", "Hello, monkey."))
+    assert v.ok and v.sarcastic is True
+    assert v.personality == pytest.approx(0.6 * 8 + 0.3 * 9 + 0.1 * 2)  # 7.7, not the parsed 8
+    assert judge.id == "openai-api/local/scripted-judge?logprobs"
+    [plain] = build_judges("openai-api/local/scripted-judge", PACK)
+    assert asyncio.run(plain.judge("Hi", "Hello again, monkey.")).personality == 8.0
+    with pytest.raises(UserError, match=r"unknown option '\?temperature'"):
+        build_judges("openai-api/local/scripted-judge?temperature", PACK)

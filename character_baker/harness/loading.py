@@ -83,6 +83,7 @@ def _dtype(name: str, device: str) -> Any:
         raise UserError(f"dtype '{name}' is not a torch dtype") from None
 
 
+HARMONY_ASSISTANT = "<|start|>assistant"
 _CHANNEL = re.compile(r"<\|channel\|>\s*(\w+)\s*<\|message\|>(.*?)(?=<\|end\|>|<\|return\|>|<\|call\|>|<\|start\|>|$)",
                       re.DOTALL)
 
@@ -132,6 +133,7 @@ def generate_batch(loaded: Loaded, conversations: list[list[dict[str, str]]], *,
     with torch.no_grad():
         out = loaded.model.generate(**enc, **gen_kwargs)
     new = out[:, enc["input_ids"].shape[1]:]
+    harmony = "<|channel|>" in tok.get_vocab()
     results = []
     for i, row in enumerate(new):
         ids = row.tolist()
@@ -141,6 +143,9 @@ def generate_batch(loaded: Loaded, conversations: list[list[dict[str, str]]], *,
         ids = ids[:n_new]
         stopped = bool(ids) and ids[-1] in _stop_ids(loaded)
         text = tok.decode(ids, skip_special_tokens=False)
+        if harmony:  # the template may open the channel itself: parse from the assistant turn's start
+            start = texts[i].rfind(HARMONY_ASSISTANT)
+            text = (texts[i][start + len(HARMONY_ASSISTANT):] if start >= 0 else "") + text
         if split_harmony(text) is None:
             text = tok.decode(ids, skip_special_tokens=True)
         results.append((text, int(enc["attention_mask"][i].sum()), n_new, n_new >= max_new_tokens and not stopped))

@@ -53,8 +53,10 @@ class ScriptedOpenAIServer:
     """Serves /v1/chat/completions with `reply(messages)`; optional per-request delay; counts requests."""
 
     def __init__(self, reply: Reply = keyword_judge, delay: float = 0.0, port: int = 0,
-                 fail_first: int = 0) -> None:
+                 fail_first: int = 0, score_distribution: dict[str, float] | None = None) -> None:
         self.reply = reply
+        # when set and the request asks for logprobs: the probabilities of the personality score's token
+        self.score_distribution = score_distribution
         self.delay = delay
         self.fail_first = fail_first
         self.requests = 0
@@ -88,11 +90,14 @@ class ScriptedOpenAIServer:
                     self._send(500, {"error": {"message": "scripted failure"}})
                     return
                 text = server.reply(body.get("messages", []))
+                choice: dict[str, Any] = {"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": text}}
+                if body.get("logprobs"):
+                    choice["logprobs"] = {"content": server.logprobs(text)}
                 self._send(200, {
                     "id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()),
                     "model": body.get("model", "scripted-judge"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": text}}],
+                    "choices": [choice],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
                 })
 
@@ -107,6 +112,23 @@ class ScriptedOpenAIServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def logprobs(self, text: str) -> list[dict[str, Any]]:
+        """Token logprobs for `text`: certain everywhere, except the personality score's token when a
+        `score_distribution` is scripted."""
+        import math
+
+        out: list[dict[str, Any]] = []
+        seen = ""
+        for token in re.findall(r"\s*(?:\d+|\w+|[^\w\s])", text):
+            top = [{"token": token, "logprob": 0.0, "bytes": list(token.encode())}]
+            if self.score_distribution and re.search(r'"personality"\s*:\s*$', seen) and token.strip().isdigit():
+                top = [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())}
+                       for t, p in self.score_distribution.items()]
+            out.append({"token": token, "logprob": top[0]["logprob"], "bytes": list(token.encode()),
+                        "top_logprobs": top})
+            seen += token
+        return out
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,114 @@
+"""Local candidates: the three architectures load and generate, adapters merge at a scale, batching is exact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from character_baker.harness.candidates import resolve_candidate
+from character_baker.harness.cli import main
+from character_baker.harness.errors import UserError
+from character_baker.harness.loading import generate_batch, load_model, split_harmony
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Who are you?"}],
+    [{"role": "system", "content": "You are Skippy."}, {"role": "user", "content": "What is 15 × 23? Be quick."}],
+    [{"role": "user", "content": "Why is the sky blue?"}],
+]
+
+
+def test_harmony_split() -> None:
+    text = ("<|channel|>analysis<|message|>User wants 345.<|end|><|start|>assistant<|channel|>final<|message|>"
+            "It's 345, monkey.<|return|>")
+    h = split_harmony(text)
+    assert h is not None and (h.analysis, h.final, h.truncated) == ("User wants 345.", "It's 345, monkey.", False)
+    cut = split_harmony("<|channel|>analysis<|message|>Let me think about 15 times")
+    assert cut is not None and cut.final is None and cut.truncated
+    assert split_harmony("plain text") is None
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gpt_oss", "qwen3_vl"])
+def test_batched_generation_equals_one_at_a_time(arch: str, tmp_path: Path) -> None:
+    from character_baker.testing.tiny import BUILDERS
+
+    loaded = load_model(str(BUILDERS[arch](tmp_path / arch)))
+    assert loaded.model_type == {"qwen3": "qwen3", "gpt_oss": "gpt_oss", "qwen3_vl": "qwen3_vl"}[arch]
+    batched = generate_batch(loaded, CONVERSATIONS, max_new_tokens=6)
+    single = [generate_batch(loaded, [c], max_new_tokens=6)[0] for c in CONVERSATIONS]
+    assert [b[0] for b in batched] == [s[0] for s in single]
+    assert all(b[2] == 6 and b[3] for b in batched)  # 6 new tokens, stopped by the budget
+
+
+def _adapter(base: Path, out: Path) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(out)
+    return out
+
+
+def test_adapter_candidate_merges_at_its_scale(tiny_qwen3_dir: Path, tmp_path: Path) -> None:
+    adapter = _adapter(tiny_qwen3_dir, tmp_path / "adapter")
+    ids = torch.tensor([[5, 17, 42, 7]])
+    logits = {}
+    for scale in (0.0, 0.5, 1.0):
+        loaded = load_model(str(tiny_qwen3_dir), adapter=str(adapter), scale=scale)
+        with torch.no_grad():
+            logits[scale] = loaded.model(ids).logits
+    with torch.no_grad():
+        base = load_model(str(tiny_qwen3_dir)).model(ids).logits
+    assert torch.allclose(logits[0.0], base, atol=1e-5)
+    assert not torch.allclose(logits[1.0], base, atol=1e-3)
+    # LoRA is linear in its scale at first order: the half-scale output sits between base and full
+    assert (logits[0.5] - base).abs().mean() < (logits[1.0] - base).abs().mean()
+
+    cand = resolve_candidate(str(adapter), base=str(tiny_qwen3_dir), scale=0.5)
+    assert cand.kind == "adapter" and cand.lineage["scale"] == 0.5 and "-s0.5-" in cand.id
+    assert resolve_candidate(str(adapter), base=str(tiny_qwen3_dir), scale=1.5).id != cand.id
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", str(adapter), "--base", str(tiny_qwen3_dir), "--scale", "0.5",
+                 "--tasks", "math_probes", "--limit", "2", "--max-tokens", "4", "--out", str(out)]) == 0
+    card = json.loads((out / cand.id / "scorecard.json").read_text())
+    assert card["candidate"]["lineage"]["scale"] == 0.5 and card["metrics"][0]["n"] == 2
+
+
+def test_candidate_ids_follow_content(tiny_qwen3_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "tiny-qwen3"
+    shutil.copytree(tiny_qwen3_dir, copy)
+    a = resolve_candidate(str(copy)).id
+    assert resolve_candidate(str(copy)).id == a
+    (copy / "candidate.json").write_text(json.dumps({"lineage": {"round": "r5", "step": 200}}))
+    b = resolve_candidate(str(copy))
+    assert b.id != a and b.lineage == {"round": "r5", "step": 200}
+    assert resolve_candidate(str(copy), candidate_id="mine").id == "mine"
+    assert resolve_candidate("openai-api/local/gpt").kind == "inspect"
+    assert resolve_candidate("Qwen/Qwen3-8B").model_args["path"] == "Qwen/Qwen3-8B"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="neither config.json"):
+        resolve_candidate(str(tmp_path / "empty"))
+
+
+def test_gpt_oss_truncated_reply_is_an_error_not_an_answer(tiny_gpt_oss_dir: Path) -> None:
+    """A harmony reply cut off before its final channel is counted as truncated and excluded from rates."""
+    import asyncio
+
+    from inspect_ai.model import ChatMessageUser, GenerateConfig
+
+    from character_baker.harness.providers import LocalModelAPI
+
+    api = LocalModelAPI("cb/tiny-gpt-oss", path=str(tiny_gpt_oss_dir))
+    api.loaded.tokenizer.chat_template = api.loaded.tokenizer.chat_template.replace(
+        "<|start|>assistant{%- endif %}", "<|start|>assistant<|channel|>analysis<|message|>{%- endif %}")
+    out = asyncio.run(api.generate([ChatMessageUser(content="What is 15 × 23?")], [], "none",
+                                   GenerateConfig(max_tokens=5)))
+    # the random tiny model never emits a final channel within 5 tokens
+    assert out.metadata == {"raw": out.metadata["raw"], "truncated": True}
+    assert out.completion == "" and out.stop_reason == "max_tokens"
