@@ -112,3 +112,35 @@ def test_logprob_weighted_personality(judge_server) -> None:  # type: ignore[no-
     assert asyncio.run(plain.judge("Hi", "Hello again, monkey.")).personality == 8.0
     with pytest.raises(UserError, match=r"unknown option '\?temperature'"):
         build_judges("openai-api/local/scripted-judge?temperature", PACK)
+
+
+def test_killed_judging_run_resumes_without_repeating_requests(judge_server, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                               isolated_caches: Path) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    server = judge_server(delay=0.1)
+    rows = [{"id": f"r{i}", "prompt": "Say something.", "response": f"Answer number {i}, monkey."} for i in range(60)]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    argv = [sys.executable, "-m", "character_baker.harness.cli", "judge", "--judge", "openai-api/local/scripted-judge",
+            "--input", str(src), "--out", str(out), "--concurrency", "4"]
+    proc = subprocess.Popen(argv, env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    while server.requests < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # killed before writing its output
+    with sqlite3.connect(isolated_caches / "judgments.sqlite") as db:
+        judged = db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
+    assert 10 <= judged < 60
+    before = server.requests
+    assert subprocess.run(argv, env=os.environ.copy(), timeout=300).returncode == 0
+    assert server.requests - before == 60 - judged  # only the rows not judged before the kill
+    assert len(out.read_text().splitlines()) == 60

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=None, help="first N prompts of each task only (smoke runs)")
     s.add_argument("--max-samples", type=int, default=None)
     s.add_argument("--display", default=None, help="Inspect display: rich, plain, log, none")
+    s.add_argument("--no-cache", action="store_true", help="judge again instead of reading the judgment cache")
 
     j = sub.add_parser("judge", help="judge {id, prompt, response, answer?} rows from a JSONL file")
     j.add_argument("--judge", default=None)
@@ -77,7 +78,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     opts = ScoreOptions(character=args.suite, judge=args.judge, conditions=args.conditions,
                         tasks=args.tasks or ALL_TASKS, epochs=args.epochs, max_tokens=args.max_tokens,
                         temperature=args.temperature, seed=args.seed, out=args.out, max_samples=args.max_samples,
-                        display=args.display, limit=args.limit)
+                        display=args.display, limit=args.limit, judge_cache=not args.no_cache)
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
     if len(args.candidate) > 1 and args.candidate_id:

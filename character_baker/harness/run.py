@@ -17,7 +17,15 @@ from .character import Character, load_character
 from .errors import UserError
 from .judges import Judge, build_judges, rubric_version
 from .judging import load_calibration
-from .scorecard import MetricRow, Scorecard, harness_info, judge_agreement, metric_rows, task_short_name
+from .scorecard import (
+    MetricRow,
+    Scorecard,
+    harness_info,
+    judge_agreement,
+    metric_rows,
+    per_prompt,
+    task_short_name,
+)
 
 ALL_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
 JUDGED_TASKS = {"personality", "assistant_leaks"}
@@ -37,6 +45,7 @@ class ScoreOptions:
     max_samples: int | None = None
     display: str | None = None
     limit: int | None = None
+    judge_cache: bool = True
 
 
 def build_tasks(opts: ScoreOptions) -> list[Any]:
@@ -54,7 +63,7 @@ def build_tasks(opts: ScoreOptions) -> list[Any]:
             args: dict[str, Any] = dict(character=opts.character, condition=condition, epochs=opts.epochs,
                                         max_tokens=opts.max_tokens, temperature=opts.temperature, seed=opts.seed)
             if name in JUDGED_TASKS:
-                args["judge"] = opts.judge
+                args.update(judge=opts.judge, judge_cache=opts.judge_cache)
             tasks.append(PERSONA_TASKS[name](**args))
     return tasks
 
@@ -73,7 +82,7 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
     from inspect_ai.log import read_eval_log
 
     pack = load_character(opts.character)
-    judges = build_judges(opts.judge, pack) if JUDGED_TASKS & set(opts.tasks) else []
+    judges = build_judges(opts.judge, pack, use_cache=False) if JUDGED_TASKS & set(opts.tasks) else []
     run_dir = opts.out / candidate.id
     log_dir = run_dir / "logs"
     tasks = build_tasks(opts)
@@ -100,6 +109,8 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
     rows: list[MetricRow] = []
     agreement: list[dict[str, Any]] = []
     truncated: dict[str, int] = {}
+    sample_values: dict[str, dict[str, dict[str, list[float | None]]]] = {}
+    examples: dict[str, dict[str, str]] = {}
     judge_names = [j.name for j in judges]
     for header in logs:
         log = read_eval_log(header.location)
@@ -112,7 +123,12 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
                     samples.append((str(s.id), s.epoch, score.value))
             if s.output and (s.output.metadata or {}).get("truncated"):
                 truncated[f"{task}/{condition}"] = truncated.get(f"{task}/{condition}", 0) + 1
-        rows.extend(metric_rows(samples, task, condition))
+        values = per_prompt(samples)
+        rows.extend(metric_rows(values, task, condition))
+        sample_values[f"{task}/{condition}"] = values
+        if task == "identity":
+            examples[f"{task}/{condition}"] = {str(s.id): s.output.completion for s in log.samples or []
+                                               if s.epoch == 1 and s.output}
         if task == "personality" and len(judge_names) > 1:
             agreement.extend(judge_agreement(samples, task, condition, judge_names))
     order = {name: i for i, name in enumerate(ALL_TASKS)}
@@ -129,6 +145,8 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
         metrics=rows,
         agreement=agreement,
         truncated=truncated,
+        samples=sample_values,
+        examples=examples,
         timings={"total_s": round(elapsed, 3)},
         logs=sorted(str(Path(h.location)) for h in logs),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -45,6 +45,10 @@ class Scorecard:
     metrics: list[MetricRow] = field(default_factory=list)
     agreement: list[dict[str, Any]] = field(default_factory=list)
     truncated: dict[str, int] = field(default_factory=dict)
+    # per "task/condition": {metric key: {prompt id: [value per epoch]}} -- what paired comparisons need
+    samples: dict[str, dict[str, dict[str, list[float | None]]]] = field(default_factory=dict)
+    # per "task/condition": {prompt id: the first epoch's answer}, for the identity task (short, human-readable)
+    examples: dict[str, dict[str, str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     created: str = ""
@@ -72,12 +76,17 @@ def task_short_name(name: str) -> str:
     return name.split("/")[-1]
 
 
-def metric_rows(samples: list[tuple[str, int, dict[str, Any]]], task: str, condition: str) -> list[MetricRow]:
-    """Rows for one task log from (sample id, epoch, score value dict) triples."""
+def per_prompt(samples: list[tuple[str, int, dict[str, Any]]]) -> dict[str, dict[str, list[float | None]]]:
+    """{metric key: {prompt id: [value per epoch]}} from (sample id, epoch, score value dict) triples."""
     by_key: dict[str, dict[str, list[float | None]]] = defaultdict(lambda: defaultdict(list))
-    for sample_id, _epoch, value in samples:
+    for sample_id, _epoch, value in sorted(samples, key=lambda s: (s[0], s[1])):
         for key, x in value.items():
             by_key[key][sample_id].append(None if x is None else float(x))
+    return {k: dict(v) for k, v in by_key.items()}
+
+
+def metric_rows(by_key: dict[str, dict[str, list[float | None]]], task: str, condition: str) -> list[MetricRow]:
+    """Rows for one task under one condition, from its per-prompt values."""
     rows = []
     for key in sorted(by_key):
         metric, _, judge = key.partition(":")

@@ -139,10 +139,10 @@ def math_scorer() -> Scorer:
 
 
 @scorer(metrics=[rates()])
-def persona_scorer(character: str = "skippy", judge: str | None = None) -> Scorer:
+def persona_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
     """Sarcastic yes/no and a 0-10 personality score from every configured judge."""
     pack = load_character(character)
-    judges = build_judges(judge, pack)
+    judges = build_judges(judge, pack, use_cache=judge_cache)
 
     async def score(state: TaskState, target: Target) -> Score:
         keys = [f"{m}:{j.name}" for j in judges for m in ("sarcastic", "personality")]
@@ -166,10 +166,10 @@ def persona_scorer(character: str = "skippy", judge: str | None = None) -> Score
 
 
 @scorer(metrics=[rates()])
-def leak_scorer(character: str = "skippy", judge: str | None = None) -> Scorer:
+def leak_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
     """Assistant-mode leaks: the pattern bank, or any judge's leak flag; evidence kept either way."""
     pack = load_character(character)
-    judges = build_judges(judge, pack)
+    judges = build_judges(judge, pack, use_cache=judge_cache)
 
     async def score(state: TaskState, target: Target) -> Score:
         text, error = response_of(state)
@@ -227,21 +227,22 @@ def identity(character: str = "skippy", condition: str = "none", epochs: int = 1
 
 @task
 def personality(character: str = "skippy", condition: str = "none", judge: str | None = None, epochs: int = 1,
-                max_tokens: int = 512, temperature: float | None = None, seed: int = 0) -> Task:
+                max_tokens: int = 512, temperature: float | None = None, seed: int = 0,
+                judge_cache: bool = True) -> Task:
     """Sarcasm rate and personality score over the personality prompts, per judge."""
     pack = load_character(character)
-    return _task("personality", pack, pack.personality_prompts, condition, persona_scorer(str(pack.root), judge),
-                 epochs, max_tokens, temperature, seed)
+    return _task("personality", pack, pack.personality_prompts, condition,
+                 persona_scorer(str(pack.root), judge, judge_cache), epochs, max_tokens, temperature, seed)
 
 
 @task
 def assistant_leaks(character: str = "skippy", condition: str = "none", judge: str | None = None,
                     epochs: int = 1, max_tokens: int = 512, temperature: float | None = None,
-                    seed: int = 0) -> Task:
+                    seed: int = 0, judge_cache: bool = True) -> Task:
     """Assistant-mode phrasing over the identity and personality prompts."""
     pack = load_character(character)
     return _task("assistant_leaks", pack, pack.identity_prompts + pack.personality_prompts, condition,
-                 leak_scorer(str(pack.root), judge), epochs, max_tokens, temperature, seed)
+                 leak_scorer(str(pack.root), judge, judge_cache), epochs, max_tokens, temperature, seed)
 
 
 @task
