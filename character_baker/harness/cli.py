@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-samples", type=int, default=None)
     s.add_argument("--display", default=None, help="Inspect display: rich, plain, log, none")
     s.add_argument("--no-cache", action="store_true", help="judge again instead of reading the judgment cache")
+    s.add_argument("--board", default=None, help="also record the scorecards in this board's store")
+    s.add_argument("--store", default=None, help="store file (default: the board's)")
 
     j = sub.add_parser("judge", help="judge {id, prompt, response, answer?} rows from a JSONL file")
     j.add_argument("--judge", default=None)
@@ -60,6 +62,36 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input", type=Path, default=None, help="labelled rows {id, prompt, response, sarcastic}")
     c.add_argument("--no-cache", action="store_true")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    def board_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--board", required=True, help="board name (leaderboards/NAME) or folder")
+        p.add_argument("--store", default=None, help="store file (default: the board's, or $CHARACTER_BAKER_STORE)")
+
+    r = sub.add_parser("record", help="record scorecard files in a board's store")
+    board_args(r)
+    r.add_argument("scorecards", nargs="+", type=Path)
+
+    h = sub.add_parser("import-history", help="import reported results (rows marked reported, not re-measured)")
+    board_args(h)
+    h.add_argument("--file", type=Path, default=None, help="history TOML (default: the board's history.toml)")
+
+    g = sub.add_parser("gate", help="PASS/FAIL a candidate against the board's gate (exit 0 pass, 1 fail)")
+    board_args(g)
+    g.add_argument("--candidate", required=True)
+
+    rg = sub.add_parser("regress", help="paired comparison of a candidate against a baseline (exit 1 on regression)")
+    board_args(rg)
+    rg.add_argument("--baseline", required=True, help="candidate id or round name")
+    rg.add_argument("--candidate", required=True)
+    rg.add_argument("--tolerance", default=None, help="0.05, or per metric: personality/sarcastic=0.1,leak=0")
+    rg.add_argument("--alpha", type=float, default=0.05)
+    rg.add_argument("--condition", default=None)
+    rg.add_argument("--allow-mismatch", action="store_true")
+    rg.add_argument("--junit", type=Path, default=None)
+
+    pb = sub.add_parser("publish", help="write README.md, results.csv, index.html and plots into the board folder")
+    board_args(pb)
+    pb.add_argument("--out", type=Path, default=None)
     return parser
 
 
@@ -86,10 +118,98 @@ def cmd_score(args: argparse.Namespace) -> int:
     candidates = [resolve_candidate(spec, base=args.base, scale=args.scale, candidate_id=args.candidate_id,
                                     batch_size=args.batch_size, trust_remote_code=args.trust_remote_code)
                   for spec in args.candidate]
+    board = store = None
+    if args.board:
+        from .board import load_board
+
+        board = load_board(args.board)
+        store = board.open_store(args.store)
     for cand in candidates:
         card, path = score_candidate(cand, opts)
         console().print(format_table(card))
         console().print(f"scorecard: {path}")
+        if store is not None and board is not None:
+            store.record(card.to_json())
+            console().print(f"recorded in board '{board.name}' ({store.path})")
+    return 0
+
+
+def _board(args: argparse.Namespace) -> tuple[Any, Any]:
+    from .board import load_board
+
+    board = load_board(args.board)
+    return board, board.open_store(args.store)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    board, store = _board(args)
+    for path in args.scorecards:
+        try:
+            card = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}: not a readable scorecard ({e})") from None
+        if card.get("schema") != "character-baker.scorecard/1":
+            raise UserError(f"{path}: not a character-baker scorecard (schema {card.get('schema')!r})")
+        store.record(card)
+    print(f"recorded {len(args.scorecards)} scorecard(s) in {store.path} ({store.count()} rows)")
+    return 0
+
+
+def cmd_import_history(args: argparse.Namespace) -> int:
+    from .history import import_history
+
+    board, store = _board(args)
+    n = import_history(args.file or board.root / "history.toml", board, store)
+    print(f"imported {n} reported candidate(s) into {store.path}")
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from .board import Measurements, evaluate, gate_lines
+
+    board, store = _board(args)
+    measured = Measurements(store.frame(suite=board.suite))
+    if args.candidate not in measured.candidates:
+        raise UserError(f"candidate '{args.candidate}' is not on board '{board.name}' ({store.path})")
+    if not board.gate:
+        raise UserError(f"board '{board.name}' has no [[gate]] criteria")
+    verdicts = evaluate(board, measured, args.candidate)
+    passed = all(v.passed for v in verdicts)
+    print(f"{'PASS' if passed else 'FAIL'}: {args.candidate} on board '{board.name}'")
+    for line in gate_lines(verdicts):
+        print("  " + line)
+    return 0 if passed else 1
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from .regress import compare, describe, junit, pair_results, parse_tolerances, resolve_result
+
+    board, store = _board(args)
+    frame = store.frame(suite=board.suite)
+    base = resolve_result(store, board, frame, args.baseline, args.condition)
+    cand = resolve_result(store, board, frame, args.candidate, args.condition)
+    tolerances = parse_tolerances(args.tolerance)
+    comparisons = []
+    for b, c in pair_results(base, cand, args.allow_mismatch):
+        comparisons += compare(b, c, tolerances, alpha=args.alpha)
+    if not comparisons:
+        raise UserError("no metric measured on the same prompts by both (are per-prompt samples recorded?)")
+    print(f"regress: {cand[0]['candidate']} against baseline {base[0]['candidate']} (alpha {args.alpha})")
+    for comp in comparisons:
+        print("  " + describe(comp))
+    if args.junit:
+        junit(comparisons, args.junit, f"character-baker regress {board.name}")
+    regressed = [c for c in comparisons if c.regressed]
+    print(f"{len(regressed)} of {len(comparisons)} metrics regressed")
+    return 1 if regressed else 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .publish import publish
+
+    board, store = _board(args)
+    written = publish(board, store, args.out)
+    print(f"published board '{board.name}': " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -146,7 +266,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"score": cmd_score, "judge": cmd_judge, "calibrate": cmd_calibrate}
+COMMANDS = {"score": cmd_score, "judge": cmd_judge, "calibrate": cmd_calibrate, "record": cmd_record,
+            "import-history": cmd_import_history, "gate": cmd_gate, "regress": cmd_regress, "publish": cmd_publish}
 
 
 def main(argv: list[str] | None = None) -> int:

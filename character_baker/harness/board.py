@@ -1,0 +1,217 @@
+"""Boards: which metrics a leaderboard shows, and the gate that decides whether a candidate (a round) passes.
+
+A board is a folder `leaderboards/<name>/` with `board.toml`; its store and published pages live beside it.
+Metrics are named `task/metric` (e.g. `personality/sarcastic`); judged metrics take the board's judge
+unless a column or criterion names another.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .store import Store
+
+OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
+BOUNDS = ("point", "lower", "upper")
+JUDGED = {"sarcastic", "personality"}
+# metrics where smaller is better (the rest: bigger is better)
+LOWER_IS_BETTER = {"leak"}
+
+
+@dataclass(frozen=True)
+class Column:
+    metric: str  # task/metric
+    condition: str = "none"
+    label: str = ""
+    judge: str | None = None
+
+    @property
+    def task(self) -> str:
+        return self.metric.split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.metric.split("/")[1]
+
+
+@dataclass(frozen=True)
+class Criterion(Column):
+    op: str = ">="
+    threshold: float = 0.0
+    bound: str = "point"
+    relative_to: str | None = None  # "base" (the candidate's lineage base) or a candidate id
+
+    def describe(self) -> str:
+        rel = f" vs {self.relative_to}" if self.relative_to else ""
+        bound = "" if self.bound == "point" else f" ({self.bound} bound)"
+        return f"{self.metric}[{self.condition}]{rel}{bound} {self.op} {_fmt(self.threshold, self.name)}"
+
+
+@dataclass
+class Board:
+    name: str
+    root: Path
+    suite: str
+    judge: str
+    rank_by: Column
+    columns: list[Column]
+    gate: list[Criterion]
+    title: str = ""
+    store_path: Path = field(default_factory=Path)
+
+    def open_store(self, override: str | Path | None = None) -> Store:
+        path = override or os.environ.get("CHARACTER_BAKER_STORE") or self.store_path
+        return Store(path)
+
+
+def _column(raw: Any, where: str, cls: type = Column, default_judge: str | None = None) -> Any:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a table")
+    metric = raw.get("metric")
+    if not isinstance(metric, str) or metric.count("/") != 1:
+        raise UserError(f"{where}: 'metric' must look like task/metric, e.g. personality/sarcastic")
+    kwargs: dict[str, Any] = {"metric": metric, "condition": str(raw.get("condition", "none")),
+                              "label": str(raw.get("label", metric.split("/")[1])),
+                              "judge": raw.get("judge", default_judge if metric.split("/")[1] in JUDGED else None)}
+    if cls is Criterion:
+        op = raw.get("op", ">=")
+        if op not in OPS:
+            raise UserError(f"{where}: 'op' must be one of {', '.join(OPS)}, got {op!r}")
+        bound = raw.get("bound", "point")
+        if bound not in BOUNDS:
+            raise UserError(f"{where}: 'bound' must be one of {', '.join(BOUNDS)}, got {bound!r}")
+        threshold = raw.get("threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise UserError(f"{where}: 'threshold' must be a number")
+        kwargs.update(op=op, bound=bound, threshold=float(threshold), relative_to=raw.get("relative_to"))
+    return cls(**kwargs)
+
+
+def load_board(name_or_path: str | Path, boards_dir: str | Path = "leaderboards") -> Board:
+    path = Path(name_or_path)
+    if not path.exists():
+        path = Path(boards_dir) / str(name_or_path)
+    if path.is_dir():
+        path = path / "board.toml"
+    if not path.is_file():
+        raise UserError(f"board '{name_or_path}': no {Path(boards_dir) / str(name_or_path) / 'board.toml'} "
+                        "(pass --board NAME from the project root, or a path to the board folder)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: invalid TOML ({e})") from None
+    judge = str(raw.get("judge", "classifier"))
+    columns = [_column(c, f"{path}: columns[{i}]", Column, judge) for i, c in enumerate(raw.get("columns", []))]
+    if not columns:
+        raise UserError(f"{path}: needs at least one [[columns]] entry")
+    gate = [_column(c, f"{path}: gate[{i}]", Criterion, judge) for i, c in enumerate(raw.get("gate", []))]
+    rank = raw.get("rank_by", {"metric": columns[0].metric})
+    return Board(
+        name=str(raw.get("name", path.parent.name)), root=path.parent, suite=str(raw.get("suite", "skippy")),
+        judge=judge, rank_by=_column(rank if isinstance(rank, dict) else {"metric": rank}, f"{path}: rank_by",
+                                     Column, judge),
+        columns=columns, gate=gate, title=str(raw.get("title", "")),
+        store_path=path.parent / str(raw.get("store", "store.sqlite")),
+    )
+
+
+def _fmt(x: float | None, metric: str) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{100 * x:.1f}%" if metric in {"identity", "sarcastic", "leak", "math"} else f"{x:.2f}"
+
+
+class Measurements:
+    """The newest value of every (candidate, condition, task, metric, judge) on a board, for O(1) lookups."""
+
+    def __init__(self, frame: Any) -> None:
+        self.frame = frame
+        rows = frame[frame.task.notna()].sort_values("created", na_position="first")
+        self.rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in rows.to_dict("records"):
+            judge = row["judge"] if isinstance(row["judge"], str) else None
+            self.rows[(row["candidate"], row["condition"], row["task"], row["metric"], judge)] = row
+        self.candidates = list(dict.fromkeys(frame.candidate))
+
+    def get(self, candidate: str, col: Column) -> dict[str, Any] | None:
+        """None when never measured (a reported row without the judge's name still counts for judged metrics)."""
+        row = self.rows.get((candidate, col.condition, col.task, col.name, col.judge))
+        if row is None and col.judge is not None:
+            row = self.rows.get((candidate, col.condition, col.task, col.name, None))
+            row = row if row is not None and row["reported"] else None
+        if row is None or row["value"] is None or (isinstance(row["value"], float) and math.isnan(row["value"])):
+            return None
+        return row
+
+    def candidate_info(self, candidate: str) -> dict[str, Any]:
+        rows = self.frame[self.frame.candidate == candidate]
+        return rows.iloc[-1].to_dict() if not rows.empty else {}
+
+
+@dataclass
+class Verdict:
+    criterion: Criterion
+    passed: bool
+    value: float | None
+    low: float | None
+    high: float | None
+    compared: float | None
+    reason: str
+
+
+def evaluate(board: Board, measured: Measurements, candidate: str) -> list[Verdict]:
+    """Each gate criterion on a candidate; a metric never measured fails as "not measured"."""
+    verdicts = []
+    for c in board.gate:
+        row = measured.get(candidate, c)
+        if row is None:
+            verdicts.append(Verdict(c, False, None, None, None, None, "not measured"))
+            continue
+        value = {"point": row["value"], "lower": row["ci_low"], "upper": row["ci_high"]}[c.bound]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            verdicts.append(Verdict(c, False, row["value"], None, None, None, f"no {c.bound} bound recorded"))
+            continue
+        compared = float(value)
+        if c.relative_to:
+            ref_id = reference_id(measured.frame, candidate, c.relative_to)
+            ref = measured.get(ref_id, c) if ref_id else None
+            if ref is None:
+                verdicts.append(Verdict(c, False, row["value"], row["ci_low"], row["ci_high"], None,
+                                        f"reference {c.relative_to} ({ref_id or 'unknown'}) not measured"))
+                continue
+            compared -= float(ref["value"])
+        passed = bool(OPS[c.op](compared, c.threshold))
+        verdicts.append(Verdict(c, passed, row["value"], row["ci_low"], row["ci_high"], compared,
+                                "pass" if passed else "fail"))
+    return verdicts
+
+
+def reference_id(frame: Any, candidate: str, relative_to: str) -> str | None:
+    """`base` is the candidate's lineage base: the board row whose candidate id or source equals it."""
+    if relative_to != "base":
+        return relative_to
+    bases = frame[frame.candidate == candidate].base.dropna()
+    if bases.empty:
+        return None
+    base = str(bases.iloc[0])
+    match = frame[(frame.candidate == base) | (frame.source == base)]
+    return str(match.candidate.iloc[0]) if not match.empty else None
+
+
+def gate_lines(verdicts: list[Verdict]) -> list[str]:
+    lines = []
+    for v in verdicts:
+        c = v.criterion
+        ci = f" [{_fmt(v.low, c.name)}–{_fmt(v.high, c.name)}]" if v.low is not None else ""
+        shown = _fmt(v.value, c.name) + ci
+        if c.relative_to and v.compared is not None:
+            shown += f", change {v.compared:+.3f}"
+        lines.append(f"{'PASS' if v.passed else 'FAIL'}  {c.describe():<48} value {shown}  ({v.reason})")
+    return lines

@@ -1,0 +1,284 @@
+"""Publishing a board: README.md (ranked table, rounds table, merge-scale tables), results.csv, index.html, PNGs.
+
+Every file is written to a temporary name and renamed into place, so an interrupted publish leaves the
+previous version whole. Model text and ids are escaped in HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .board import Board, Column, Measurements, _fmt, evaluate
+from .store import Store
+
+REPORTED = "reported, not re-measured"
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write beside the target, fsync, then rename over it: readers see the old file or the new one."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def round_key(name: Any) -> tuple[Any, ...]:
+    """Natural order: R4 < R5 < R10."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(name)))
+
+
+class BoardView:
+    """The board's table: one row per candidate, the configured columns, the gate verdict."""
+
+    def __init__(self, board: Board, store: Store) -> None:
+        self.board = board
+        self.measured = Measurements(store.frame(suite=board.suite))
+        self.rows: list[dict[str, Any]] = []
+        for cand in self.measured.candidates:
+            info = {k: (None if _nan(v) else v) for k, v in self.measured.candidate_info(cand).items()}
+            row: dict[str, Any] = {"candidate": cand, "round": info.get("round"), "scale": info.get("scale"),
+                                   "baker": info.get("baker"), "reported": bool(info.get("reported")),
+                                   "note": info.get("note"), "result_id": info.get("result_id")}
+            for col in board.columns:
+                m = self.measured.get(cand, col)
+                row[col.label] = m
+            rank = self.measured.get(cand, board.rank_by)
+            row["_rank"] = rank["value"] if rank else float("-inf")
+            verdicts = evaluate(board, self.measured, cand) if board.gate else []
+            row["gate"] = "PASS" if verdicts and all(v.passed for v in verdicts) else ("FAIL" if verdicts else "")
+            row["failed"] = [v.criterion.describe() + f" ({v.reason})" for v in verdicts if not v.passed]
+            self.rows.append(row)
+        self.rows.sort(key=lambda r: (-r["_rank"], r["candidate"]))
+
+    def rounds(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in self.rows:
+            if r["round"]:
+                out.setdefault(str(r["round"]), []).append(r)
+        return dict(sorted(out.items(), key=lambda kv: round_key(kv[0])))
+
+    def champion(self, round_rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """A round's representative: its best candidate by rank_by, preferring the gate-passing ones."""
+        return sorted(round_rows, key=lambda r: (r["gate"] != "PASS", -r["_rank"]))[0]
+
+
+def cell(m: dict[str, Any] | None, col: Column, with_ci: bool = True) -> str:
+    if m is None:
+        return "—"
+    text = _fmt(m["value"], col.name)
+    if with_ci and m.get("ci_low") is not None and not _nan(m["ci_low"]):
+        text += f" [{_fmt(m['ci_low'], col.name)}–{_fmt(m['ci_high'], col.name)}]"
+    if col.name in {"identity", "sarcastic", "leak", "math"} and m.get("n") and not _nan(m.get("successes")):
+        text += f" ({int(m['successes'])}/{int(m['n'])})"
+    return text
+
+
+def _nan(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and x != x)
+
+
+def render_readme(view: BoardView) -> str:
+    b = view.board
+    lines = [f"# {b.title or b.name}", "",
+             f"Board `{b.name}` · suite `{b.suite}` · judge `{b.judge}` · ranked by `{b.rank_by.metric}`. "
+             "Values are point estimates with 95 % intervals (Wilson for rates, bootstrap for scores) and counts. "
+             f"Rows marked † are *{REPORTED}*: figures from the research log, with intervals computed from "
+             "their counts.", ""]
+    if b.gate:
+        lines += ["Gate: " + "; ".join(c.describe() for c in b.gate) + ".", ""]
+    header = ["#", "candidate", "round", "scale", *[c.label for c in b.columns], "gate"]
+    lines += ["## Leaderboard", "", _md_row(header), _md_row(["---"] * len(header))]
+    for i, r in enumerate(view.rows, start=1):
+        name = r["candidate"] + (" †" if r["reported"] else "")
+        lines.append(_md_row([str(i), name, str(r["round"] or ""), _scale(r["scale"]),
+                              *[cell(r[c.label], c) for c in b.columns], r["gate"]]))
+    rounds = view.rounds()
+    names = list(rounds)
+    if len(names) >= 2:
+        lines += ["", "## Rounds", "", "Each round's best candidate (gate-passing first, then by "
+                  f"`{b.rank_by.metric}`).", ""]
+        for a, c in zip(names, names[1:], strict=False):
+            ra, rc = view.champion(rounds[a]), view.champion(rounds[c])
+            lines += [f"### {a} vs {c}", "", f"{a}: `{ra['candidate']}` · {c}: `{rc['candidate']}`", "",
+                      _md_row(["metric", a, c, "change"]), _md_row(["---"] * 4)]
+            for col in b.columns:
+                ma, mc = ra[col.label], rc[col.label]
+                change = "—"
+                if ma is not None and mc is not None:
+                    delta = mc["value"] - ma["value"]
+                    change = (f"{100 * delta:+.1f} pts" if col.name in {"identity", "sarcastic", "leak", "math"}
+                              else f"{delta:+.2f}")
+                lines.append(_md_row([col.label, cell(ma, col, False), cell(mc, col, False), change]))
+            lines.append("")
+    for name, rows in rounds.items():
+        if len(rows) < 2 and all(r["scale"] is None for r in rows):
+            continue
+        lines += ["", f"## {name}: merge scales", "", _md_row(["scale", "candidate", *[c.label for c in b.columns]]),
+                  _md_row(["---"] * (2 + len(b.columns)))]
+        for r in sorted(rows, key=lambda r: (r["scale"] is None, r["scale"] or 0)):
+            lines.append(_md_row([_scale(r["scale"]), r["candidate"] + (" †" if r["reported"] else ""),
+                                  *[cell(r[c.label], c) for c in b.columns]]))
+        notes = [f"- `{r['candidate']}`: {r['note']}" for r in rows if r["note"]]
+        if notes:
+            lines += ["", *notes]
+    lines += ["", "Plots: `scales.png` (sarcastic rate vs math per merge scale), `rounds.png` (each metric across "
+              "rounds). Full data: `results.csv`; sortable table: `index.html`.", ""]
+    return "\n".join(lines)
+
+
+def _scale(x: Any) -> str:
+    return "" if _nan(x) else f"{float(x):g}"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def render_html(view: BoardView, store: Store) -> str:
+    b = view.board
+    esc = html.escape
+    heads = ["#", "candidate", "round", "scale", *[c.label for c in b.columns], "gate",
+             "answer to the first identity prompt"]
+    out = ["<!doctype html><html><head><meta charset='utf-8'>",
+           f"<title>{esc(b.title or b.name)}</title>",
+           "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+           "td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px}th{cursor:pointer;background:#eee}"
+           "td.text{max-width:40em}</style></head><body>",
+           f"<h1>{esc(b.title or b.name)}</h1>",
+           f"<p>Suite <code>{esc(b.suite)}</code>, judge <code>{esc(b.judge)}</code>. Click a column to sort. "
+           f"† = {esc(REPORTED)}.</p>",
+           "<table id='board'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr></thead><tbody>"]
+    for i, r in enumerate(view.rows, start=1):
+        example = ""
+        if r["result_id"] is not None and not r["reported"]:
+            examples = store.result(int(r["result_id"])).get("examples") or {}
+            first = next(iter(examples.values()), {})
+            example = next(iter(first.values()), "") if first else ""
+        cells = [str(i), r["candidate"] + (" †" if r["reported"] else ""), str(r["round"] or ""), _scale(r["scale"])]
+        values = [f"<td data-v='{esc(_sortkey(r[c.label]))}'>{esc(cell(r[c.label], c))}</td>" for c in b.columns]
+        out.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "".join(values)
+                   + f"<td title='{esc('; '.join(r['failed']))}'>{esc(r['gate'])}</td>"
+                   + f"<td class='text'>{esc(example)}</td></tr>")
+    out.append("</tbody></table>")
+    out.append("""<script>
+document.querySelectorAll('#board th').forEach((th, col) => th.addEventListener('click', () => {
+  const body = document.querySelector('#board tbody');
+  const rows = Array.from(body.rows);
+  const key = r => { const c = r.cells[col]; const v = c.dataset.v ?? c.textContent; const x = parseFloat(v);
+                     return isNaN(x) ? v : x; };
+  const dir = th.dataset.dir === 'asc' ? -1 : 1; th.dataset.dir = dir === 1 ? 'asc' : 'desc';
+  rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * dir).forEach(r => body.appendChild(r));
+}));
+</script></body></html>""")
+    return "\n".join(out)
+
+
+def _sortkey(m: dict[str, Any] | None) -> str:
+    return "" if m is None else f"{m['value']:.6f}"
+
+
+def render_csv(store: Store) -> str:
+    frame = store.frame()
+    columns = ["candidate", "round", "baker", "base", "scale", "step", "condition", "task", "metric", "judge",
+               "value", "n", "successes", "errors", "ci_low", "ci_high", "interval", "suite_version", "judges",
+               "reported", "note", "created", "harness_version"]
+    buf = io.StringIO()
+    frame[frame.task.notna()][columns].sort_values(["candidate", "condition", "task", "metric"]).to_csv(
+        buf, index=False)
+    return buf.getvalue()
+
+
+def render_plots(view: BoardView) -> dict[str, bytes]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    b = view.board
+    by_name = {c.name: c for c in b.columns}
+    plots: dict[str, bytes] = {}
+    sarc, math_col = by_name.get("sarcastic"), by_name.get("math")
+    fig, ax = plt.subplots(figsize=(7, 5))
+    if sarc and math_col:
+        for name, rows in view.rounds().items():
+            pts = [(r, r[math_col.label], r[sarc.label]) for r in rows if r[math_col.label] and r[sarc.label]]
+            if not pts:
+                continue
+            xs = [m["value"] for _, m, _ in pts]
+            ys = [s["value"] for _, _, s in pts]
+            xerr = [[_err(m, lo=True) for _, m, _ in pts], [_err(m, lo=False) for _, m, _ in pts]]
+            yerr = [[_err(s, lo=True) for _, _, s in pts], [_err(s, lo=False) for _, _, s in pts]]
+            ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=name)
+            for (r, m, s) in pts:
+                ax.annotate(f"×{_scale(r['scale'])}" if not _nan(r["scale"]) else r["candidate"][:12],
+                            (m["value"], s["value"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set_xlabel(f"{math_col.label} ({math_col.metric})")
+        ax.set_ylabel(f"{sarc.label} ({sarc.metric})")
+        ax.set_title("Sarcasm vs math per merge scale (95 % intervals)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(title="round", fontsize=8)
+    plots["scales.png"] = _png(fig)
+    plt.close(fig)
+
+    rounds = view.rounds()
+    fig, axes = plt.subplots(1, len(b.columns), figsize=(3.2 * len(b.columns), 3.4), squeeze=False)
+    for ax, col in zip(axes[0], b.columns, strict=True):
+        names, vals, lo, hi = [], [], [], []
+        for name, rows in rounds.items():
+            m = view.champion(rows)[col.label]
+            if m is None:
+                continue
+            names.append(name)
+            vals.append(m["value"])
+            lo.append(_err(m, lo=True))
+            hi.append(_err(m, lo=False))
+        ax.errorbar(range(len(names)), vals, yerr=[lo, hi], fmt="o-", capsize=3)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_title(col.label, fontsize=10)
+    fig.suptitle("Each metric across rounds (best candidate per round, 95 % intervals)")
+    fig.tight_layout()
+    plots["rounds.png"] = _png(fig)
+    plt.close(fig)
+    return plots
+
+
+def _err(m: dict[str, Any], lo: bool) -> float:
+    bound = m.get("ci_low" if lo else "ci_high")
+    if _nan(bound):
+        return 0.0
+    return max(0.0, (m["value"] - bound) if lo else (bound - m["value"]))
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def publish(board: Board, store: Store, out: Path | None = None, plots: bool = True) -> list[Path]:
+    """Render everything first, then swap each file into place atomically."""
+    out = out or board.root
+    view = BoardView(board, store)
+    files: dict[str, bytes | str] = {"README.md": render_readme(view), "results.csv": render_csv(store),
+                                     "index.html": render_html(view, store)}
+    if plots:
+        files.update(render_plots(view))
+    written = []
+    for name, data in files.items():
+        atomic_write(out / name, data)
+        written.append(out / name)
+    return written

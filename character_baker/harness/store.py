@@ -1,0 +1,150 @@
+"""The leaderboard store: every scorecard, one row per candidate x suite x judge x condition, in SQLite.
+
+Embedded, WAL mode, one transaction per scorecard, safe with several processes writing at once.
+Re-recording the same candidate/suite/judge/condition replaces its row. A file that is not one of our
+stores is an error, never silently recreated.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+APPLICATION_ID = 0x43424B52  # "CBKR": marks the file as ours
+SCHEMA_VERSION = 1
+LINEAGE_FIELDS = ("round", "baker", "base", "scale", "step", "parent", "data_hash")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY,
+    candidate TEXT NOT NULL, suite TEXT NOT NULL, suite_version TEXT NOT NULL,
+    judge TEXT NOT NULL, rubric TEXT NOT NULL, condition TEXT NOT NULL,
+    kind TEXT, source TEXT,
+    round TEXT, baker TEXT, base TEXT, scale REAL, step INTEGER, parent TEXT, data_hash TEXT,
+    lineage TEXT, reported INTEGER NOT NULL DEFAULT 0, note TEXT,
+    harness_version TEXT, harness_commit TEXT, created TEXT,
+    timings TEXT, decoding TEXT, judges TEXT, samples TEXT, examples TEXT,
+    UNIQUE (candidate, suite, judge, condition)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    result_id INTEGER NOT NULL REFERENCES results(id) ON DELETE CASCADE,
+    task TEXT NOT NULL, metric TEXT NOT NULL, judge TEXT,
+    value REAL, n INTEGER, successes REAL, errors INTEGER, ci_low REAL, ci_high REAL, interval TEXT, prompts INTEGER
+);
+CREATE INDEX IF NOT EXISTS metrics_result ON metrics(result_id);
+CREATE INDEX IF NOT EXISTS results_candidate ON results(candidate);
+"""
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA foreign_keys=ON")
+            app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
+            empty = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+            if app_id == 0 and empty:  # a new file, or one another process is creating right now
+                self.db.execute("PRAGMA journal_mode=WAL")
+                with self.transaction():
+                    if self.db.execute("PRAGMA application_id").fetchone()[0] == 0:
+                        self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                        for statement in _statements():
+                            self.db.execute(statement)
+            elif app_id != APPLICATION_ID:
+                raise UserError(f"{self.path}: not a character-baker store (another application's SQLite file); "
+                                "point --store elsewhere")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise UserError(f"{self.path}: store schema version {version}, this harness reads {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{self.path}: not a readable SQLite store ({e}); it was left untouched") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def record(self, card: dict[str, Any], reported: bool = False, note: str | None = None) -> list[int]:
+        """Record a scorecard (one row per condition) in one transaction; returns the row ids."""
+        cand = card["candidate"]
+        lineage = cand.get("lineage") or {}
+        judges = card.get("judges") or []
+        judge_key = "+".join(sorted(j["id"] for j in judges)) or "none"
+        rubric = "+".join(sorted({j["rubric_version"] for j in judges})) or "none"
+        conditions = card["suite"].get("conditions") or sorted({m["condition"] for m in card["metrics"]})
+        ids = []
+        with self.transaction() as db:
+            for condition in conditions:
+                db.execute("DELETE FROM results WHERE candidate=? AND suite=? AND judge=? AND condition=?",
+                           (cand["id"], card["suite"]["name"], judge_key, condition))
+                samples = {k: v for k, v in (card.get("samples") or {}).items() if k.endswith(f"/{condition}")}
+                examples = {k: v for k, v in (card.get("examples") or {}).items() if k.endswith(f"/{condition}")}
+                cur = db.execute(
+                    "INSERT INTO results (candidate, suite, suite_version, judge, rubric, condition, kind, source, "
+                    "round, baker, base, scale, step, parent, data_hash, lineage, reported, note, harness_version, "
+                    "harness_commit, created, timings, decoding, judges, samples, examples) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (cand["id"], card["suite"]["name"], card["suite"]["version"], judge_key, rubric, condition,
+                     cand.get("kind"), cand.get("source"),
+                     *(lineage.get(f) for f in LINEAGE_FIELDS), json.dumps(lineage), int(reported),
+                     note, card.get("harness", {}).get("version"), card.get("harness", {}).get("commit"),
+                     card.get("created"), json.dumps(card.get("timings") or {}),
+                     json.dumps(card.get("decoding") or {}), json.dumps(judges), json.dumps(samples),
+                     json.dumps(examples)))
+                rid = int(cur.lastrowid or 0)
+                db.executemany(
+                    "INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(rid, m["task"], m["metric"], m.get("judge"), m.get("value"), m.get("n"), m.get("successes"),
+                      m.get("errors"), m.get("ci_low"), m.get("ci_high"), m.get("interval"), m.get("prompts"))
+                     for m in card["metrics"] if m["condition"] == condition])
+                ids.append(rid)
+        return ids
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
+    def frame(self, suite: str | None = None) -> Any:
+        """Every metric of every row, joined with its result's identity and lineage, as a pandas DataFrame."""
+        import pandas as pd
+
+        query = ("SELECT r.id AS result_id, r.candidate, r.suite, r.suite_version, r.judge AS judges, r.rubric, "
+                 "r.condition, r.kind, r.source, r.round, r.baker, r.base, r.scale, r.step, r.parent, r.data_hash, "
+                 "r.reported, r.note, r.created, r.harness_version, m.task, m.metric, m.judge, m.value, m.n, "
+                 "m.successes, m.errors, m.ci_low, m.ci_high, m.interval "
+                 "FROM results r LEFT JOIN metrics m ON m.result_id = r.id")
+        params: tuple[Any, ...] = ()
+        if suite:
+            query += " WHERE r.suite = ?"
+            params = (suite,)
+        return pd.read_sql_query(query, self.db, params=params)
+
+    def result(self, result_id: int) -> dict[str, Any]:
+        cur = self.db.execute("SELECT * FROM results WHERE id = ?", (result_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise KeyError(result_id)
+        out = dict(zip([c[0] for c in cur.description], row, strict=True))
+        for key in ("lineage", "timings", "decoding", "judges", "samples", "examples"):
+            out[key] = json.loads(out[key]) if out[key] else {}
+        return out
+
+
+def _statements() -> list[str]:
+    return [s.strip() for s in SCHEMA.split(";") if s.strip()]

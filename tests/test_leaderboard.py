@@ -1,0 +1,224 @@
+"""The leaderboard: the store under concurrent writers, the gate, paired regression tests, publishing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from character_baker.harness.board import Measurements, evaluate, load_board
+from character_baker.harness.cli import main
+from character_baker.harness.errors import UserError
+from character_baker.harness.stats import wilson
+from character_baker.harness.store import Store
+from character_baker.testing.cards import make_card, passing
+
+BOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Path:
+    dest = tmp_path / "skippy"
+    shutil.copytree(BOARDS / "skippy", dest, ignore=shutil.ignore_patterns("store.sqlite*", "*.png", "*.csv",
+                                                                            "*.html", "README.md"))
+    return dest
+
+
+def test_two_processes_record_concurrently(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite"
+    script = (
+        "import sys\n"
+        "from character_baker.testing.cards import make_card, passing\n"
+        "from character_baker.harness.store import Store\n"
+        "store = Store(sys.argv[1])\n"
+        "for i in range(100):\n"
+        "    store.record(make_card(f'{sys.argv[2]}-{i}', passing()))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), name], cwd=root) for name in ("a", "b")]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    store = Store(db)
+    assert store.count() == 200
+    assert store.db.execute("SELECT COUNT(DISTINCT candidate) FROM results").fetchone()[0] == 200
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # re-recording replaces, never duplicates
+    store.record(make_card("a-7", passing()))
+    assert store.count() == 200
+    assert store.db.execute("SELECT COUNT(*) FROM metrics m JOIN results r ON r.id = m.result_id "
+                            "WHERE r.candidate = 'a-7'").fetchone()[0] == 5
+
+
+def test_foreign_or_corrupt_files_are_refused_untouched(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE t (x)")
+    before = foreign.read_bytes()
+    with pytest.raises(UserError, match="not a character-baker store"):
+        Store(foreign)
+    assert foreign.read_bytes() == before
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(UserError, match="not a readable SQLite store"):
+        Store(corrupt)
+    assert corrupt.read_bytes() == b"this is not a database at all" * 100
+
+
+def test_gate_pass_fail_not_measured_and_lower_bound(board: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(board / "store.sqlite")
+    store.record(make_card("good", passing()))
+    store.record(make_card("leaky", {**passing(), "assistant_leaks/leak": [1] + [0] * 19}))
+    store.record(make_card("no-math", {k: v for k, v in passing().items() if k != "math_probes/math"}))
+    assert main(["gate", "--board", str(board), "--candidate", "good"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("PASS: good") and out.count("  PASS  ") == 4
+    assert main(["gate", "--board", str(board), "--candidate", "leaky"]) == 1
+    assert "FAIL  assistant_leaks/leak[none] <= 0.0%" in capsys.readouterr().out
+    assert main(["gate", "--board", str(board), "--candidate", "no-math"]) == 1
+    assert "(not measured)" in capsys.readouterr().out
+    assert main(["gate", "--board", str(board), "--candidate", "nobody"]) == 2
+
+    # 15/20 sarcastic passes ">= 30 %" on the point (75 %) and on the lower bound; 7/20 passes on the point
+    # (35 %) but its Wilson lower bound (18 %) does not: bound = "lower" flips the verdict.
+    store.record(make_card("borderline", {**passing(), "personality/sarcastic:classifier": [1] * 7 + [0] * 13}))
+    toml = (board / "board.toml").read_text()
+    lower = toml.replace('metric = "personality/sarcastic"\nop = ">="\nthreshold = 0.30',
+                         'metric = "personality/sarcastic"\nop = ">="\nthreshold = 0.30\nbound = "lower"')
+    assert lower != toml
+    measured = Measurements(store.frame())
+    point = {v.criterion.metric: v.passed for v in evaluate(load_board(board), measured, "borderline")}
+    (board / "board.toml").write_text(lower)
+    verdicts = evaluate(load_board(board), measured, "borderline")
+    low = {v.criterion.metric: v for v in verdicts}
+    assert point["personality/sarcastic"] is True
+    assert low["personality/sarcastic"].passed is False
+    assert low["personality/sarcastic"].compared == pytest.approx(wilson(7, 20)[0])
+    assert {v.criterion.metric: v.passed for v in evaluate(load_board(board), measured, "good")}[
+        "personality/sarcastic"] is True
+
+
+def test_relative_criterion_against_the_base(board: Path) -> None:
+    store = Store(board / "store.sqlite")
+    base = make_card("base", {**passing(), "math_probes/math": [1, 1, 1, 1]})
+    cand = make_card("cand", {**passing(), "math_probes/math": [1, 1, 1, 0]})
+    cand["candidate"]["lineage"]["base"] = "/models/base"
+    store.record(base)
+    store.record(cand)
+    toml = (board / "board.toml").read_text() + (
+        '\n[[gate]]\nmetric = "math_probes/math"\nrelative_to = "base"\nop = ">="\nthreshold = -0.05\n')
+    (board / "board.toml").write_text(toml)
+    [rel] = [v for v in evaluate(load_board(board), Measurements(store.frame()), "cand") if v.criterion.relative_to]
+    assert rel.compared == pytest.approx(-0.25) and rel.passed is False
+
+
+def test_regress_detects_a_planted_regression_and_passes_an_equal_pair(board: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(board / "store.sqlite")
+    n = 60
+    base = passing(n)
+    store.record(make_card("v1", base, round_="R1"))
+    store.record(make_card("v1-again", base, round_="R1"))
+    worse = {**base, "personality/sarcastic:classifier": [0] * n}  # every sarcastic answer lost
+    store.record(make_card("v2", worse, round_="R2"))
+    junit = tmp_path / "junit.xml"
+    assert main(["regress", "--board", str(board), "--baseline", "v1", "--candidate", "v1-again",
+                 "--junit", str(junit)]) == 0
+    tree = ET.parse(junit).getroot()
+    assert tree.get("failures") == "0" and int(tree.get("tests") or 0) == 5
+    capsys.readouterr()
+    assert main(["regress", "--board", str(board), "--baseline", "R1", "--candidate", "v2", "--junit", str(junit)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSED personality/sarcastic:classifier[none]" in out and "mcnemar-exact, n=60" in out
+    tree = ET.parse(junit).getroot()
+    [failed] = [c for c in tree.iter("testcase") if c.find("failure") is not None]
+    assert failed.get("name") == "sarcastic:classifier"
+    # 45 discordant pairs all one way: exact McNemar p = 2 * 0.5^45
+    assert f"p={2 * 0.5 ** 45:.3g}" in out
+    # a tolerance wider than the drop lets it pass
+    assert main(["regress", "--board", str(board), "--baseline", "v1", "--candidate", "v2",
+                 "--tolerance", "personality/sarcastic=0.8"]) == 0
+
+
+def test_regress_refuses_different_judges_unless_allowed(board: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(board / "store.sqlite")
+    store.record(make_card("a", passing(), judge="classifier:one"))
+    store.record(make_card("b", passing(), judge="classifier:two"))
+    assert main(["regress", "--board", str(board), "--baseline", "a", "--candidate", "b"]) == 2
+    assert "different judges" in capsys.readouterr().err
+    assert main(["regress", "--board", str(board), "--baseline", "a", "--candidate", "b", "--allow-mismatch"]) == 0
+
+
+def test_history_import_marks_rows_reported_with_intervals_from_counts(board: Path) -> None:
+    assert main(["import-history", "--board", str(board)]) == 0
+    measured = Measurements(Store(board / "store.sqlite").frame())
+    b = load_board(board)
+    sarcastic = next(c for c in b.columns if c.metric == "personality/sarcastic")
+    r4 = measured.get("qwen3-vl-8b-r4-pushpull", sarcastic)
+    assert r4 is not None and r4["reported"] == 1 and (r4["successes"], r4["n"]) == (4, 21)
+    assert (r4["ci_low"], r4["ci_high"]) == pytest.approx(wilson(4, 21))
+    r5 = {v.criterion.metric: v.passed for v in evaluate(b, measured, "qwen3-vl-8b-r5-pushpull")}
+    assert all(r5.values())  # R5 as reported passes the transfer gate's personality criteria on the point
+    x15 = evaluate(b, measured, "qwen3-vl-8b-r5-pushpull-x1.5")
+    assert all(v.reason == "not measured" for v in x15)
+
+
+def test_publish_escapes_markup_and_writes_every_file(board: Path) -> None:
+    store = Store(board / "store.sqlite")
+    store.record(make_card("r1-a", passing(), round_="R1", scale=1.0))
+    store.record(make_card("r1-b", passing(), round_="R1", scale=0.5,
+                           example="<script>alert('pwned')</script> I am Skippy"))
+    store.record(make_card("r2-a", {**passing(), "math_probes/math": [1, 1, 0, 1]}, round_="R2", scale=1.0))
+    assert main(["import-history", "--board", str(board)]) == 0
+    assert main(["publish", "--board", str(board)]) == 0
+    page = (board / "index.html").read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in page
+    readme = (board / "README.md").read_text()
+    assert "### R1 vs R2" in readme and "## R1: merge scales" in readme and "†" in readme
+    assert "| math | 100.0% (4/4) | 75.0% (3/4) | -25.0 pts |" in readme
+    import pandas as pd
+
+    csv = pd.read_csv(board / "results.csv")
+    assert set(csv.candidate) >= {"r1-a", "r1-b", "r2-a", "qwen3-vl-8b-r4-pushpull"}
+    for png in ("scales.png", "rounds.png"):
+        assert (board / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_interrupted_publish_leaves_the_previous_readme(board: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(board / "store.sqlite")
+    store.record(make_card("first", passing()))
+    assert main(["publish", "--board", str(board)]) == 0
+    before = (board / "README.md").read_text()
+    store.record(make_card("second", passing()))
+    real_replace = os.replace
+
+    def dying_replace(src: str, dst: str) -> None:
+        if str(dst).endswith("README.md"):
+            raise KeyboardInterrupt  # killed between writing the new README and swapping it in
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dying_replace)
+    assert main(["publish", "--board", str(board)]) == 130  # interrupted: the CLI's exit code for Ctrl-C
+    assert (board / "README.md").read_text() == before and "second" not in before
+    assert not list(board.glob(".*.tmp"))
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert main(["publish", "--board", str(board)]) == 0
+    assert "second" in (board / "README.md").read_text()
+
+
+def test_score_records_into_the_board(board: Path, tmp_path: Path) -> None:
+    transcript = Path(__file__).resolve().parent.parent / "character_baker/characters/skippy/examples"
+    assert main(["score", "--candidate", f"responses:{transcript / 'skippy_transcript.jsonl'}", "--board", str(board),
+                 "--out", str(tmp_path / "runs")]) == 0
+    store = Store(board / "store.sqlite")
+    [cid] = [r[0] for r in store.db.execute("SELECT candidate FROM results")]
+    assert main(["gate", "--board", str(board), "--candidate", cid]) in (0, 1)
+    verdicts = evaluate(load_board(board), Measurements(store.frame()), cid)
+    assert all(v.reason != "not measured" for v in verdicts)
+    card = json.loads(next((tmp_path / "runs").glob("*/scorecard.json")).read_text())
+    assert card["samples"]["personality/none"]["sarcastic:classifier"]
