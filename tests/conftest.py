@@ -57,3 +57,10 @@ def judge_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     yield start
     for s in servers:
         s.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from character_baker.testing.tiny import tiny_qwen3_vl
+
+    return tiny_qwen3_vl(tmp_path_factory.mktemp("models") / "tiny-qwen3-vl")

@@ -109,3 +109,11 @@ def test_calibration_set_is_balanced_and_not_copied_from_training() -> None:
         p.response.strip().lower() for p in pack.character_pairs + pack.antipole_pairs}
     assert not {r.prompt.strip().lower() for r in rows} & train_text
     assert not {r.response.strip().lower() for r in rows} & train_text
+
+
+def test_household_config_is_data_in_the_pack() -> None:
+    house = load_character("skippy").household()
+    assert "Skippy" in house["system_prompt"] and "household" in house["system_prompt"]
+    names = [t["name"] for t in house["tools"]]
+    assert len(names) == len(set(names)) >= 4 and "set_thermostat" in names
+    assert all(t["description"] and isinstance(t["parameters"], dict) for t in house["tools"])

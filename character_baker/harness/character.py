@@ -107,6 +107,23 @@ class Character:
             h.update(b"\0" + text.encode())
         return "sha256:" + h.hexdigest()[:16]
 
+    def household(self) -> dict[str, Any]:
+        """The character as a household assistant: `{system_prompt, tools: [{name, description, parameters}]}`."""
+        path = self.path("household")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise UserError(f"{path}: cannot read the household config ({e})") from None
+        prompt = _str(raw, "system_prompt", path)
+        tools = raw.get("tools", [])
+        for i, tool in enumerate(tools):
+            for key in ("name", "description"):
+                if not isinstance(tool.get(key), str) or not tool[key].strip():
+                    raise UserError(f"{path}: tools[{i}] needs a non-empty '{key}'")
+            if not isinstance(tool.get("parameters", {}), dict):
+                raise UserError(f"{path}: tools[{i}].parameters must be a table of name = type")
+        return {"system_prompt": prompt, "tools": tools}
+
     def files_hash(self, *keys: str) -> str:
         """Hash of some of the pack's files, e.g. the training data a classifier judge is fitted on."""
         h = hashlib.sha256()

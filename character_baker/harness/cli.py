@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--allow-mismatch", action="store_true")
     rg.add_argument("--junit", type=Path, default=None)
 
+    sub.add_parser("bakers", help="list the installed bakers")
+    pr = sub.add_parser("profile", help="profile a recipe's base model: push/pull units per layer, report")
+    pr.add_argument("recipe", type=Path)
+    bk = sub.add_parser("bake", help="run a recipe's baker: candidates at each merge scale, with lineage")
+    bk.add_argument("recipe", type=Path)
+
     pb = sub.add_parser("publish", help="write README.md, results.csv, index.html and plots into the board folder")
     board_args(pb)
     pb.add_argument("--out", type=Path, default=None)
@@ -266,13 +272,48 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bakers(args: argparse.Namespace) -> int:
+    from ..bakers import available, get_baker
+
+    for name in sorted(available()):
+        print(f"{name:<12} {get_baker(name).description}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from ..bakers.pushpull import PushPullBaker
+    from ..bakers.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    profile, report = PushPullBaker().profile(recipe, progress=sys.stderr.isatty())
+    print(f"profiled layers {profile.layers} of {recipe.base}: report {report}")
+    return 0
+
+
+def cmd_bake(args: argparse.Namespace) -> int:
+    from ..bakers import get_baker
+    from ..bakers.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    baked = get_baker(recipe.baker).bake(recipe, progress=sys.stderr.isatty())
+    for b in baked:
+        print(f"candidate {b.path}  (round {b.lineage.get('round')}, step {b.lineage.get('step')}, "
+              f"scale {b.lineage.get('scale')})")
+    return 0
+
+
 COMMANDS = {"score": cmd_score, "judge": cmd_judge, "calibrate": cmd_calibrate, "record": cmd_record,
-            "import-history": cmd_import_history, "gate": cmd_gate, "regress": cmd_regress, "publish": cmd_publish}
+            "import-history": cmd_import_history, "gate": cmd_gate, "regress": cmd_regress, "publish": cmd_publish,
+            "bakers": cmd_bakers, "profile": cmd_profile, "bake": cmd_bake}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not sys.stderr.isatty():  # keep logs readable: no per-file weight-loading bars in pipes and CI
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         return COMMANDS[args.command](args)
     except UserError as e:

@@ -33,7 +33,25 @@ def pick_device(device: str | None = None) -> str:
 def load_model(path: str, *, adapter: str | None = None, scale: float = 1.0, dtype: str = "auto",
                device: str | None = None, trust_remote_code: bool = False) -> Loaded:
     """A ready-to-generate model; an adapter is merged at `scale` (merged == the scaled adapter)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+    loaded = load_base(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    if adapter:
+        from peft import PeftModel
+        from peft.helpers import rescale_adapter_scale
+
+        peft_model = PeftModel.from_pretrained(loaded.model, adapter)
+        with rescale_adapter_scale(peft_model, scale):
+            loaded.model = peft_model.merge_and_unload()
+        if (Path(adapter) / "tokenizer_config.json").is_file():
+            loaded.tokenizer = _tokenizer(adapter, trust_remote_code)
+    loaded.model.eval()
+    return loaded
+
+
+def load_base(path: str, *, dtype: str = "auto", device: str | None = None,
+              trust_remote_code: bool = False) -> Loaded:
+    """Weights (safetensors only) and tokenizer, by architecture: Qwen3-VL through its image-text class,
+    GPT-OSS with eager attention and MXFP4 experts dequantised, anything else as a causal LM."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
     device = pick_device(device)
     try:
@@ -41,8 +59,8 @@ def load_model(path: str, *, adapter: str | None = None, scale: float = 1.0, dty
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: cannot read a model config ({str(e).splitlines()[0]})") from None
     model_type = getattr(config, "model_type", "")
-    torch_dtype = _dtype(dtype, device)
-    kwargs: dict[str, Any] = dict(dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code)
+    kwargs: dict[str, Any] = dict(dtype=_dtype(dtype, device), use_safetensors=True,
+                                  trust_remote_code=trust_remote_code)
     if model_type == "gpt_oss":
         kwargs["attn_implementation"] = "eager"  # attention sinks: no SDPA
         quant = getattr(config, "quantization_config", None) or {}
@@ -56,20 +74,18 @@ def load_model(path: str, *, adapter: str | None = None, scale: float = 1.0, dty
         model = auto.from_pretrained(path, **kwargs)
     except OSError as e:
         raise UserError(f"{path}: cannot load weights ({str(e).splitlines()[0]})") from None
-    if adapter:
-        from peft import PeftModel
-        from peft.helpers import rescale_adapter_scale
+    model.to(device)
+    return Loaded(model=model, tokenizer=_tokenizer(path, trust_remote_code), model_type=model_type)
 
-        peft_model = PeftModel.from_pretrained(model, adapter)
-        with rescale_adapter_scale(peft_model, scale):
-            model = peft_model.merge_and_unload()
-    tokenizer_dir = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=trust_remote_code)
+
+def _tokenizer(path: str, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device).eval()
-    return Loaded(model=model, tokenizer=tokenizer, model_type=model_type)
+    return tokenizer
 
 
 def _dtype(name: str, device: str) -> Any:

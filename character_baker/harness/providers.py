@@ -25,6 +25,8 @@ from .data import iter_jsonl, require_text
 from .errors import UserError
 
 DEFAULT_MAX_TOKENS = 512
+# Models already in memory (e.g. a baker's model mid-training), served as `cb/<id>` with `in_memory=<key>`.
+IN_MEMORY: dict[str, Any] = {}
 
 
 def _to_chat(messages: list[ChatMessage]) -> list[dict[str, str]]:
@@ -39,14 +41,20 @@ class LocalModelAPI(ModelAPI):
     """
 
     def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
-                 config: GenerateConfig = GenerateConfig(), *, path: str, adapter: str | None = None,
+                 config: GenerateConfig = GenerateConfig(), *, path: str | None = None, adapter: str | None = None,
                  scale: float = 1.0, batch_size: int = 8, dtype: str = "auto", device: str | None = None,
-                 trust_remote_code: bool = False, reasoning_effort: str | None = None, **_: Any) -> None:
+                 trust_remote_code: bool = False, reasoning_effort: str | None = None,
+                 in_memory: str | None = None, **_: Any) -> None:
         super().__init__(model_name, base_url, api_key, [], config)
         from .loading import load_model
 
-        self.loaded = load_model(path, adapter=adapter, scale=float(scale), dtype=dtype, device=device,
-                                 trust_remote_code=bool(trust_remote_code))
+        if in_memory is not None:
+            self.loaded = IN_MEMORY[in_memory]
+        elif path is not None:
+            self.loaded = load_model(path, adapter=adapter, scale=float(scale), dtype=dtype, device=device,
+                                     trust_remote_code=bool(trust_remote_code))
+        else:
+            raise UserError(f"{model_name}: give the model's path (-M path=DIR)")
         self.batch_size = int(batch_size)
         self.template_kwargs = {"reasoning_effort": reasoning_effort} if reasoning_effort else {}
         self._queue: list[tuple[list[dict[str, str]], GenerateConfig, asyncio.Future[ModelOutput]]] = []

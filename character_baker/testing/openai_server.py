@@ -46,6 +46,22 @@ def garbage(messages: list[dict[str, Any]]) -> str:
     return "Honestly it is a lovely answer, I would give it a solid thumbs up!"
 
 
+def answer_key(answers: dict[str, Any], template: str = "\\boxed{{{answer}}}") -> Reply:
+    """A scripted solver: finds which problem (a key of `answers`) the last user message contains and replies
+    `template` with its answer; a problem it does not know gets "I don't know"."""
+
+    def reply(messages: list[dict[str, Any]]) -> str:
+        content = messages[-1].get("content", "") if messages else ""
+        if isinstance(content, list):
+            content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+        for problem in sorted(answers, key=len, reverse=True):  # longest first: no prefix mix-ups
+            if problem in content:
+                return template.format(answer=answers[problem], problem=problem)
+        return "I don't know."
+
+    return reply
+
+
 MODES: dict[str, Reply] = {"keyword": keyword_judge, "sarcastic": always_sarcastic, "garbage": garbage}
 
 
@@ -53,8 +69,11 @@ class ScriptedOpenAIServer:
     """Serves /v1/chat/completions with `reply(messages)`; optional per-request delay; counts requests."""
 
     def __init__(self, reply: Reply = keyword_judge, delay: float = 0.0, port: int = 0,
-                 fail_first: int = 0, score_distribution: dict[str, float] | None = None) -> None:
+                 fail_first: int = 0, score_distribution: dict[str, float] | None = None,
+                 finish_reason: Callable[[str], str] | None = None) -> None:
         self.reply = reply
+        # when set: the choice's finish_reason for a reply text ("length" scripts a reply cut at the token budget)
+        self.finish_reason = finish_reason
         # when set and the request asks for logprobs: the probabilities of the personality score's token
         self.score_distribution = score_distribution
         self.delay = delay
@@ -90,7 +109,8 @@ class ScriptedOpenAIServer:
                     self._send(500, {"error": {"message": "scripted failure"}})
                     return
                 text = server.reply(body.get("messages", []))
-                choice: dict[str, Any] = {"index": 0, "finish_reason": "stop",
+                finish = server.finish_reason(text) if server.finish_reason else "stop"
+                choice: dict[str, Any] = {"index": 0, "finish_reason": finish,
                                           "message": {"role": "assistant", "content": text}}
                 if body.get("logprobs"):
                     choice["logprobs"] = {"content": server.logprobs(text)}

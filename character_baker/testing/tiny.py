@@ -11,10 +11,10 @@ from typing import Any
 
 CHATML_TEMPLATE = (
     "{%- for m in messages %}"
-    "{%- if m['role'] == 'assistant' %}<|im_start|>assistant\n{% generation %}{{ m['content'] }}<|im_end|>"
-    "{% endgeneration %}\n"
-    "{%- else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{%- endif %}"
-    "{%- endfor %}{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}"
+    "{%- if m['role'] == 'assistant' %}{{ '<|im_start|>assistant\n' }}{% generation %}{{ m['content'] }}"
+    "{{ '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{%- else %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{%- endif %}"
+    "{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}"
 )
 # The shape of GPT-OSS's harmony format: replies come in an analysis channel, then a final channel.
 HARMONY_TEMPLATE = (

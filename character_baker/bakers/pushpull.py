@@ -1,0 +1,339 @@
+"""The neuron-guided push/pull baker: profile -> LoRA-train with the regulariser -> pick a checkpoint by
+evaluation -> merge at several scales into candidates.
+
+Everything lands in the recipe's output folder; rerunning the same recipe skips what is done:
+
+    <output>/bake.json                  recipe hash, base, round (refuses another recipe's folder)
+    <output>/profile/                   profile.safetensors, profile.json, profile.md
+    <output>/train/checkpoint-N/        Trainer checkpoints (an interrupted run resumes from the last)
+    <output>/selection/                 quick-suite scorecards per checkpoint, selection.sqlite, curve.csv/png
+    <output>/candidates/<name>-x<s>/    merged models (safetensors) with candidate.json lineage
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainingArguments
+
+from ..harness.candidates import LINEAGE_FILE, Candidate, slug
+from ..harness.character import Character, load_character
+from ..harness.data import Pair, load_pairs
+from ..harness.errors import UserError
+from ..harness.loading import Loaded, load_base, load_model
+from .architectures import Architecture, resolve
+from .examples import collate, encode
+from .profiling import profile_model
+from .recipe import Recipe
+from .regulariser import Regulariser
+from .tracker import Profile, report
+from .trainer import PushPullTrainer, TrainingDiverged, lora_model
+
+QUICK_TASKS = ("identity", "personality", "math_probes")
+
+
+@dataclass
+class Baked:
+    path: Path
+    lineage: dict[str, Any]
+
+
+class PushPullBaker:
+    name = "pushpull"
+    description = "neuron-guided push/pull LoRA: profile, train with the regulariser, select by eval, merge"
+
+    # -- the steps ---------------------------------------------------------------------------------------
+    def profile(self, recipe: Recipe, progress: bool = True) -> tuple[Profile, Path]:
+        """Profile the base model (cached in <output>/profile)."""
+        out = _claim_output(recipe)
+        pack, char, anti = _data(recipe)
+        loaded = load_base(recipe.base, dtype=recipe.dtype, trust_remote_code=recipe.trust_remote_code)
+        arch = resolve(recipe.architecture, loaded.model_type)
+        return self._profile(recipe, loaded, arch, char, anti, progress), out / "profile" / "profile.md"
+
+    def _profile(self, recipe: Recipe, loaded: Loaded, arch: Architecture, char: list[Pair], anti: list[Pair],
+                 progress: bool) -> Profile:
+        where = recipe.output / "profile"
+        if (where / "profile.safetensors").is_file():
+            return Profile.load(where)
+        profile = profile_model(loaded.model, loaded.tokenizer, arch, char, anti, recipe.profile, progress)
+        profile.meta.update(base=recipe.base, architecture=arch.name, recipe_hash=recipe.hash())
+        profile.save(where)
+        (where / "profile.md").write_text(report(profile), encoding="utf-8")
+        return profile
+
+    def bake(self, recipe: Recipe, progress: bool = True) -> list[Baked]:
+        _claim_output(recipe)
+        pack, char, anti = _data(recipe)
+        loaded = load_base(recipe.base, dtype=recipe.dtype, trust_remote_code=recipe.trust_remote_code)
+        arch = resolve(recipe.architecture, loaded.model_type)
+        profile = self._profile(recipe, loaded, arch, char, anti, progress)
+        step, checkpoint = self._train(recipe, pack, loaded, arch, profile, char, progress)
+        del loaded
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return self._merge(recipe, step, checkpoint, char, anti)
+
+    def _train(self, recipe: Recipe, pack: Character, loaded: Loaded, arch: Architecture, profile: Profile,
+               char: list[Pair], progress: bool) -> tuple[int, Path]:
+        cfg = recipe.train
+        train_dir = recipe.output / "train"
+        selector = CheckpointSelector(recipe, pack, loaded, recipe.output / "selection")
+        done = train_dir / "done.json"
+        if not done.is_file():
+            model = lora_model(loaded.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
+                               cfg.targets or list(arch.lora_targets),
+                               list(arch.expert_parameters) if cfg.expert_lora else None)
+            if not arch.expert_parameters and cfg.expert_lora:
+                raise UserError(f"{recipe.path}: [train] expert_lora is for MoE models; {arch.name} has no experts")
+            device = next(model.parameters()).device
+            regulariser = Regulariser(profile, arch.layers(model), recipe.loss, device)
+            dataset = [encode(loaded.tokenizer, p, cfg.max_length) for p in char]
+            use_cuda = torch.cuda.is_available()
+            args = TrainingArguments(
+                output_dir=str(train_dir), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+                gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
+                warmup_steps=cfg.warmup_steps, save_strategy="steps", save_steps=cfg.save_steps,
+                logging_steps=1, report_to=[], seed=cfg.seed, remove_unused_columns=False,
+                gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=not use_cuda,
+                bf16=use_cuda and recipe.dtype in ("auto", "bfloat16"), disable_tqdm=not progress,
+                dataloader_pin_memory=use_cuda,
+            )
+            trainer = PushPullTrainer(
+                model=model, args=args, train_dataset=dataset, regulariser=regulariser,
+                explode_factor=recipe.loss.explode_factor,
+                data_collator=lambda batch: collate(batch, loaded.tokenizer.pad_token_id), callbacks=[selector])
+            selector.model = model
+            last = _last_checkpoint(train_dir)
+            try:
+                trainer.train(resume_from_checkpoint=str(last) if last else None)
+            except TrainingDiverged as e:
+                good = _last_checkpoint(train_dir)
+                raise UserError(f"training stopped: {e}; last good checkpoint: {good or 'none'} (lower the learning "
+                                "rate or the push/pull coefficients; rerunning resumes from it)") from None
+            finally:
+                regulariser.remove()
+            if trainer.state.global_step % cfg.save_steps:  # the final step is a checkpoint too
+                trainer.save_model(str(train_dir / f"checkpoint-{trainer.state.global_step}"))
+                selector.evaluate(trainer.state.global_step, train_dir / f"checkpoint-{trainer.state.global_step}")
+            _write_json(done, {"recipe_hash": recipe.hash(), "steps": trainer.state.global_step,
+                               "log_history": trainer.state.log_history})
+        history = json.loads(done.read_text()).get("log_history", [])
+        step = selector.choose(history)
+        return step, train_dir / f"checkpoint-{step}"
+
+    def _merge(self, recipe: Recipe, step: int, checkpoint: Path, char: list[Pair], anti: list[Pair]) -> list[Baked]:
+        baked = []
+        for scale in recipe.scales:
+            name = f"{recipe.round.lower()}-{slug(Path(recipe.base).name)}-pushpull-step{step}-x{scale:g}"
+            target = recipe.output / "candidates" / name
+            lineage = {"round": recipe.round, "baker": self.name, "base": recipe.base, "scale": scale, "step": step,
+                       "parent": str(checkpoint), "data_hash": _data_hash(char, anti), "recipe_hash": recipe.hash()}
+            if (target / LINEAGE_FILE).is_file() and json.loads((target / LINEAGE_FILE).read_text()).get(
+                    "lineage") == lineage:
+                baked.append(Baked(target, lineage))
+                continue
+            merged = load_model(recipe.base, adapter=str(checkpoint), scale=scale, dtype=recipe.dtype,
+                                trust_remote_code=recipe.trust_remote_code)
+            save_merged(merged, target)
+            _write_json(target / LINEAGE_FILE, {"lineage": lineage})
+            baked.append(Baked(target, lineage))
+            del merged
+            gc.collect()
+        return baked
+
+
+def save_merged(loaded: Loaded, target: Path) -> None:
+    """Full weights as safetensors; a dequantised MXFP4 model is saved as the plain weights it now holds."""
+    tmp = target.with_name(target.name + ".partial")
+    model = loaded.model
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+        if hasattr(model, "hf_quantizer"):
+            model.hf_quantizer = None
+    model.save_pretrained(tmp, safe_serialization=True)
+    loaded.tokenizer.save_pretrained(tmp)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+class CheckpointSelector(TrainerCallback):
+    """At each saved checkpoint, run the quick suite on the in-memory model and record it; pick by the gate."""
+
+    def __init__(self, recipe: Recipe, pack: Character, loaded: Loaded, out: Path) -> None:
+        from ..harness.board import load_board
+        from ..harness.store import Store
+
+        self.recipe = recipe
+        self.pack = pack
+        self.loaded = loaded
+        self.out = out
+        self.model: Any = None
+        board = recipe.select.board
+        candidate = recipe.path.parent / board
+        self.board = load_board(candidate if candidate.exists() else board)
+        out.mkdir(parents=True, exist_ok=True)
+        self.store = Store(out / "selection.sqlite")
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == 0:
+            self.evaluate(0, None)  # the base, for the curve
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.evaluate(state.global_step, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    def evaluate(self, step: int, checkpoint: Path | None) -> None:
+        from ..harness.providers import IN_MEMORY
+        from ..harness.run import ScoreOptions, score_candidate
+
+        marker = self.out / f"step-{step}.json"
+        if marker.is_file():
+            return
+        fingerprint = hashlib.sha256()
+        if checkpoint is not None:
+            for f in sorted(checkpoint.glob("adapter_model*.safetensors")):
+                fingerprint.update(f.read_bytes())
+        cid = f"{self.recipe.round.lower()}-{self.recipe.hash()}-step{step}-{fingerprint.hexdigest()[:8]}"
+        model = self.model
+        IN_MEMORY[cid] = Loaded(model=model, tokenizer=self.loaded.tokenizer, model_type=self.loaded.model_type)
+        was_training = model.training
+        model.eval()
+        try:
+            candidate = Candidate(cid, "model", str(checkpoint or self.recipe.base), {"in_memory": cid},
+                                  {"round": self.recipe.round, "step": step})
+            sel = self.recipe.select
+            card, _ = score_candidate(candidate, ScoreOptions(
+                character=str(self.pack.root), judge="classifier", tasks=QUICK_TASKS, limit=sel.limit,
+                max_tokens=sel.max_tokens, out=self.out / "runs", display="none"))
+        finally:
+            model.train(was_training)
+            del IN_MEMORY[cid]
+        self.store.record(card.to_json())
+        _write_json(marker, {"step": step, "candidate": cid, "checkpoint": str(checkpoint) if checkpoint else None})
+
+    def choose(self, history: list[dict[str, Any]]) -> int:
+        """The trained checkpoint passing the most gate criteria, then ranking best; the curve is saved."""
+        from ..harness.board import Measurements, evaluate
+
+        measured = Measurements(self.store.frame())
+        rows = []
+        for marker in sorted(self.out.glob("step-*.json"), key=lambda p: int(re.findall(r"\d+", p.name)[0])):
+            info = json.loads(marker.read_text())
+            verdicts = evaluate(self.board, measured, info["candidate"])
+            row: dict[str, Any] = {"step": info["step"], "candidate": info["candidate"],
+                                   "criteria_passed": sum(v.passed for v in verdicts)}
+            for col in self.board.columns:
+                m = measured.get(info["candidate"], col)
+                row[col.label] = None if m is None else m["value"]
+            rank = measured.get(info["candidate"], self.board.rank_by)
+            row["rank_value"] = None if rank is None else rank["value"]
+            losses = [h["loss"] for h in history if "loss" in h and h.get("step", 0) <= info["step"]]
+            row["train_loss"] = losses[-1] if losses else None
+            rows.append(row)
+        trained = [r for r in rows if r["step"] > 0]
+        if not trained:
+            raise UserError(f"no trained checkpoint was evaluated in {self.out}")
+        best = max(trained, key=lambda r: (r["criteria_passed"], r["rank_value"] or 0.0, -r["step"]))
+        for r in rows:
+            r["selected"] = r is best
+        _save_curve(rows, self.out, self.board)
+        return int(best["step"])
+
+
+def _save_curve(rows: list[dict[str, Any]], out: Path, board: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "curve.csv", index=False)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for col in board.columns:
+        if col.label in frame and frame[col.label].notna().any() and col.name != "personality":
+            ax.plot(frame.step, frame[col.label], marker="o", label=col.label)
+    best = frame[frame.selected]
+    ax.axvline(float(best.step.iloc[0]), color="grey", linestyle="--", label="selected")
+    ax.set_xlabel("step")
+    ax.set_ylabel("rate (quick suite, no system prompt)")
+    if frame.train_loss.notna().any():
+        ax2 = ax.twinx()
+        ax2.plot(frame.step, frame.train_loss, color="black", alpha=0.4, label="train loss")
+        ax2.set_ylabel("train loss")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title("Checkpoint curve: chosen by the gate, not by loss")
+    fig.tight_layout()
+    fig.savefig(out / "curve.png", dpi=110)
+    plt.close(fig)
+
+
+def _data(recipe: Recipe) -> tuple[Character, list[Pair], list[Pair]]:
+    pack = load_character(recipe.character)
+    char = load_pairs(recipe.character_data) if recipe.character_data else pack.character_pairs
+    anti = load_pairs(recipe.antipole_data) if recipe.antipole_data else pack.antipole_pairs
+    return pack, char, anti
+
+
+def _data_hash(char: list[Pair], anti: list[Pair]) -> str:
+    h = hashlib.sha256()
+    for p in char + anti:
+        h.update(f"{p.category}\0{p.prompt}\0{p.response}\0".encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def preflight(recipe: Recipe) -> None:
+    """Checks that need only the model's config, so a bad recipe fails before any weights load."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(recipe.base, trust_remote_code=recipe.trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{recipe.path}: [model] base {recipe.base!r}: cannot read its config "
+                        f"({str(e).splitlines()[0]})") from None
+    text = getattr(config, "text_config", None) or config
+    n_layers = getattr(text, "num_hidden_layers", None)
+    bad = [i for i in (recipe.profile.layers or []) if n_layers is not None and not 0 <= i < n_layers]
+    if bad:
+        raise UserError(f"{recipe.path}: [profile] layers: monitored layer index {bad[0]} is out of range: "
+                        f"the model has {n_layers} decoder layers")
+
+
+def _claim_output(recipe: Recipe) -> Path:
+    """The output folder belongs to one recipe: refuse to mix two bakes in one folder."""
+    preflight(recipe)
+    out = recipe.output
+    out.mkdir(parents=True, exist_ok=True)
+    meta = out / "bake.json"
+    if meta.is_file():
+        previous = json.loads(meta.read_text()).get("recipe_hash")
+        if previous != recipe.hash():
+            raise UserError(f"{out} holds a bake of another recipe (hash {previous}, this one {recipe.hash()}); "
+                            "set a different output or remove that folder")
+    else:
+        _write_json(meta, {"recipe_hash": recipe.hash(), "round": recipe.round, "base": recipe.base,
+                           "recipe": str(recipe.path)})
+    return out
+
+
+def _last_checkpoint(train_dir: Path) -> Path | None:
+    ckpts = [p for p in train_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)

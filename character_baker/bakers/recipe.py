@@ -1,0 +1,159 @@
+"""Recipes: one TOML file says what to bake (base model, character, data, hyperparameters, output)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..harness.errors import UserError
+
+
+@dataclass
+class ProfileConfig:
+    layers: list[int] | None = None  # None: the default rule (skip_first, every)
+    skip_first: int = 2
+    every: int = 2
+    units: int = 32  # push units and pull units per layer
+    selection: str = "multi"  # "multi" (across categories, as R5) or a category name ("math", as R4)
+    anchor_units: int = 0  # reasoning units anchored to the base (high on math in both sets)
+    batch_size: int = 8
+    max_length: int = 512
+
+
+@dataclass
+class TrainConfig:
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    targets: list[str] | None = None  # None: the architecture's default (q/k/v/o)
+    expert_lora: bool = False  # GPT-OSS: also LoRA the fused expert weights (dropout must be 0)
+    learning_rate: float = 2e-4
+    max_steps: int = 200
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 512
+    save_steps: int = 50
+    warmup_steps: int = 0
+    seed: int = 0
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class LossConfig:
+    push: float = 0.1
+    pull: float = 0.1
+    anchor: float = 0.0
+    explode_factor: float = 20.0  # stop when the loss exceeds this multiple of its early median
+
+
+@dataclass
+class SelectConfig:
+    board: str = "skippy"
+    limit: int | None = None  # first N prompts per task in the quick suite (None: all)
+    max_tokens: int = 128
+
+
+@dataclass
+class Recipe:
+    path: Path
+    round: str
+    baker: str
+    character: str
+    base: str
+    architecture: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    output: Path = Path("runs/bake")
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    scales: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
+    character_data: str | None = None  # override the pack's in-character pairs
+    antipole_data: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def hash(self) -> str:
+        """What the outputs depend on: the recipe's content (not its path)."""
+        return hashlib.sha256(repr(sorted(_flatten(self.raw).items())).encode()).hexdigest()[:12]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _section(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a table")
+    known = cls.__dataclass_fields__
+    for key, value in raw.items():
+        if key not in known:
+            raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
+        default = getattr(cls(), key)
+        if default is not None and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+            raise UserError(f"{where}.{key}: expected {type(default).__name__}, got {type(value).__name__}")
+    return cls(**raw)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such recipe")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: invalid TOML ({e})") from None
+    model = raw.get("model") or {}
+    base = model.get("base")
+    env = model.get("base_env")
+    if env and os.environ.get(env):
+        base = os.environ[env]
+    if not isinstance(base, str) or not base:
+        raise UserError(f"{path}: [model] base is required (a local path or a hub id"
+                        + (f", or set ${env}" if env else "") + ")")
+    for key in ("round", "baker"):
+        if not isinstance(raw.get(key), str):
+            raise UserError(f"{path}: '{key}' is required")
+    data = raw.get("data") or {}
+    recipe = Recipe(
+        path=path, round=raw["round"], baker=raw["baker"], character=str(raw.get("character", "skippy")),
+        base=os.path.expanduser(base), architecture=str(model.get("architecture", "auto")),
+        dtype=str(model.get("dtype", "auto")), trust_remote_code=bool(model.get("trust_remote_code", False)),
+        output=Path(os.path.expanduser(str(raw.get("output", f"runs/bake/{raw['round'].lower()}")))),
+        profile=_section(ProfileConfig, raw.get("profile"), f"{path}: [profile]"),
+        train=_section(TrainConfig, raw.get("train"), f"{path}: [train]"),
+        loss=_section(LossConfig, raw.get("loss"), f"{path}: [loss]"),
+        select=_section(SelectConfig, raw.get("select"), f"{path}: [select]"),
+        scales=[float(s) for s in (raw.get("merge") or {}).get("scales", [0.5, 1.0, 1.5])],
+        character_data=data.get("character"), antipole_data=data.get("antipole"), raw=raw,
+    )
+    for name in ("character_data", "antipole_data"):
+        value = getattr(recipe, name)
+        if value is not None:
+            resolved = (path.parent / value) if not Path(value).is_absolute() else Path(value)
+            if not resolved.is_file():
+                raise UserError(f"{path}: [data] {name.split('_')[0]} = {value!r}: no such file")
+            setattr(recipe, name, str(resolved))
+    from .architectures import ARCHITECTURES
+
+    if recipe.architecture != "auto" and recipe.architecture not in ARCHITECTURES:
+        raise UserError(f"{path}: [model] unknown architecture '{recipe.architecture}' "
+                        f"(known: auto, {', '.join(ARCHITECTURES)})")
+    if recipe.profile.layers is not None and not all(isinstance(i, int) for i in recipe.profile.layers):
+        raise UserError(f"{path}: [profile] layers must be a list of layer indices")
+    if recipe.train.expert_lora and recipe.train.lora_dropout != 0:
+        raise UserError(f"{path}: [train] expert_lora needs lora_dropout = 0 (peft's ParamWrapper has no dropout)")
+    return recipe

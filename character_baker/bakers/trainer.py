@@ -1,0 +1,87 @@
+"""PushPullTrainer: transformers' Trainer with one thing changed, the loss (SFT + the push/pull regulariser).
+
+Gradient accumulation, gradient checkpointing, checkpointing, logging and `accelerate launch` come from
+Trainer unchanged. A NaN or exploding loss raises `TrainingDiverged` before the bad step is applied.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import median
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from .regulariser import Regulariser
+
+
+class TrainingDiverged(RuntimeError):
+    def __init__(self, step: int, value: float, why: str) -> None:
+        super().__init__(f"loss {why} at step {step} (value {value:.4g})")
+        self.step, self.value, self.why = step, value, why
+
+
+class PushPullTrainer(Trainer):
+    def __init__(self, *args: Any, regulariser: Regulariser | None = None, explode_factor: float = 20.0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.regulariser = regulariser
+        self.explode_factor = explode_factor
+        self._early: list[float] = []
+        self._parts: dict[str, list[float]] = {}
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        if self.regulariser is None:
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            parts: dict[str, float] = {}
+        else:
+            with self.regulariser.hooks.capture() as captured:
+                loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            reg, parts = self.regulariser(captured, inputs["labels"] != -100)
+            # Trainer divides the loss by the accumulation steps unless the model already normalised it over
+            # the whole accumulated batch; then the per-micro-batch regulariser must be divided here instead.
+            scaled = self.loss_is_scaled_for_ga if self.loss_is_scaled_for_ga is not None else (
+                (self.model_accepts_loss_kwargs and num_items_in_batch is not None)
+                or self.compute_loss_func is not None)
+            loss = loss + (reg / self.current_gradient_accumulation_steps if scaled else reg)
+            captured.clear()
+        self._check(float(loss.detach()))
+        if model.training:
+            for k, v in parts.items():
+                self._parts.setdefault(k, []).append(v)
+        return (loss, outputs) if return_outputs else loss
+
+    def _check(self, value: float) -> None:
+        step = self.state.global_step + 1
+        if not math.isfinite(value):
+            raise TrainingDiverged(step, value, "is not finite")
+        if len(self._early) < 10:
+            self._early.append(abs(value))
+        elif abs(value) > self.explode_factor * max(median(self._early), 1e-8):
+            raise TrainingDiverged(step, value, f"exploded past {self.explode_factor:g}x its early median")
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        for k, values in self._parts.items():
+            if values:
+                logs[f"reg_{k}"] = round(sum(values) / len(values), 6)
+        self._parts = {}
+        super().log(logs, *args, **kwargs)
+
+
+def lora_model(model: Any, r: int, alpha: int, dropout: float, targets: list[str],
+               target_parameters: list[str] | None = None) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                        target_parameters=target_parameters or None, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, config)
+    if hasattr(peft_model, "enable_input_require_grads"):
+        peft_model.enable_input_require_grads()  # gradient checkpointing with frozen embeddings needs this
+    return peft_model
+
+
+def has_grad(model: Any) -> bool:
+    """Whether every trainable LoRA weight received a gradient (tests: the regulariser reaches them)."""
+    return all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
