@@ -69,3 +69,11 @@ def test_calibrate_cli_and_the_scorecard_records_it(tmp_path: Path, capsys: pyte
     [judge] = card["judges"]
     assert judge["calibration"]["accuracy"] == report["accuracy"]
     assert judge["training"]["cv_accuracy"] >= PACK.classifier_floor
+
+
+def test_degenerate_replies_are_never_in_character() -> None:
+    judge = ClassifierJudge.for_character(PACK)
+    [rep, empty, short] = judge.judge_many([" monkey" * 30, "", "Pathetic monkey."])
+    assert rep.sarcastic is False and rep.personality == 0.0 and rep.raw == "degenerate: 1 distinct of 30 words"
+    assert empty.sarcastic is False and empty.raw == "degenerate: no words"
+    assert short.raw is None  # short but real text is judged normally

@@ -135,7 +135,8 @@ class PushPullBaker:
         for scale in recipe.scales:
             name = f"{recipe.round.lower()}-{slug(Path(recipe.base).name)}-pushpull-step{step}-x{scale:g}"
             target = recipe.output / "candidates" / name
-            lineage = {"round": recipe.round, "baker": self.name, "base": recipe.base, "scale": scale, "step": step,
+            base = str(Path(recipe.base).resolve()) if Path(recipe.base).exists() else recipe.base
+            lineage = {"round": recipe.round, "baker": self.name, "base": base, "scale": scale, "step": step,
                        "parent": str(checkpoint), "data_hash": _data_hash(char, anti), "recipe_hash": recipe.hash()}
             if (target / LINEAGE_FILE).is_file() and json.loads((target / LINEAGE_FILE).read_text()).get(
                     "lineage") == lineage:

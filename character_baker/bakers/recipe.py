@@ -58,6 +58,39 @@ class SelectConfig:
 
 
 @dataclass
+class ScoreConfig:
+    """How a round scores the base and its candidates."""
+
+    board: str = "skippy"
+    conditions: list[str] = field(default_factory=lambda: ["none", "character", "assistant", "break"])
+    judge: str | None = None  # None: $CHARACTER_BAKER_JUDGE, else the classifier
+    max_tokens: int = 512
+    epochs: int = 1
+    limit: int | None = None
+    batch_size: int = 8
+    capability: bool = False  # AIME (and any lm-eval tasks) through lm-eval
+    capability_data: str = "aime24"  # aime24 | aime25 | a local JSONL {id, problem, answer}
+    capability_tasks: list[str] = field(default_factory=list)  # extra lm-eval tasks, e.g. ["gsm8k"]
+    capability_k: int = 1
+    capability_max_tokens: int = 4096
+    reasoning_effort: str | None = None  # GPT-OSS: low | medium | high
+
+
+@dataclass
+class Preconditions:
+    gpu: bool = False
+    gpu_memory_gb: float = 0.0
+
+
+@dataclass
+class Estimate:
+    """What the plan prints; the preflight compares gpu_memory_gb with the free memory."""
+
+    memory_gb: float = 0.0
+    hours: float = 0.0
+
+
+@dataclass
 class Recipe:
     path: Path
     round: str
@@ -72,6 +105,10 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    preconditions: Preconditions = field(default_factory=Preconditions)
+    estimate: Estimate = field(default_factory=Estimate)
+    build: str | None = None  # "tiny-assistant": the demo builds its own base model (cached) if absent
     scales: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
     character_data: str | None = None  # override the pack's in-character pairs
     antipole_data: str | None = None
@@ -108,6 +145,13 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     return cls(**raw)
 
 
+def _local(base: str, recipe: Path) -> str:
+    """A relative base that exists next to the recipe or in the working folder becomes that folder."""
+    if Path(base).is_absolute() or not base.startswith("."):
+        return base
+    return str((Path.cwd() / base).resolve())
+
+
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
@@ -130,13 +174,16 @@ def load_recipe(path: str | Path) -> Recipe:
     data = raw.get("data") or {}
     recipe = Recipe(
         path=path, round=raw["round"], baker=raw["baker"], character=str(raw.get("character", "skippy")),
-        base=os.path.expanduser(base), architecture=str(model.get("architecture", "auto")),
+        base=_local(os.path.expanduser(base), path), architecture=str(model.get("architecture", "auto")),
         dtype=str(model.get("dtype", "auto")), trust_remote_code=bool(model.get("trust_remote_code", False)),
         output=Path(os.path.expanduser(str(raw.get("output", f"runs/bake/{raw['round'].lower()}")))),
         profile=_section(ProfileConfig, raw.get("profile"), f"{path}: [profile]"),
         train=_section(TrainConfig, raw.get("train"), f"{path}: [train]"),
         loss=_section(LossConfig, raw.get("loss"), f"{path}: [loss]"),
         select=_section(SelectConfig, raw.get("select"), f"{path}: [select]"),
+        score=_section(ScoreConfig, raw.get("score"), f"{path}: [score]"),
+        preconditions=_section(Preconditions, raw.get("preconditions"), f"{path}: [preconditions]"),
+        estimate=_section(Estimate, raw.get("estimate"), f"{path}: [estimate]"), build=model.get("build"),
         scales=[float(s) for s in (raw.get("merge") or {}).get("scales", [0.5, 1.0, 1.5])],
         character_data=data.get("character"), antipole_data=data.get("antipole"), raw=raw,
     )

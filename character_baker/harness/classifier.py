@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from .character import Character
 from .errors import UserError
 from .judges import Verdict, default_cache_dir
 
-CLASSIFIER_VERSION = "clf1"
+CLASSIFIER_VERSION = "clf2"  # clf2: degenerate (repetitive) replies are never in character
 FOLDS = 5
 _EMBEDDER: Any = None
 _EMBEDDER_LOCK = threading.Lock()
@@ -156,13 +157,30 @@ class ClassifierJudge:
 
     def judge_many(self, responses: list[str]) -> list[Verdict]:
         probs = self.clf.probability(embed(responses)) if responses else np.array([])
-        return [Verdict(sarcastic=bool(p >= self.clf.threshold), personality=round(float(10 * p), 3),
-                        probability=float(p)) for p in probs]
+        verdicts = []
+        for text, p in zip(responses, probs):
+            why = degenerate(text)
+            if why:  # embeddings of "monkey monkey monkey ..." sit near the character; the reply is no answer
+                verdicts.append(Verdict(sarcastic=False, personality=0.0, probability=float(p), raw=why))
+            else:
+                verdicts.append(Verdict(sarcastic=bool(p >= self.clf.threshold), personality=round(float(10 * p), 3),
+                                        probability=float(p)))
+        return verdicts
 
     async def judge(self, prompt: str, response: str) -> Verdict:
         import anyio
 
         return (await anyio.to_thread.run_sync(self.judge_many, [response]))[0]
+
+
+def degenerate(text: str, min_words: int = 8, min_distinct: float = 0.3) -> str | None:
+    """Why a reply is degenerate (empty, or a few words repeated), or None when it reads as text."""
+    words = re.findall(r"\w+", text.lower())
+    if not words:
+        return "degenerate: no words"
+    if len(words) >= min_words and len(set(words)) / len(words) < min_distinct:
+        return f"degenerate: {len(set(words))} distinct of {len(words)} words"
+    return None
 
 
 def _save(path: Path, clf: TrainedClassifier) -> None:

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score candidates on a character's persona suite")
     s.add_argument("--candidate", action="append", required=True,
                    help="model dir, adapter dir, responses:FILE.jsonl, hub id or Inspect model (repeatable)")
-    s.add_argument("--suite", default="skippy", help="character pack: a name or a path (default: skippy)")
+    s.add_argument("--suite", default="skippy",
+                   help="character pack (a name or a path; default skippy), or 'capability' for AIME only")
     s.add_argument("--judge", default=None,
                    help="classifier | <inspect model> | name=<model>,... "
                    "(default: $CHARACTER_BAKER_JUDGE or classifier)")
@@ -45,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-samples", type=int, default=None)
     s.add_argument("--display", default=None, help="Inspect display: rich, plain, log, none")
     s.add_argument("--no-cache", action="store_true", help="judge again instead of reading the judgment cache")
+    s.add_argument("--capability", nargs="?", const="aime24", default=None, metavar="DATA",
+                   help="also run the capability suite: aime24 (default), aime25, fixture or a JSONL {id, problem, "
+                   "answer}")
+    s.add_argument("--capability-k", type=int, default=1, help="AIME samples per problem (avg@k, pass@k)")
+    s.add_argument("--capability-max-tokens", type=int, default=4096)
+    s.add_argument("--capability-tasks", type=_csv, default=(), help="extra lm-eval tasks, e.g. gsm8k,ifeval")
+    s.add_argument("--reasoning-effort", default=None, help="GPT-OSS: low, medium or high")
     s.add_argument("--board", default=None, help="also record the scorecards in this board's store")
     s.add_argument("--store", default=None, help="store file (default: the board's)")
 
@@ -95,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     bk = sub.add_parser("bake", help="run a recipe's baker: candidates at each merge scale, with lineage")
     bk.add_argument("recipe", type=Path)
 
+    rd = sub.add_parser("round", help="bake, score, record, gate and publish one round (exit 0 success, 1 fail)")
+    rd.add_argument("recipe", type=Path)
+    rd.add_argument("--dry-run", action="store_true", help="print the plan and the preconditions; do nothing")
+
     pb = sub.add_parser("publish", help="write README.md, results.csv, index.html and plots into the board folder")
     board_args(pb)
     pb.add_argument("--out", type=Path, default=None)
@@ -113,8 +125,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .run import ALL_TASKS, ScoreOptions, score_candidate
     from .scorecard import format_table
 
-    opts = ScoreOptions(character=args.suite, judge=args.judge, conditions=args.conditions,
-                        tasks=args.tasks or ALL_TASKS, epochs=args.epochs, max_tokens=args.max_tokens,
+    capability_only = args.suite == "capability"
+    opts = ScoreOptions(character="skippy" if capability_only else args.suite, judge=args.judge,
+                        conditions=args.conditions, tasks=() if capability_only else (args.tasks or ALL_TASKS),
+                        capability=args.capability or ("aime24" if capability_only else None),
+                        capability_k=args.capability_k, capability_max_tokens=args.capability_max_tokens,
+                        capability_tasks=args.capability_tasks, reasoning_effort=args.reasoning_effort,
+                        epochs=args.epochs, max_tokens=args.max_tokens,
                         temperature=args.temperature, seed=args.seed, out=args.out, max_samples=args.max_samples,
                         display=args.display, limit=args.limit, judge_cache=not args.no_cache)
     if args.epochs < 1:
@@ -302,9 +319,21 @@ def cmd_bake(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_round(args: argparse.Namespace) -> int:
+    from .rounds import run_round
+
+    result = run_round(args.recipe, dry_run=args.dry_run, progress=sys.stderr.isatty())
+    if result is None:
+        return 0
+    print(result.line)
+    if result.toy:
+        print("(a toy model trained in minutes on this machine: the numbers demonstrate the pipeline, not the method)")
+    return 0 if result.success else 1
+
+
 COMMANDS = {"score": cmd_score, "judge": cmd_judge, "calibrate": cmd_calibrate, "record": cmd_record,
             "import-history": cmd_import_history, "gate": cmd_gate, "regress": cmd_regress, "publish": cmd_publish,
-            "bakers": cmd_bakers, "profile": cmd_profile, "bake": cmd_bake}
+            "bakers": cmd_bakers, "profile": cmd_profile, "bake": cmd_bake, "round": cmd_round}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,11 @@ class ScoreOptions:
     display: str | None = None
     limit: int | None = None
     judge_cache: bool = True
+    capability: str | None = None  # data for the capability suite (aime24, aime25, fixture, a JSONL path)
+    capability_k: int = 1
+    capability_max_tokens: int = 4096
+    capability_tasks: tuple[str, ...] = ()  # extra lm-eval tasks
+    reasoning_effort: str | None = None
 
 
 def build_tasks(opts: ScoreOptions) -> list[Any]:
@@ -68,25 +73,9 @@ def build_tasks(opts: ScoreOptions) -> list[Any]:
     return tasks
 
 
-def judge_record(judge: Judge, pack: Character) -> dict[str, Any]:
-    """Who judged, under which rubric, and how well that judge measured: its own cross-validation (classifier)
-    and its last `character-baker calibrate` report on this pack's labelled set, when there is one."""
-    inner = getattr(judge, "inner", judge)
-    return {"name": judge.name, "id": judge.id, "rubric_version": judge.rubric_version,
-            "training": getattr(inner, "calibration", None), "calibration": load_calibration(inner, pack)}
-
-
-def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard, Path]:
-    """Run the suite on one candidate and write `<out>/<candidate id>/scorecard.json` beside its Inspect logs."""
+def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log_dir: Path) -> list[Any]:
     from inspect_ai import eval_set
-    from inspect_ai.log import read_eval_log
 
-    pack = load_character(opts.character)
-    judges = build_judges(opts.judge, pack, use_cache=False) if JUDGED_TASKS & set(opts.tasks) else []
-    run_dir = opts.out / candidate.id
-    log_dir = run_dir / "logs"
-    tasks = build_tasks(opts)
-    started = time.monotonic()
     ok, logs = eval_set(
         tasks,
         log_dir=str(log_dir),
@@ -99,18 +88,80 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
         fail_on_error=False,
         log_level="warning",
     )
-    elapsed = time.monotonic() - started
     if not ok:
         failed = [f"{log.eval.task}: {log.error.message if log.error else log.status}" for log in logs
                   if log.status != "success"]
         raise UserError(f"scoring {candidate.id} did not finish: {'; '.join(failed)} (logs in {log_dir}; "
                         "rerun the same command to resume)")
+    return list(logs)
 
+
+def _decoding(opts: ScoreOptions, tasks: list[Any]) -> dict[str, Any]:
+    temperature = tasks[0].config.temperature if tasks else 0.0
+    out: dict[str, Any] = {"temperature": temperature, "seed": opts.seed, "max_tokens": opts.max_tokens,
+                           "epochs": opts.epochs, "greedy": not temperature}
+    if opts.capability:
+        out["capability"] = {"data": opts.capability, "k": opts.capability_k,
+                             "max_tokens": opts.capability_max_tokens, "reasoning_effort": opts.reasoning_effort}
+    return out
+
+
+def capability(candidate: Candidate, opts: ScoreOptions, out: Path) -> dict[str, Any]:
+    """The capability suite (AIME through lm-eval) on a candidate: local model dirs, adapters at scale 1, or
+    an OpenAI-compatible endpoint (`openai-api/NAME/MODEL`)."""
+    import os
+
+    from .capability import run_capability
+
+    args: dict[str, Any] = dict(out_dir=out, data=opts.capability, k=opts.capability_k,
+                                max_tokens=opts.capability_max_tokens, reasoning_effort=opts.reasoning_effort,
+                                candidate_id=candidate.id, limit=opts.limit, extra_tasks=opts.capability_tasks,
+                                temperature=0.0 if opts.capability_k == 1 else 0.7)
+    if candidate.kind == "model" and "path" in candidate.model_args:
+        args["model"] = candidate.model_args["path"]
+    elif candidate.kind == "adapter":
+        if float(candidate.model_args.get("scale", 1.0)) != 1.0:
+            raise UserError(f"capability suite: adapter {candidate.source} at scale "
+                            f"{candidate.model_args['scale']:g}; merge it at that scale first (bake does)")
+        args.update(model=candidate.model_args["path"], adapter=candidate.model_args["adapter"])
+    elif candidate.kind == "inspect" and candidate.source.startswith("openai-api/"):
+        _, name, model = candidate.source.split("/", 2)
+        env = name.upper().replace("-", "_")
+        if not os.environ.get(f"{env}_BASE_URL"):
+            raise UserError(f"capability suite: set {env}_BASE_URL for {candidate.source}")
+        args.update(model=model, base_url=os.environ[f"{env}_BASE_URL"], api_key=os.environ.get(f"{env}_API_KEY"))
+    else:
+        raise UserError(f"capability suite: cannot run on a {candidate.kind} candidate ({candidate.source}); "
+                        "it needs a model folder, an adapter or an openai-api endpoint")
+    return run_capability(**args)
+
+
+def judge_record(judge: Judge, pack: Character) -> dict[str, Any]:
+    """Who judged, under which rubric, and how well that judge measured: its own cross-validation (classifier)
+    and its last `character-baker calibrate` report on this pack's labelled set, when there is one."""
+    inner = getattr(judge, "inner", judge)
+    return {"name": judge.name, "id": judge.id, "rubric_version": judge.rubric_version,
+            "training": getattr(inner, "calibration", None), "calibration": load_calibration(inner, pack)}
+
+
+def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard, Path]:
+    """Run the suite on one candidate and write `<out>/<candidate id>/scorecard.json` beside its Inspect logs."""
+    from inspect_ai.log import read_eval_log
+
+    pack = load_character(opts.character)
+    judges = build_judges(opts.judge, pack, use_cache=False) if JUDGED_TASKS & set(opts.tasks) else []
+    run_dir = opts.out / candidate.id
+    log_dir = run_dir / "logs"
+    started = time.monotonic()
     rows: list[MetricRow] = []
     agreement: list[dict[str, Any]] = []
     truncated: dict[str, int] = {}
     sample_values: dict[str, dict[str, dict[str, list[float | None]]]] = {}
     examples: dict[str, dict[str, str]] = {}
+    logs: list[Any] = []
+    tasks = build_tasks(opts) if opts.tasks else []
+    if tasks:
+        logs = _run_persona(candidate, opts, tasks, log_dir)
     judge_names = [j.name for j in judges]
     for header in logs:
         log = read_eval_log(header.location)
@@ -131,16 +182,26 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
                                                if s.epoch == 1 and s.output}
         if task == "personality" and len(judge_names) > 1:
             agreement.extend(judge_agreement(samples, task, condition, judge_names))
+    if opts.capability:
+        cap = capability(candidate, opts, run_dir / "capability")
+        rows.extend(MetricRow(**{k: r.get(k) for k in MetricRow.__dataclass_fields__}) for r in cap["rows"])
+        sample_values[f"capability/{cap['condition']}"] = cap["per_problem"]
+        for r in cap["rows"]:
+            if r.get("truncated"):
+                truncated[f"capability/{r['metric']}"] = int(r["truncated"])
+    elapsed = time.monotonic() - started
     order = {name: i for i, name in enumerate(ALL_TASKS)}
-    rows.sort(key=lambda r: (opts.conditions.index(r.condition), order.get(r.task, 99), r.metric, r.judge or ""))
+    conds = list(opts.conditions)
+    rows.sort(key=lambda r: (conds.index(r.condition) if r.condition in conds else 99, order.get(r.task, 99),
+                             r.metric, r.judge or ""))
 
     card = Scorecard(
         candidate=candidate.describe(),
         suite={"name": pack.slug, "character": pack.name, "version": pack.suite_version(),
-               "tasks": list(opts.tasks), "conditions": list(opts.conditions)},
+               "tasks": list(opts.tasks) + (["capability"] if opts.capability else []),
+               "conditions": list(opts.conditions)},
         judges=[judge_record(j, pack) for j in judges],
-        decoding={"temperature": tasks[0].config.temperature, "seed": opts.seed, "max_tokens": opts.max_tokens,
-                  "epochs": opts.epochs, "greedy": not tasks[0].config.temperature},
+        decoding=_decoding(opts, tasks),
         harness=harness_info() | {"rubric_version": rubric_version(pack)},
         metrics=rows,
         agreement=agreement,
@@ -148,7 +209,7 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
         samples=sample_values,
         examples=examples,
         timings={"total_s": round(elapsed, 3)},
-        logs=sorted(str(Path(h.location)) for h in logs),
+        logs=sorted(str(Path(h.location)) for h in logs) + ([str(run_dir / "capability")] if opts.capability else []),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     path = run_dir / "scorecard.json"

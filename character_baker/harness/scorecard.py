@@ -33,6 +33,9 @@ class MetricRow:
     ci_high: float | None
     interval: str
     prompts: int
+    k: int | None = None  # capability rows: samples per problem
+    pass_at_k: float | None = None
+    truncated: int | None = None
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""A round, end to end: preconditions -> bake -> score the base and every candidate -> record -> gate ->
+publish -> verdict. Exit 0 when the gate passes, 1 when it fails, 2 on errors.
+
+Every step is resumable: the baker skips finished work, scoring resumes from its Inspect logs, recording
+replaces rows, publishing rewrites the board atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..bakers.recipe import Recipe, load_recipe
+from .board import Board, Measurements, Verdict, _fmt, evaluate, load_board
+from .candidates import resolve_candidate
+from .errors import UserError
+from .preflight import check as preflight_check
+from .run import ScoreOptions, score_candidate
+
+STEPS = ("preconditions", "bake", "score", "record", "gate", "publish")
+
+
+@dataclass
+class RoundResult:
+    success: bool
+    line: str
+    chosen: str | None
+    toy: bool = False
+
+
+def board_for(recipe: Recipe) -> Board:
+    near = recipe.path.parent / recipe.score.board
+    return load_board(near if near.exists() else recipe.score.board)
+
+
+def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) -> RoundResult | None:
+    if dry_run:
+        from .rounds_plan import main as print_plan
+
+        print_plan([str(path), "--dry-run"])
+        return None
+    recipe = load_recipe(path)
+    started = time.monotonic()
+    state = _State(recipe)
+    if recipe.build:
+        _build_base(recipe, progress)
+    problems = preflight_check(recipe.path, recipe.score.judge)
+    if problems:
+        raise UserError("preconditions failed: " + " | ".join(problems))
+    board = board_for(recipe)
+    store = board.open_store()
+
+    from ..bakers import get_baker
+
+    baked = get_baker(recipe.baker).bake(recipe, progress=progress)
+    state.mark("bake", [str(b.path) for b in baked])
+
+    base_id = f"{recipe.round.lower()}-base-{_short(recipe.base)}"
+    specs = [(recipe.base, base_id, {"round": recipe.round, "role": "base"})]
+    specs += [(str(b.path), None, b.lineage) for b in baked]
+    sc = recipe.score
+    opts = ScoreOptions(character=recipe.character, judge=sc.judge, conditions=tuple(sc.conditions),
+                        epochs=sc.epochs, max_tokens=sc.max_tokens, limit=sc.limit, out=recipe.output / "scores",
+                        display=None if progress else "none",
+                        capability=sc.capability_data if sc.capability else None, capability_k=sc.capability_k,
+                        capability_max_tokens=sc.capability_max_tokens, capability_tasks=tuple(sc.capability_tasks),
+                        reasoning_effort=sc.reasoning_effort)
+    ids = []
+    for spec, cid, lineage in specs:
+        cand = resolve_candidate(spec, candidate_id=cid, batch_size=recipe.score.batch_size,
+                                 trust_remote_code=recipe.trust_remote_code)
+        cand.lineage = {**lineage, **cand.lineage}
+        if spec == recipe.base:
+            cand.lineage["round"] = recipe.round
+        card, _ = score_candidate(cand, opts)
+        store.record(card.to_json())
+        ids.append(cand.id)
+    state.mark("score", ids)
+
+    from .publish import publish
+
+    measured = Measurements(store.frame(suite=board.suite))
+    verdicts = {cid: evaluate(board, measured, cid) for cid in ids[1:]}
+    chosen = _choose(board, measured, verdicts)
+    publish(board, store)
+    result = verdict_line(recipe, board, chosen, verdicts.get(chosen, []) if chosen else [], measured)
+    result.toy = recipe.build is not None
+    print(f"board published: {board.root / 'README.md'}")
+    state.mark("gate", {"chosen": chosen, "success": result.success, "line": result.line,
+                        "minutes": round((time.monotonic() - started) / 60, 2)})
+    return result
+
+
+def _choose(board: Board, measured: Measurements, verdicts: dict[str, list[Verdict]]) -> str | None:
+    """The round's candidate: gate-passing first, then most criteria passed, then the board's rank_by."""
+    if not verdicts:
+        return None
+
+    def key(cid: str) -> tuple[bool, int, float]:
+        rank = measured.get(cid, board.rank_by)
+        vs = verdicts[cid]
+        return all(v.passed for v in vs), sum(v.passed for v in vs), rank["value"] if rank else float("-inf")
+
+    return max(verdicts, key=key)
+
+
+def verdict_line(recipe: Recipe, board: Board, chosen: str | None, verdicts: list[Verdict],
+                 measured: Measurements) -> RoundResult:
+    if chosen is None:
+        return RoundResult(False, f"{recipe.round}: FAIL (no candidate was produced)", None)
+    success = bool(verdicts) and all(v.passed for v in verdicts)
+    parts = []
+    for v in verdicts:
+        row = measured.get(chosen, v.criterion)
+        text = "not measured" if row is None else _describe(v, row)
+        parts.append(f"{v.criterion.label} {text}" + ("" if v.passed else " ✗"))
+    label = "SUCCESS" if success else "FAIL"
+    return RoundResult(success, f"{recipe.round}: {label} — {chosen} ({', '.join(parts)})", chosen)
+
+
+RATES = {"identity", "sarcastic", "leak", "math"}
+
+
+def _describe(v: Verdict, row: dict[str, Any]) -> str:
+    """"3/3", "41.0% [30–53]", "-2.1 pts vs base": the figure a criterion was judged on."""
+    c = v.criterion
+    if c.relative_to and v.compared is not None:
+        return f"{100 * v.compared:+.1f} pts vs base" if c.name in RATES else f"{v.compared:+.2f} vs base"
+    if c.name in {"identity", "math"} and row.get("n"):
+        return f"{int(row['successes'])}/{int(row['n'])}"
+    text = _fmt(row["value"], c.name)
+    if c.name == "sarcastic" and row.get("ci_low") is not None:
+        text += f" [{100 * row['ci_low']:.0f}–{100 * row['ci_high']:.0f}]"
+    return text
+
+
+def _build_base(recipe: Recipe, progress: bool) -> None:
+    if recipe.build != "tiny-assistant":
+        raise UserError(f"{recipe.path}: [model] build = {recipe.build!r}: the only builder is 'tiny-assistant'")
+    from .demo import build_tiny_assistant
+
+    build_tiny_assistant(Path(recipe.base), character=recipe.character, progress=progress)
+
+
+def _short(base: str) -> str:
+    from .candidates import slug
+
+    return slug(Path(base).name)
+
+
+class _State:
+    """round.json: which steps finished, for people reading the output folder (the steps resume themselves)."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.path = recipe.output / "round.json"
+        self.data: dict[str, Any] = {"recipe": str(recipe.path), "recipe_hash": recipe.hash(), "steps": {}}
+        if self.path.is_file():
+            old = json.loads(self.path.read_text())
+            if old.get("recipe_hash") == recipe.hash():
+                self.data = old
+
+    def mark(self, step: str, value: Any) -> None:
+        self.data["steps"][step] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.data, indent=2, default=str))

@@ -1,0 +1,80 @@
+"""The plan of a round, and the entry point the GPU tox environments run before installing anything big.
+
+Standard library only (with the recipe parser), so `tox -e r6 -- --dry-run` prints the plan in seconds and
+`tox -e r6` checks the preconditions before the multi-GB GPU install:
+    python -m character_baker.harness.rounds_plan rounds/r6.toml [--dry-run]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ..bakers.recipe import Recipe, load_recipe
+from .errors import UserError
+from .preflight import check
+
+PERSONA_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
+
+
+def plan(recipe: Recipe) -> str:
+    """What a round will do, with the recipe's estimates, without doing any of it."""
+    from .preflight import resolve_base, weights_present
+
+    raw_base = resolve_base(recipe.raw) or recipe.base
+    present, where = weights_present(raw_base)
+    s = recipe.score
+    n_cands = len(recipe.scales)
+    lines = [
+        f"Round {recipe.round} ({recipe.path})",
+        f"  base model     {recipe.base}  [{'found: ' + where if present else 'NOT FOUND: ' + where}]",
+        f"  baker          {recipe.baker}: profile {recipe.profile.selection} units={recipe.profile.units} "
+        f"layers={recipe.profile.layers or f'every {recipe.profile.every} after {recipe.profile.skip_first}'}; "
+        f"LoRA r={recipe.train.lora_r} on {', '.join(recipe.train.targets or ['q/k/v/o'])}"
+        f"{' + experts' if recipe.train.expert_lora else ''}; {recipe.train.max_steps} steps, "
+        f"checkpoint every {recipe.train.save_steps}; push {recipe.loss.push} pull {recipe.loss.pull}",
+        f"  candidates     merge scales {', '.join(f'{x:g}' for x in recipe.scales)} -> {n_cands} candidates "
+        "+ the base",
+        f"  scoring        persona suite ({', '.join(PERSONA_TASKS)}) under {', '.join(s.conditions)}; judge "
+        f"{s.judge or '$CHARACTER_BAKER_JUDGE or classifier'}"
+        + (f"; capability {s.capability_data} k={s.capability_k}" if s.capability else "; no capability suite"),
+        f"  board          {s.board}: record, gate, publish",
+        f"  output         {recipe.output}",
+        f"  estimate       ~{recipe.estimate.memory_gb:g} GB GPU memory, ~{recipe.estimate.hours:g} h"
+        if recipe.estimate.memory_gb or recipe.estimate.hours else "  estimate       (none in the recipe)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    dry_run = "--dry-run" in args
+    rest = [a for a in args if a != "--dry-run"]
+    if not rest:
+        print("usage: python -m character_baker.harness.rounds_plan RECIPE.toml [--dry-run] [round args]",
+              file=sys.stderr)
+        return 2
+    try:
+        recipe = load_recipe(rest[0])
+    except UserError as e:
+        print(f"character-baker: error: {e}", file=sys.stderr)
+        return 2
+    problems = [] if recipe.build else check(recipe.path, recipe.score.judge)
+    if dry_run:
+        print(plan(recipe))
+        for p in problems:
+            print(f"  precondition   {p}")
+        print("dry run: nothing was installed, trained or scored")
+        return 0
+    if problems:
+        for p in problems:
+            print(f"precondition failed: {p}", file=sys.stderr)
+        return 2
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{root}[gpu]"], check=True)
+    return subprocess.run(["character-baker", "round", *rest]).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Rounds end to end on a tiny model: bake -> score -> record -> gate -> publish; resume; dry run; preconditions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from character_baker.harness.board import Measurements, evaluate, load_board
+from character_baker.harness.cli import main
+from character_baker.harness.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def round_recipe(tmp_path: Path, base: Path | str, **extra: str) -> Path:
+    board = tmp_path / "board"
+    if not board.exists():
+        board.mkdir()
+        shutil.copy(ROOT / "leaderboards" / "demo" / "board.toml", board / "board.toml")
+    text = f"""
+round = "T1"
+baker = "pushpull"
+character = "skippy"
+output = "{tmp_path / 'out'}"
+[model]
+base = "{base}"
+{extra.get('model', '')}
+[profile]
+skip_first = 1
+every = 1
+units = 8
+[train]
+max_steps = 6
+save_steps = 3
+batch_size = 8
+learning_rate = 3e-3
+lora_r = 4
+max_length = 96
+[select]
+board = "{board}"
+limit = 3
+max_tokens = 8
+[merge]
+scales = [0.5, 1.0]
+[score]
+board = "{board}"
+conditions = ["none"]
+judge = "classifier"
+limit = 4
+max_tokens = 8
+{extra.get('score', '')}
+"""
+    path = tmp_path / "round.toml"
+    path.write_text(text)
+    return path
+
+
+def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = round_recipe(tmp_path, tiny_qwen3_dir)
+    code = main(["round", str(recipe)])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("T1: SUCCESS") or line.startswith("T1: FAIL")
+    assert code == (0 if "SUCCESS" in line else 1)
+    board = load_board(tmp_path / "board")
+    store = Store(board.store_path)
+    measured = Measurements(store.frame())
+    assert len(measured.candidates) == 3  # the base and two merge scales
+    state = json.loads((tmp_path / "out" / "round.json").read_text())
+    chosen = state["steps"]["gate"]["chosen"]
+    verdicts = evaluate(board, measured, chosen)
+    assert state["steps"]["gate"]["success"] == all(v.passed for v in verdicts) == (code == 0)
+    # the verdict line carries the measured change against the base
+    sarcastic = next(v for v in verdicts if v.criterion.name == "sarcastic")
+    assert f"sarcastic {100 * sarcastic.compared:+.1f} pts vs base" in line
+    for name in ("README.md", "results.csv", "index.html", "scales.png", "rounds.png"):
+        assert (tmp_path / "board" / name).is_file()
+
+    # rerun: nothing is trained or generated again
+    done = tmp_path / "out" / "train" / "done.json"
+    logs = sorted((tmp_path / "out" / "scores").rglob("*.eval"))
+    mtime = done.stat().st_mtime_ns
+    started = time.monotonic()
+    assert main(["round", str(recipe)]) == code
+    assert done.stat().st_mtime_ns == mtime
+    assert sorted((tmp_path / "out" / "scores").rglob("*.eval")) == logs
+    assert Store(board.store_path).count() == 3
+    assert time.monotonic() - started < 120
+
+
+def test_dry_run_prints_the_plan_and_does_nothing(tiny_qwen3_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = round_recipe(tmp_path, tiny_qwen3_dir)
+    assert main(["round", str(recipe), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Round T1" in out and f"[found: {tiny_qwen3_dir}]" in out and "merge scales 0.5, 1 -> 2 candidates" in out
+    assert "dry run: nothing was installed, trained or scored" in out
+    assert not (tmp_path / "out").exists()
+    assert main(["round", str(ROOT / "rounds" / "r6.toml"), "--dry-run"]) == 0
+    assert "openai/gpt-oss-20b" in capsys.readouterr().out
+
+
+def test_missing_weights_fail_in_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = round_recipe(tmp_path, tmp_path / "no-such-model")
+    started = time.monotonic()
+    assert main(["round", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "preconditions failed: base weights:" in err and "no-such-model" in err and "Traceback" not in err
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "out" / "train").exists()
+
+
+def test_missing_judge_endpoint_is_a_precondition(tiny_qwen3_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("NOWHERE_BASE_URL", raising=False)
+    recipe = round_recipe(tmp_path, tiny_qwen3_dir)
+    recipe.write_text(recipe.read_text().replace('judge = "classifier"', 'judge = "openai-api/nowhere/judge"'))
+    assert main(["round", str(recipe)]) == 2
+    assert "set NOWHERE_BASE_URL" in capsys.readouterr().err
+
+
+def test_score_capability_suite_records_aime(tiny_qwen3_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", str(tiny_qwen3_dir), "--suite", "capability", "--capability", "fixture",
+                 "--capability-k", "2", "--capability-max-tokens", "8", "--out", str(out)]) == 0
+    card = json.loads(next(out.glob("*/scorecard.json")).read_text())
+    [row] = [m for m in card["metrics"] if m["task"] == "capability"]
+    assert (row["metric"], row["n"], row["prompts"], row["k"]) == ("aime", 24, 12, 2)
+    assert row["interval"] == "bootstrap-prompts" and row["ci_low"] is not None
+    assert sum(len(v) for v in card["samples"]["capability/none"]["aime"].values()) == 24
+    assert card["decoding"]["capability"]["k"] == 2
