@@ -78,6 +78,7 @@ def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, caps
     assert f"sarcastic {100 * sarcastic.compared:+.1f} pts vs base" in line
     for name in ("README.md", "results.csv", "index.html", "scales.png", "rounds.png"):
         assert (tmp_path / "board" / name).is_file()
+    assert "| base |" in (tmp_path / "board" / "README.md").read_text()  # the reference row is marked, not gated
 
     # rerun: nothing is trained or generated again
     done = tmp_path / "out" / "train" / "done.json"
@@ -97,6 +98,7 @@ def test_dry_run_prints_the_plan_and_does_nothing(tiny_qwen3_dir: Path, tmp_path
     assert main(["round", str(recipe), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "Round T1" in out and f"[found: {tiny_qwen3_dir}]" in out and "merge scales 0.5, 1 -> 2 candidates" in out
+    assert "monitored layers [1, 2, 3] of 4" in out
     assert "dry run: nothing was installed, trained or scored" in out
     assert not (tmp_path / "out").exists()
     assert main(["round", str(ROOT / "rounds" / "r6.toml"), "--dry-run"]) == 0

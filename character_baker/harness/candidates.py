@@ -50,7 +50,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "candidate"
 
 
-def _fingerprint(*parts: str | Path) -> str:
+def fingerprint(*parts: str | Path, length: int = 8) -> str:
     """Cheap content fingerprint: config-like files by content, weights by name, size and mtime."""
     h = hashlib.sha256()
     for part in parts:
@@ -66,7 +66,7 @@ def _fingerprint(*parts: str | Path) -> str:
             h.update(p.read_bytes())
         else:
             h.update(str(part).encode())
-    return h.hexdigest()[:8]
+    return h.hexdigest()[:length]
 
 
 def _lineage(directory: Path) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0,
         file = Path(spec.removeprefix("responses:")).expanduser()
         if not file.is_file():
             raise UserError(f"--candidate {spec}: no such responses file")
-        cid = candidate_id or f"{slug(file.stem)}-{_fingerprint(file)}"
+        cid = candidate_id or f"{slug(file.stem)}-{fingerprint(file)}"
         return Candidate(cid, "responses", spec, {"file": str(file.resolve())})
 
     path = Path(spec).expanduser()
@@ -99,14 +99,14 @@ def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0,
         base_path = base or adapter_cfg.get("base_model_name_or_path")
         if not base_path:
             raise UserError(f"{path}: adapter has no base_model_name_or_path; pass --base")
-        cid = candidate_id or f"{slug(path.name)}-s{scale:g}-{_fingerprint(path, base_path)}"
+        cid = candidate_id or f"{slug(path.name)}-s{scale:g}-{fingerprint(path, base_path)}"
         lineage = {"base": str(base_path), "scale": scale, **_lineage(path)}
         return Candidate(cid, "adapter", str(path.resolve()),
                          {"path": str(base_path), "adapter": str(path.resolve()), "scale": scale, **common}, lineage)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"--candidate {spec}: folder has neither config.json (a model) nor adapter_config.json")
-        cid = candidate_id or f"{slug(path.name)}-{_fingerprint(path)}"
+        cid = candidate_id or f"{slug(path.name)}-{fingerprint(path)}"
         return Candidate(cid, "model", str(path.resolve()), {"path": str(path.resolve()), **common}, _lineage(path))
 
     head = spec.split("/", 1)[0]

@@ -40,7 +40,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .candidates import fingerprint, slug
 from .errors import UserError
+from .judges import default_cache_dir
 from .stats import estimate
 
 BACKENDS = ("auto", "hf", "vllm", "local-chat-completions")
@@ -139,7 +141,7 @@ def run_capability(
                           dtype=dtype, batch_size=batch_size, num_concurrent=num_concurrent, seed=seed,
                           max_tokens=budget, extra=extra_model_args | (model_args or {}))
     candidate = _candidate_prefix(candidate_id or label, backend, model, adapter, base_url)
-    cache_root = Path(cache_dir) if cache_dir else _default_cache_dir() / "lm-eval"
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir() / "lm-eval"
     cache = str(cache_root / candidate) if use_cache else None
 
     import lm_eval
@@ -556,23 +558,10 @@ def _chat_class() -> type:
 # --- caching --------------------------------------------------------------------------------------------------
 
 
-def _default_cache_dir() -> Path:
-    return Path(os.environ.get("CHARACTER_BAKER_CACHE", Path.home() / ".cache" / "character-baker"))
-
-
 def _candidate_prefix(label: str, backend: str, model: str | Path | None, adapter: str | Path | None,
                       base_url: str | None) -> str:
     """A cache-file prefix unique to the candidate: its label plus a fingerprint of what defines it
     (backend, endpoint, model and adapter dirs: small files by content, weights by name, size and mtime)."""
-    h = hashlib.sha256(f"{backend}|{base_url}|{model}|{adapter}".encode())
-    for part in (model, adapter):
-        p = Path(str(part)).expanduser() if part else None
-        if p is not None and p.is_dir():
-            for f in sorted(p.iterdir()):
-                if f.is_file():
-                    st = f.stat()
-                    h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-                    if f.suffix == ".json" and st.st_size < 1_000_000:
-                        h.update(f.read_bytes())
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-").lower() or "candidate"
-    return f"{slug}-{h.hexdigest()[:10]}"
+    parts = [f"{backend}|{base_url}|{model}|{adapter}"] + [Path(str(p)).expanduser() for p in (model, adapter)
+                                                           if p and Path(str(p)).expanduser().is_dir()]
+    return f"{slug(label)}-{fingerprint(*parts, length=10)}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import os
 import re
 import tempfile
@@ -60,6 +61,9 @@ class BoardView:
             row["_rank"] = rank["value"] if rank else float("-inf")
             verdicts = evaluate(board, self.measured, cand) if board.gate else []
             row["gate"] = "PASS" if verdicts and all(v.passed for v in verdicts) else ("FAIL" if verdicts else "")
+            if json.loads(info.get("lineage") or "{}").get("role") == "base":
+                row["gate"], verdicts = "base", []  # the reference of a round: relative criteria compare to it
+
             row["failed"] = [v.criterion.describe() + f" ({v.reason})" for v in verdicts if not v.passed]
             self.rows.append(row)
         self.rows.sort(key=lambda r: (-r["_rank"], r["candidate"]))

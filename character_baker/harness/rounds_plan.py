@@ -7,6 +7,7 @@ Standard library only (with the recipe parser), so `tox -e r6 -- --dry-run` prin
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,11 +27,19 @@ def plan(recipe: Recipe) -> str:
     present, where = weights_present(raw_base)
     s = recipe.score
     n_cands = len(recipe.scales)
+    layers = f"every {recipe.profile.every} after {recipe.profile.skip_first}"
+    config = Path(where) / "config.json"
+    if present and config.is_file():
+        cfg = json.loads(config.read_text())
+        n = (cfg.get("text_config") or cfg).get("num_hidden_layers")
+        if n:
+            chosen = recipe.profile.layers or list(range(recipe.profile.skip_first, n, recipe.profile.every))
+            layers = f"monitored layers {chosen} of {n}"
     lines = [
         f"Round {recipe.round} ({recipe.path})",
         f"  base model     {recipe.base}  [{'found: ' + where if present else 'NOT FOUND: ' + where}]",
         f"  baker          {recipe.baker}: profile {recipe.profile.selection} units={recipe.profile.units} "
-        f"layers={recipe.profile.layers or f'every {recipe.profile.every} after {recipe.profile.skip_first}'}; "
+        f"{layers}; "
         f"LoRA r={recipe.train.lora_r} on {', '.join(recipe.train.targets or ['q/k/v/o'])}"
         f"{' + experts' if recipe.train.expert_lora else ''}; {recipe.train.max_steps} steps, "
         f"checkpoint every {recipe.train.save_steps}; push {recipe.loss.push} pull {recipe.loss.pull}",

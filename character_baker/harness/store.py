@@ -126,8 +126,8 @@ class Store:
 
         query = ("SELECT r.id AS result_id, r.candidate, r.suite, r.suite_version, r.judge AS judges, r.rubric, "
                  "r.condition, r.kind, r.source, r.round, r.baker, r.base, r.scale, r.step, r.parent, r.data_hash, "
-                 "r.reported, r.note, r.created, r.harness_version, m.task, m.metric, m.judge, m.value, m.n, "
-                 "m.successes, m.errors, m.ci_low, m.ci_high, m.interval "
+                 "r.reported, r.note, r.created, r.harness_version, r.lineage, m.task, m.metric, m.judge, m.value, "
+                 "m.n, m.successes, m.errors, m.ci_low, m.ci_high, m.interval "
                  "FROM results r LEFT JOIN metrics m ON m.result_id = r.id")
         params: tuple[Any, ...] = ()
         if suite:
