@@ -233,3 +233,17 @@ def test_profile_cli_and_recipe_of_another_bake(tiny_qwen3_dir: Path, tmp_path: 
     capsys.readouterr()
     assert main(["bake", str(other)]) == 2
     assert "holds a bake of another recipe" in capsys.readouterr().err
+
+
+def test_gpt_oss_expert_lora_bakes_and_merges(tiny_gpt_oss_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_recipe(tmp_path, tiny_gpt_oss_dir, train={"expert_lora": True})
+    assert main(["bake", str(bad)]) == 2
+    assert "expert_lora needs lora_dropout = 0" in capsys.readouterr().err
+    recipe = write_recipe(tmp_path, tiny_gpt_oss_dir, train={"expert_lora": True, "lora_dropout": 0.0})
+    assert main(["bake", str(recipe)]) == 0
+    adapter = json.loads((tmp_path / "out" / "train" / "checkpoint-8" / "adapter_config.json").read_text())
+    assert set(adapter["target_parameters"]) == {"mlp.experts.gate_up_proj", "mlp.experts.down_proj"}
+    merged = sorted((tmp_path / "out" / "candidates").iterdir())
+    base_experts = load_base(str(tiny_gpt_oss_dir)).model.model.layers[0].mlp.experts.down_proj
+    assert not torch.equal(load_model(str(merged[1])).model.model.layers[0].mlp.experts.down_proj, base_experts)

@@ -28,7 +28,34 @@ def board(tmp_path: Path) -> Path:
     dest = tmp_path / "skippy"
     shutil.copytree(BOARDS / "skippy", dest, ignore=shutil.ignore_patterns("store.sqlite*", "*.png", "*.csv",
                                                                             "*.html", "README.md"))
+    # the persona criteria only: the AIME criterion needs capability scores (tested on its own below)
+    toml = (dest / "board.toml").read_text()
+    start = toml.index('[[gate]]\nmetric = "capability/aime24"')
+    (dest / "board.toml").write_text(toml[:start])
     return dest
+
+
+def test_the_skippy_gate_includes_aime_against_the_base(tmp_path: Path) -> None:
+    shutil.copytree(BOARDS / "skippy", tmp_path / "skippy", ignore=shutil.ignore_patterns("store.sqlite*"))
+    b = load_board(tmp_path / "skippy")
+    [aime] = [c for c in b.gate if c.metric == "capability/aime24"]
+    assert (aime.relative_to, aime.op, aime.threshold) == ("base", ">=", -0.05)
+    store = Store(tmp_path / "skippy" / "store.sqlite")
+    base = make_card("base", passing())
+    cand = make_card("cand", passing())
+    cand["candidate"]["lineage"]["base"] = "/models/base"
+    for card, solved in ((base, [1] * 10 + [0] * 20), (cand, [1] * 9 + [0] * 21)):
+        per = {f"p{i:02d}": [float(v)] for i, v in enumerate(solved)}
+        card["metrics"].append({"task": "capability", "metric": "aime24", "condition": "none", "judge": None,
+                                "value": sum(solved) / 30, "n": 30, "successes": sum(solved), "errors": 0,
+                                "ci_low": None, "ci_high": None, "interval": "wilson", "prompts": 30})
+        card["samples"]["capability/none"] = {"aime24": per}
+        store.record(card)
+    verdicts = {v.criterion.metric: v for v in evaluate(b, Measurements(store.frame()), "cand")}
+    assert verdicts["capability/aime24"].compared == pytest.approx(-1 / 30) and verdicts["capability/aime24"].passed
+    assert all(verdicts[m].passed for m in verdicts)
+    unmeasured = evaluate(b, Measurements(store.frame()), "base")
+    assert [v.reason for v in unmeasured if v.criterion.relative_to] == ["reference base (unknown) not measured"]
 
 
 def test_two_processes_record_concurrently(tmp_path: Path) -> None:

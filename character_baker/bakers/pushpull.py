@@ -183,7 +183,7 @@ class CheckpointSelector(TrainerCallback):
         self.model: Any = None
         board = recipe.select.board
         candidate = recipe.path.parent / board
-        self.board = load_board(candidate if candidate.exists() else board)
+        self.board = load_board(candidate.resolve() if candidate.exists() else board)
         out.mkdir(parents=True, exist_ok=True)
         self.store = Store(out / "selection.sqlite")
 

@@ -33,7 +33,7 @@ class RoundResult:
 
 def board_for(recipe: Recipe) -> Board:
     near = recipe.path.parent / recipe.score.board
-    return load_board(near if near.exists() else recipe.score.board)
+    return load_board(near.resolve() if near.exists() else recipe.score.board)
 
 
 def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) -> RoundResult | None:
