@@ -225,3 +225,18 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, tmp_pat
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.count("\n") == 0 and "Traceback" not in err
+
+
+def test_a_pack_without_a_calibration_set_scores_with_an_unmeasured_judge(tmp_path: Path) -> None:
+    import shutil
+
+    pack_dir = tmp_path / "pack"
+    shutil.copytree(PACK.root, pack_dir)
+    (pack_dir / "calibration.jsonl").unlink()
+    toml = (pack_dir / "character.toml").read_text().replace('calibration = "calibration.jsonl"\n', "")
+    (pack_dir / "character.toml").write_text(toml)
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", f"responses:{SKIPPY_EXAMPLES / 'skippy_transcript.jsonl'}",
+                 "--suite", str(pack_dir), "--tasks", "personality", "--limit", "4", "--out", str(out)]) == 0
+    [judge] = _card(out)["judges"]
+    assert judge["calibration"] is None and judge["training"]["cv_accuracy"] >= 0.8

@@ -126,6 +126,7 @@ class ClassifierJudge:
         self.key = key
         self.id = f"classifier:minilm-l6-{embed_dtype()}+logreg@{key}"
         self.rubric_version = CLASSIFIER_VERSION
+        self.gives_leak = False  # leaks come from the pattern bank when this is the only judge
         self.floor = character.classifier_floor
         self.calibration: dict[str, Any] = {"cv_accuracy": clf.cv_accuracy, "cv_folds": FOLDS,
                                                    "n_train": clf.n_train, "threshold": clf.threshold,

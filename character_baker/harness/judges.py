@@ -62,6 +62,7 @@ class Judge(Protocol):
     name: str
     id: str
     rubric_version: str
+    gives_leak: bool  # whether its verdicts include a leak flag
 
     async def judge(self, prompt: str, response: str) -> Verdict: ...
 
@@ -128,6 +129,7 @@ class LLMJudge:
                  logprobs: bool = False) -> None:
         self.name = name
         self.model = model
+        self.gives_leak = True
         self.logprobs = logprobs
         self.id = model + ("?logprobs" if logprobs else "")
         self.character = character
@@ -255,6 +257,7 @@ class CachedJudge:
         self.inner = inner
         self.cache = cache
         self.name, self.id, self.rubric_version = inner.name, inner.id, inner.rubric_version
+        self.gives_leak = inner.gives_leak
         self.calls = 0
 
     async def judge(self, prompt: str, response: str) -> Verdict:

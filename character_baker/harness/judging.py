@@ -134,6 +134,8 @@ def calibration_path(judge: Judge, character: Character) -> Path:
 
 
 def load_calibration(judge: Judge, character: Character) -> dict[str, Any] | None:
+    if "calibration" not in character.files or not character.path("calibration").is_file():
+        return None  # a pack without a labelled set: the judge is unmeasured, and the scorecard says so
     path = calibration_path(judge, character)
     if not path.is_file():
         return None

@@ -169,7 +169,8 @@ def persona_scorer(character: str = "skippy", judge: str | None = None, judge_ca
 def leak_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
     """Assistant-mode leaks: the pattern bank, or any judge's leak flag; evidence kept either way."""
     pack = load_character(character)
-    judges = build_judges(judge, pack, use_cache=judge_cache)
+    # only judges that give a leak verdict (LLM judges) take part; the classifier has no opinion on leaks
+    judges = [j for j in build_judges(judge, pack, use_cache=judge_cache) if getattr(j, "gives_leak", False)]
 
     async def score(state: TaskState, target: Target) -> Score:
         text, error = response_of(state)
