@@ -107,7 +107,7 @@ def test_logprob_weighted_personality(judge_server) -> None:  # type: ignore[no-
     v = asyncio.run(judge.judge("Hi", "Hello, monkey."))
     assert v.ok and v.sarcastic is True
     assert v.personality == pytest.approx(0.6 * 8 + 0.3 * 9 + 0.1 * 2)  # 7.7, not the parsed 8
-    assert judge.id == "openai-api/local/scripted-judge?logprobs"
+    assert judge.id == f"openai-api/local/scripted-judge?logprobs@{server.base_url}"
     [plain] = build_judges("openai-api/local/scripted-judge", PACK)
     assert asyncio.run(plain.judge("Hi", "Hello again, monkey.")).personality == 8.0
     with pytest.raises(UserError, match=r"unknown option '\?temperature'"):

@@ -131,7 +131,7 @@ class LLMJudge:
         self.model = model
         self.gives_leak = True
         self.logprobs = logprobs
-        self.id = model + ("?logprobs" if logprobs else "")
+        self.id = model + ("?logprobs" if logprobs else "") + _endpoint(model)
         self.character = character
         self.rubric_version = rubric_version(character)
         self.seed = seed
@@ -198,6 +198,14 @@ def weighted_score(output: Any) -> float | None:
             return total / mass if mass >= 0.5 else None
         seen += item.token
     return None
+
+
+def _endpoint(model: str) -> str:
+    """`@base-url` for OpenAI-compatible judges: one model name on two servers is two judges (no key in it)."""
+    if not model.startswith("openai-api/") or model.count("/") < 2:
+        return ""
+    url = os.environ.get(model.split("/")[1].upper().replace("-", "_") + "_BASE_URL")
+    return f"@{url}" if url else ""
 
 
 def _redact(text: str) -> str:
