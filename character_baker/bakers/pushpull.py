@@ -25,7 +25,7 @@ from transformers import TrainerCallback, TrainingArguments
 
 from ..harness.candidates import LINEAGE_FILE, Candidate, slug
 from ..harness.character import Character, load_character
-from ..harness.data import Pair, load_pairs
+from ..harness.data import Pair, atomic_write, load_pairs
 from ..harness.errors import UserError
 from ..harness.loading import Loaded, load_base, load_model
 from .architectures import Architecture, resolve
@@ -334,7 +334,4 @@ def _last_checkpoint(train_dir: Path) -> Path | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=2, default=str))

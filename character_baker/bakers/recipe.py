@@ -145,8 +145,9 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     return cls(**raw)
 
 
-def _local(base: str, recipe: Path) -> str:
-    """A relative base that exists next to the recipe or in the working folder becomes that folder."""
+def _local(base: str) -> str:
+    """A base written as ./path or ../path is a folder relative to the working folder; anything else (an
+    absolute path, a hub id) is kept as written."""
     if Path(base).is_absolute() or not base.startswith("."):
         return base
     return str((Path.cwd() / base).resolve())
@@ -174,7 +175,7 @@ def load_recipe(path: str | Path) -> Recipe:
     data = raw.get("data") or {}
     recipe = Recipe(
         path=path, round=raw["round"], baker=raw["baker"], character=str(raw.get("character", "skippy")),
-        base=_local(os.path.expanduser(base), path), architecture=str(model.get("architecture", "auto")),
+        base=_local(os.path.expanduser(base)), architecture=str(model.get("architecture", "auto")),
         dtype=str(model.get("dtype", "auto")), trust_remote_code=bool(model.get("trust_remote_code", False)),
         output=Path(os.path.expanduser(str(raw.get("output", f"runs/bake/{raw['round'].lower()}")))),
         profile=_section(ProfileConfig, raw.get("profile"), f"{path}: [profile]"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .scorecard import PROPORTIONS
 from .store import Store
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
@@ -125,7 +126,7 @@ def load_board(name_or_path: str | Path, boards_dir: str | Path = "leaderboards"
 def _fmt(x: float | None, metric: str) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
-    return f"{100 * x:.1f}%" if metric in {"identity", "sarcastic", "leak", "math"} else f"{x:.2f}"
+    return f"{100 * x:.1f}%" if metric in PROPORTIONS else f"{x:.2f}"
 
 
 class Measurements:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .character import Character
+from .data import atomic_write
 from .errors import UserError
 from .judges import Verdict, default_cache_dir
 
@@ -185,12 +186,9 @@ def degenerate(text: str, min_words: int = 8, min_distinct: float = 0.3) -> str 
 
 
 def _save(path: Path, clf: TrainedClassifier) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"weights": clf.weights.tolist(), "bias": clf.bias, "threshold": clf.threshold,
+    atomic_write(path, json.dumps({"weights": clf.weights.tolist(), "bias": clf.bias, "threshold": clf.threshold,
                                "cv_accuracy": clf.cv_accuracy, "n_train": clf.n_train,
                                "train_seconds": clf.train_seconds}))
-    tmp.replace(path)
 
 
 def _load(path: Path) -> TrainedClassifier | None:

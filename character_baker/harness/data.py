@@ -1,8 +1,11 @@
-"""Reading JSONL written by people: strict, with file:line errors, accepting the shapes users already have."""
+"""Reading JSONL written by people (strict, with file:line errors, accepting the shapes users already have),
+and writing files atomically."""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,23 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(obj, dict):
             raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write beside the target, fsync, then rename over it: readers see the old file or the new one, never half."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def require_text(obj: dict[str, Any], field: str, where: str) -> str:

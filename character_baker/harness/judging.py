@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .character import Character
-from .data import iter_jsonl, require_text
+from .data import atomic_write, iter_jsonl, require_text
 from .errors import UserError
 from .judges import Judge, Verdict, default_cache_dir
 from .rules import leak_matches, math_verdict
@@ -89,10 +88,7 @@ def output_row(row: Row, verdicts: list[Verdict], judges: list[Judge], character
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def calibration_report(judge: Judge, rows: list[Row], verdicts: list[Verdict], seed: int = 0) -> dict[str, Any]:

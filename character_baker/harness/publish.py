@@ -9,32 +9,16 @@ from __future__ import annotations
 import html
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .board import Board, Column, Measurements, _fmt, evaluate
+from .data import atomic_write
+from .scorecard import PROPORTIONS
 from .store import Store
 
 REPORTED = "reported, not re-measured"
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write beside the target, fsync, then rename over it: readers see the old file or the new one."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def round_key(name: Any) -> tuple[Any, ...]:
@@ -86,7 +70,7 @@ def cell(m: dict[str, Any] | None, col: Column, with_ci: bool = True) -> str:
     text = _fmt(m["value"], col.name)
     if with_ci and m.get("ci_low") is not None and not _nan(m["ci_low"]):
         text += f" [{_fmt(m['ci_low'], col.name)}–{_fmt(m['ci_high'], col.name)}]"
-    if col.name in {"identity", "sarcastic", "leak", "math"} and m.get("n") and not _nan(m.get("successes")):
+    if col.name in PROPORTIONS and m.get("n") and not _nan(m.get("successes")):
         text += f" ({int(m['successes'])}/{int(m['n'])})"
     return text
 
@@ -124,7 +108,7 @@ def render_readme(view: BoardView) -> str:
                 change = "—"
                 if ma is not None and mc is not None:
                     delta = mc["value"] - ma["value"]
-                    change = (f"{100 * delta:+.1f} pts" if col.name in {"identity", "sarcastic", "leak", "math"}
+                    change = (f"{100 * delta:+.1f} pts" if col.name in PROPORTIONS
                               else f"{delta:+.2f}")
                 lines.append(_md_row([col.label, cell(ma, col, False), cell(mc, col, False), change]))
             lines.append("")

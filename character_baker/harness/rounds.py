@@ -19,6 +19,7 @@ from .candidates import resolve_candidate
 from .errors import UserError
 from .preflight import check as preflight_check
 from .run import ScoreOptions, score_candidate
+from .scorecard import PROPORTIONS
 
 STEPS = ("preconditions", "bake", "score", "record", "gate", "publish")
 
@@ -121,14 +122,11 @@ def verdict_line(recipe: Recipe, board: Board, chosen: str | None, verdicts: lis
     return RoundResult(success, f"{recipe.round}: {label} — {chosen} ({', '.join(parts)})", chosen)
 
 
-RATES = {"identity", "sarcastic", "leak", "math"}
-
-
 def _describe(v: Verdict, row: dict[str, Any]) -> str:
     """"3/3", "41.0% [30–53]", "-2.1 pts vs base": the figure a criterion was judged on."""
     c = v.criterion
     if c.relative_to and v.compared is not None:
-        return f"{100 * v.compared:+.1f} pts vs base" if c.name in RATES else f"{v.compared:+.2f} vs base"
+        return f"{100 * v.compared:+.1f} pts vs base" if c.name in PROPORTIONS else f"{v.compared:+.2f} vs base"
     if c.name in {"identity", "math"} and row.get("n"):
         return f"{int(row['successes'])}/{int(row['n'])}"
     text = _fmt(row["value"], c.name)

@@ -6,13 +6,13 @@ Built from the Inspect logs (per sample and epoch, unreduced), written as JSON b
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data import atomic_write
 from .stats import cohen_kappa, estimate
 
 SCHEMA = "character-baker.scorecard/1"
@@ -61,10 +61,7 @@ class Scorecard:
         return asdict(self)
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n")
 
     def get(self, task: str, metric: str, condition: str = "none", judge: str | None = None) -> MetricRow:
         for row in self.metrics:
