@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from character_baker.harness.character import load_character  # noqa: E402
-from character_baker.harness.classifier import ClassifierJudge, embed_dtype, embedder  # noqa: E402
+from character_baker.judges.classifier import ClassifierJudge, embed_dtype, embedder  # noqa: E402
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from character_baker.harness.cli import main
-from character_baker.harness.store import Store
+from character_baker.cli import main
+from character_baker.leaderboard.store import Store
 from character_baker.testing.cards import make_card
 
 CONDITIONS = ("none", "character", "assistant", "break")

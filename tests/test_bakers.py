@@ -13,8 +13,8 @@ from character_baker.bakers.examples import collate, encode
 from character_baker.bakers.recipe import LossConfig, ProfileConfig, load_recipe
 from character_baker.bakers.regulariser import Regulariser
 from character_baker.bakers.tracker import LayerHooks, Profile
+from character_baker.cli import main
 from character_baker.harness.character import load_character
-from character_baker.harness.cli import main
 from character_baker.harness.loading import load_base, load_model
 
 BOARD = Path(__file__).resolve().parent.parent / "leaderboards" / "skippy"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from character_baker.harness.capability import gpt_oss_settings, run_capability, write_task_yaml
 from character_baker.harness.errors import UserError
 from character_baker.tasks.aime import FIXTURE
 from character_baker.tasks.aime.scoring import last_boxed, process_results, verdict
+from character_baker.tasks.capability import gpt_oss_settings, run_capability, write_task_yaml
 from character_baker.testing.openai_server import ScriptedOpenAIServer, answer_key
 
 FINAL = "<|start|>assistant<|channel|>final<|message|>"

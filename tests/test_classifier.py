@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from character_baker.cli import main
 from character_baker.harness.character import load_character
-from character_baker.harness.classifier import ClassifierJudge
-from character_baker.harness.cli import main
 from character_baker.harness.errors import UserError
-from character_baker.harness.judging import calibration_report, judge_rows, load_rows
+from character_baker.judges.calibration import calibration_report, judge_rows, load_rows
+from character_baker.judges.classifier import ClassifierJudge
 
 PACK = load_character("skippy")
 

@@ -100,7 +100,7 @@ def test_read_jsonl_skips_blank_lines(tmp_path: Path) -> None:
 
 
 def test_calibration_set_is_balanced_and_not_copied_from_training() -> None:
-    from character_baker.harness.judging import load_rows
+    from character_baker.judges.calibration import load_rows
 
     pack = load_character("skippy")
     rows = load_rows(pack.path("calibration"), labelled=True)

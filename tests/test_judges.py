@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from character_baker.cli import main
 from character_baker.harness.character import load_character
-from character_baker.harness.cli import main
 from character_baker.harness.errors import UserError
-from character_baker.harness.judges import CachedJudge, JudgeCache, LLMJudge, build_judges, parse_verdict
+from character_baker.judges.cache import CachedJudge, JudgeCache
+from character_baker.judges.llm import LLMJudge
+from character_baker.judges.registry import build_judges
+from character_baker.judges.verdict import parse_verdict
 from character_baker.testing.openai_server import garbage
 
 PACK = load_character("skippy")
@@ -128,7 +131,7 @@ def test_killed_judging_run_resumes_without_repeating_requests(judge_server, tmp
     src = tmp_path / "rows.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
-    argv = [sys.executable, "-m", "character_baker.harness.cli", "judge", "--judge", "openai-api/local/scripted-judge",
+    argv = [sys.executable, "-m", "character_baker.cli", "judge", "--judge", "openai-api/local/scripted-judge",
             "--input", str(src), "--out", str(out), "--concurrency", "4"]
     proc = subprocess.Popen(argv, env=os.environ.copy())
     deadline = time.monotonic() + 120

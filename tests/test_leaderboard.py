@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from character_baker.harness.board import Measurements, evaluate, load_board
-from character_baker.harness.cli import main
+from character_baker.cli import main
 from character_baker.harness.errors import UserError
 from character_baker.harness.stats import wilson
-from character_baker.harness.store import Store
+from character_baker.leaderboard.board import Measurements, evaluate, load_board
+from character_baker.leaderboard.store import Store
 from character_baker.testing.cards import make_card, passing
 
 BOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
@@ -63,7 +63,7 @@ def test_two_processes_record_concurrently(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from character_baker.testing.cards import make_card, passing\n"
-        "from character_baker.harness.store import Store\n"
+        "from character_baker.leaderboard.store import Store\n"
         "store = Store(sys.argv[1])\n"
         "for i in range(100):\n"
         "    store.record(make_card(f'{sys.argv[2]}-{i}', passing()))\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from character_baker.cli import main
 from character_baker.harness.candidates import resolve_candidate
-from character_baker.harness.cli import main
 from character_baker.harness.errors import UserError
 from character_baker.harness.loading import generate_batch, load_model, split_harmony
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from character_baker.harness.board import Measurements, evaluate, load_board
-from character_baker.harness.cli import main
-from character_baker.harness.store import Store
+from character_baker.cli import main
+from character_baker.leaderboard.board import Measurements, evaluate, load_board
+from character_baker.leaderboard.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from character_baker.harness.character import load_character
-from character_baker.harness.rules import identity_verdict, leak_matches, math_verdict
+from character_baker.judges.rules import identity_verdict, leak_matches, math_verdict
 
 PACK = load_character("skippy")
 

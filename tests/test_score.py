@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from character_baker.cli import main
 from character_baker.harness.character import load_character
-from character_baker.harness.cli import main
-from character_baker.harness.rules import leak_matches
 from character_baker.harness.stats import wilson
+from character_baker.judges.rules import leak_matches
 from character_baker.testing.openai_server import garbage
 
 from .conftest import SKIPPY_EXAMPLES

@@ -29,7 +29,7 @@ def child(backend: str, model: str, out: str, k: int, budget: int, batch_size: i
     """One backend's run; prints one JSON line with its timings."""
     from transformers import AutoTokenizer
 
-    from character_baker.harness.capability import run_capability
+    from character_baker.tasks.capability import run_capability
 
     extra = {"gpu_memory_utilization": 0.6, "max_model_len": 1024} if backend == "vllm" else {}
     result = run_capability(model, out_dir=out, backend=backend, k=k, max_tokens=budget, use_cache=False,

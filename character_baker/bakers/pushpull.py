@@ -173,8 +173,8 @@ class CheckpointSelector(TrainerCallback):
     """At each saved checkpoint, run the quick suite on the in-memory model and record it; pick by the gate."""
 
     def __init__(self, recipe: Recipe, pack: Character, loaded: Loaded, out: Path) -> None:
-        from ..harness.board import load_board
-        from ..harness.store import Store
+        from ..leaderboard.board import load_board
+        from ..leaderboard.store import Store
 
         self.recipe = recipe
         self.pack = pack
@@ -196,7 +196,7 @@ class CheckpointSelector(TrainerCallback):
 
     def evaluate(self, step: int, checkpoint: Path | None) -> None:
         from ..harness.providers import IN_MEMORY
-        from ..harness.run import ScoreOptions, score_candidate
+        from ..tasks.run import ScoreOptions, score_candidate
 
         marker = self.out / f"step-{step}.json"
         if marker.is_file():
@@ -225,7 +225,7 @@ class CheckpointSelector(TrainerCallback):
 
     def choose(self, history: list[dict[str, Any]]) -> int:
         """The trained checkpoint passing the most gate criteria, then ranking best; the curve is saved."""
-        from ..harness.board import Measurements, evaluate
+        from ..leaderboard.board import Measurements, evaluate
 
         measured = Measurements(self.store.frame())
         rows = []

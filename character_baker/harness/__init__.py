@@ -1,1 +1,1 @@
-"""The core: character packs, candidates, judges, statistics, scorecards and the CLI."""
+"""The suite core: character packs, data files, candidates, Inspect providers, model loading, scorecards, statistics."""

@@ -1,5 +1,5 @@
 """Reading JSONL written by people (strict, with file:line errors, accepting the shapes users already have),
-and writing files atomically."""
+writing files atomically, and where caches live."""
 
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(obj, dict):
             raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CHARACTER_BAKER_CACHE", Path.home() / ".cache" / "character-baker"))
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:

@@ -1,1 +1,2 @@
-"""The eval tasks: Inspect tasks for the persona suite (and, later, lm-eval tasks for capability)."""
+"""What is measured: the persona suite as Inspect tasks, the lm-eval AIME task, and running them on a candidate
+into a scorecard (`run.py` for the persona suite, `capability.py` for lm-eval)."""

@@ -31,8 +31,8 @@ from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
 
 from ..harness.character import Character, EvalPrompt, load_character
 from ..harness.errors import UserError
-from ..harness.judges import build_judges
-from ..harness.rules import identity_verdict, leak_matches, math_verdict
+from ..judges.registry import build_judges
+from ..judges.rules import identity_verdict, leak_matches, math_verdict
 
 CONDITIONS = ("none", "character", "assistant", "break")
 

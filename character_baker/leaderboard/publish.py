@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..harness.data import atomic_write
+from ..harness.scorecard import PROPORTIONS
 from .board import Board, Column, Measurements, _fmt, evaluate
-from .data import atomic_write
-from .scorecard import PROPORTIONS
 from .store import Store
 
 REPORTED = "reported, not re-measured"

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ..harness.errors import UserError
+from ..harness.scorecard import PROPORTIONS
 from .board import LOWER_IS_BETTER, Board, Measurements
-from .errors import UserError
-from .scorecard import PROPORTIONS
 from .store import Store
 
 

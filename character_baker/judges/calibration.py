@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from .character import Character
-from .data import atomic_write, iter_jsonl, require_text
-from .errors import UserError
-from .judges import Judge, Verdict, default_cache_dir
+from ..harness.character import Character
+from ..harness.data import atomic_write, default_cache_dir, iter_jsonl, require_text
+from ..harness.errors import UserError
+from ..harness.stats import cohen_kappa, wilson
 from .rules import leak_matches, math_verdict
-from .stats import cohen_kappa, wilson
+from .verdict import Judge, Verdict
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..bakers.recipe import Recipe, load_recipe
-from .board import Board, Measurements, Verdict, _fmt, evaluate, load_board
-from .candidates import resolve_candidate
-from .errors import UserError
+from ..harness.candidates import resolve_candidate
+from ..harness.errors import UserError
+from ..harness.scorecard import PROPORTIONS
+from ..leaderboard.board import Board, Measurements, Verdict, _fmt, evaluate, load_board
+from ..tasks.run import ScoreOptions, score_candidate
 from .preflight import check as preflight_check
-from .run import ScoreOptions, score_candidate
-from .scorecard import PROPORTIONS
 
 STEPS = ("preconditions", "bake", "score", "record", "gate", "publish")
 
@@ -39,7 +39,7 @@ def board_for(recipe: Recipe) -> Board:
 
 def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) -> RoundResult | None:
     if dry_run:
-        from .rounds_plan import main as print_plan
+        from .plan import main as print_plan
 
         print_plan([str(path), "--dry-run"])
         return None
@@ -81,7 +81,7 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
         ids.append(cand.id)
     state.mark("score", ids)
 
-    from .publish import publish
+    from ..leaderboard.publish import publish
 
     measured = Measurements(store.frame(suite=board.suite))
     verdicts = {cid: evaluate(board, measured, cid) for cid in ids[1:]}
@@ -144,7 +144,7 @@ def _build_base(recipe: Recipe, progress: bool) -> None:
 
 
 def _short(base: str) -> str:
-    from .candidates import slug
+    from ..harness.candidates import slug
 
     return slug(Path(base).name)
 

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .candidates import Candidate
-from .character import Character, load_character
-from .errors import UserError
-from .judges import Judge, build_judges, rubric_version
-from .judging import load_calibration
-from .scorecard import (
+from ..harness.candidates import Candidate
+from ..harness.character import Character, load_character
+from ..harness.errors import UserError
+from ..harness.scorecard import (
     MetricRow,
     Scorecard,
     harness_info,
@@ -26,6 +24,9 @@ from .scorecard import (
     per_prompt,
     task_short_name,
 )
+from ..judges.calibration import load_calibration
+from ..judges.registry import build_judges
+from ..judges.verdict import Judge, rubric_version
 
 ALL_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
 JUDGED_TASKS = {"personality", "assistant_leaks"}
@@ -54,7 +55,7 @@ class ScoreOptions:
 
 
 def build_tasks(opts: ScoreOptions) -> list[Any]:
-    from ..tasks.persona import CONDITIONS, PERSONA_TASKS
+    from .persona import CONDITIONS, PERSONA_TASKS
 
     for c in opts.conditions:
         if c not in CONDITIONS:

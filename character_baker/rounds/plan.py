@@ -2,7 +2,7 @@
 
 Standard library only (with the recipe parser), so `tox -e r6 -- --dry-run` prints the plan in seconds and
 `tox -e r6` checks the preconditions before the multi-GB GPU install:
-    python -m character_baker.harness.rounds_plan rounds/r6.toml [--dry-run]
+    python -m character_baker.rounds.plan rounds/r6.toml [--dry-run]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..bakers.recipe import Recipe, load_recipe
-from .errors import UserError
+from ..harness.errors import UserError
 from .preflight import check
 
 PERSONA_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     dry_run = "--dry-run" in args
     rest = [a for a in args if a != "--dry-run"]
     if not rest:
-        print("usage: python -m character_baker.harness.rounds_plan RECIPE.toml [--dry-run] [round args]",
+        print("usage: python -m character_baker.rounds.plan RECIPE.toml [--dry-run] [round args]",
               file=sys.stderr)
         return 2
     try:

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from .character import Character
-from .data import atomic_write
-from .errors import UserError
-from .judges import Verdict, default_cache_dir
+from ..harness.character import Character
+from ..harness.data import atomic_write, default_cache_dir
+from ..harness.errors import UserError
+from .verdict import Verdict
 
 CLASSIFIER_VERSION = "clf2"  # clf2: degenerate (repetitive) replies are never in character
 FOLDS = 5

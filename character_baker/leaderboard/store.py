@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..harness.errors import UserError
 
 APPLICATION_ID = 0x43424B52  # "CBKR": marks the file as ours
 SCHEMA_VERSION = 1

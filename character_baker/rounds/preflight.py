@@ -1,7 +1,7 @@
 """Preconditions of a round, checked in seconds before any long work or multi-GB install.
 
 Standard library only, so `tox -e r6` can run it before installing the GPU stack:
-    python character_baker/harness/preflight.py rounds/r6.toml
+    python character_baker/rounds/preflight.py rounds/r6.toml
 Checks: a CUDA GPU and its free memory against the recipe's estimate, the base weights (local path or the
 Hugging Face cache; nothing is downloaded), and the LLM judge endpoint when one is configured.
 """

@@ -10,9 +10,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..harness.errors import UserError
+from ..harness.stats import wilson
 from .board import Board
-from .errors import UserError
-from .stats import wilson
 from .store import Store
 
 

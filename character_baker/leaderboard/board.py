@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .scorecard import PROPORTIONS
+from ..harness.errors import UserError
+from ..harness.scorecard import PROPORTIONS
 from .store import Store
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}

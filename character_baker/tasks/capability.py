@@ -3,7 +3,7 @@
 Does the baked-in character cost reasoning? The same problems under the same conditions as the persona suite:
 `none` (no system prompt) and `character` (the character's system prompt), with the chat template applied.
 
-    from character_baker.harness.capability import run_capability
+    from character_baker.tasks.capability import run_capability
     out = run_capability("models/skippy-v3", out_dir="runs/cap", data="aime25", k=4, temperature=0.6)
     out["rows"][0]["value"], out["rows"][0]["pass_at_k"], out["per_problem"]["aime25"]["0"]
 
@@ -40,10 +40,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .candidates import fingerprint, slug
-from .errors import UserError
-from .judges import default_cache_dir
-from .stats import estimate
+from ..harness.candidates import fingerprint, slug
+from ..harness.data import default_cache_dir
+from ..harness.errors import UserError
+from ..harness.stats import estimate
 
 BACKENDS = ("auto", "hf", "vllm", "local-chat-completions")
 CONDITIONS = ("none", "character")
@@ -211,7 +211,7 @@ def aime_task_config(data: str | Path = "fixture", *, k: int = 1,
     """
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    from ..tasks.aime import FIXTURE, HUB_SETS, TASK_YAML
+    from .aime import FIXTURE, HUB_SETS, TASK_YAML
 
     cfg = copy.deepcopy(load_yaml(TASK_YAML, resolve_func=True))
     cfg["repeats"] = int(k)
@@ -239,7 +239,7 @@ def write_task_yaml(out_dir: str | Path, data: str | Path = "fixture", *, k: int
     """
     import yaml
 
-    from ..tasks.aime import TASK_DIR, TASK_YAML
+    from .aime import TASK_DIR, TASK_YAML
 
     _, cfg, _ = aime_task_config(data, k=k, revision=revision)
     text = TASK_YAML.read_text(encoding="utf-8")
@@ -261,7 +261,7 @@ def write_task_yaml(out_dir: str | Path, data: str | Path = "fixture", *, k: int
 def _score_aime(samples: list[dict[str, Any]], lm: Any, budget: int, *,
                 endpoint: bool) -> tuple[list[dict[str, Any]], dict[str, list[float]], int, float | None]:
     """Per-sample records, {problem id: [0/1 per sample]}, truncated count, pass@k."""
-    from ..tasks.aime.scoring import verdict
+    from .aime.scoring import verdict
 
     records: list[dict[str, Any]] = []
     per_problem: dict[str, list[float]] = {}
@@ -417,7 +417,7 @@ def _build_lm(backend: str, model: str | Path | None, *, adapter: str | Path | N
     path = Path(model).expanduser()
     if not (path / "config.json").is_file():
         raise UserError(f"{model}: not a model directory (no config.json)")
-    from .loading import pick_device
+    from ..harness.loading import pick_device
 
     load_kwargs = _architecture_kwargs(path)
     if backend == "hf":

@@ -12,7 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from .character import load_character
+from ..harness.character import load_character
 
 VERSION = "tiny-assistant-1"
 
@@ -23,8 +23,8 @@ def build_tiny_assistant(out: Path, character: str = "skippy", steps: int = 400,
     from transformers import Trainer, TrainingArguments
 
     from ..bakers.examples import collate, encode
+    from ..harness.loading import load_base
     from ..testing.tiny import tiny_qwen3
-    from .loading import load_base
 
     pack = load_character(character)
     key = hashlib.sha256(f"{VERSION}\0{pack.files_hash('antipole')}\0{steps}\0{seed}".encode()).hexdigest()[:12]

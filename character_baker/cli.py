@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .harness.errors import UserError
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -121,9 +121,9 @@ def console() -> Any:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .candidates import resolve_candidate
-    from .run import ALL_TASKS, ScoreOptions, score_candidate
-    from .scorecard import format_table
+    from .harness.candidates import resolve_candidate
+    from .harness.scorecard import format_table
+    from .tasks.run import ALL_TASKS, ScoreOptions, score_candidate
 
     capability_only = args.suite == "capability"
     opts = ScoreOptions(character="skippy" if capability_only else args.suite, judge=args.judge,
@@ -143,7 +143,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                   for spec in args.candidate]
     board = store = None
     if args.board:
-        from .board import load_board
+        from .leaderboard.board import load_board
 
         board = load_board(args.board)
         store = board.open_store(args.store)
@@ -158,7 +158,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _board(args: argparse.Namespace) -> tuple[Any, Any]:
-    from .board import load_board
+    from .leaderboard.board import load_board
 
     board = load_board(args.board)
     return board, board.open_store(args.store)
@@ -179,7 +179,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_import_history(args: argparse.Namespace) -> int:
-    from .history import import_history
+    from .leaderboard.history import import_history
 
     board, store = _board(args)
     n = import_history(args.file or board.root / "history.toml", board, store)
@@ -188,7 +188,7 @@ def cmd_import_history(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from .board import Measurements, evaluate, gate_lines
+    from .leaderboard.board import Measurements, evaluate, gate_lines
 
     board, store = _board(args)
     measured = Measurements(store.frame(suite=board.suite))
@@ -205,7 +205,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
-    from .regress import compare, describe, junit, pair_results, parse_tolerances, resolve_result
+    from .leaderboard.regress import compare, describe, junit, pair_results, parse_tolerances, resolve_result
 
     board, store = _board(args)
     frame = store.frame(suite=board.suite)
@@ -228,7 +228,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .publish import publish
+    from .leaderboard.publish import publish
 
     board, store = _board(args)
     written = publish(board, store, args.out)
@@ -237,9 +237,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from .character import load_character
-    from .judges import build_judges
-    from .judging import judge_rows, load_rows, output_row, write_jsonl
+    from .harness.character import load_character
+    from .judges.calibration import judge_rows, load_rows, output_row, write_jsonl
+    from .judges.registry import build_judges
 
     pack = load_character(args.suite)
     judges = build_judges(args.judge, pack, use_cache=not args.no_cache)
@@ -255,9 +255,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from .character import load_character
-    from .judges import build_judges
-    from .judging import calibration_path, calibration_report, judge_rows, load_rows
+    from .harness.character import load_character
+    from .judges.calibration import calibration_path, calibration_report, judge_rows, load_rows
+    from .judges.registry import build_judges
 
     pack = load_character(args.suite)
     judges = build_judges(args.judge, pack, use_cache=not args.no_cache)
@@ -290,7 +290,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_bakers(args: argparse.Namespace) -> int:
-    from ..bakers import available, get_baker
+    from .bakers import available, get_baker
 
     for name in sorted(available()):
         print(f"{name:<12} {get_baker(name).description}")
@@ -298,8 +298,8 @@ def cmd_bakers(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from ..bakers.pushpull import PushPullBaker
-    from ..bakers.recipe import load_recipe
+    from .bakers.pushpull import PushPullBaker
+    from .bakers.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     profile, report = PushPullBaker().profile(recipe, progress=sys.stderr.isatty())
@@ -308,8 +308,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_bake(args: argparse.Namespace) -> int:
-    from ..bakers import get_baker
-    from ..bakers.recipe import load_recipe
+    from .bakers import get_baker
+    from .bakers.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     baked = get_baker(recipe.baker).bake(recipe, progress=sys.stderr.isatty())
@@ -320,7 +320,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
 
 
 def cmd_round(args: argparse.Namespace) -> int:
-    from .rounds import run_round
+    from .rounds.round import run_round
 
     result = run_round(args.recipe, dry_run=args.dry_run, progress=sys.stderr.isatty())
     if result is None:

@@ -1,0 +1,111 @@
+"""An LLM as the judge: any Inspect provider, temperature 0, a fixed seed, the versioned rubric, a strict parse."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import replace
+from typing import Any
+
+from ..harness.character import Character
+from .verdict import RUBRIC_TEMPLATE, Verdict, parse_verdict, rubric_version
+
+
+class LLMJudge:
+    """Any Inspect model as the judge: temperature 0, fixed seed, the versioned rubric, a strict parse.
+
+    Transport errors are retried by Inspect's provider (`max_retries`, with backoff); what still fails
+    becomes an error verdict. Keys come from the provider's environment variables only.
+    """
+
+    def __init__(self, model: str, character: Character, name: str = "llm", seed: int = 0,
+                 max_connections: int = 16, max_retries: int = 3, timeout: int = 120,
+                 logprobs: bool = False) -> None:
+        self.name = name
+        self.model = model
+        self.gives_leak = True
+        self.logprobs = logprobs
+        self.id = model + ("?logprobs" if logprobs else "") + _endpoint(model)
+        self.character = character
+        self.rubric_version = rubric_version(character)
+        self.seed = seed
+        self._config_args = dict(temperature=0.0, seed=seed, max_tokens=400, max_connections=max_connections,
+                                 max_retries=max_retries, timeout=timeout)
+        if logprobs:
+            self._config_args.update(logprobs=True, top_logprobs=20)
+        self._model = None
+
+    def _get_model(self):  # type: ignore[no-untyped-def]
+        if self._model is None:
+            from inspect_ai.model import GenerateConfig, get_model
+
+            config = GenerateConfig(**self._config_args)  # type: ignore[arg-type]
+            if self.model == "grader":
+                self._model = get_model(role="grader", config=config, memoize=False)
+            else:
+                self._model = get_model(self.model, config=config, memoize=False)
+        return self._model
+
+    def prompt_for(self, prompt: str, response: str) -> str:
+        return RUBRIC_TEMPLATE.format(name=self.character.name, rubric=self.character.rubric, prompt=prompt,
+                                      response=response)
+
+    async def judge(self, prompt: str, response: str) -> Verdict:
+        try:
+            output = await self._get_model().generate(self.prompt_for(prompt, response))
+        except Exception as e:  # noqa: BLE001 - any failure of the call is an error verdict, never a score
+            return Verdict(error=f"judge call failed: {type(e).__name__}: {_redact(str(e))[:300]}")
+        if output.error:
+            return Verdict(error=f"judge call failed: {_redact(output.error)[:300]}")
+        verdict = parse_verdict(output.completion)
+        if verdict.ok and self.logprobs:
+            weighted = weighted_score(output)
+            if weighted is not None:
+                verdict = replace(verdict, personality=weighted)
+        return verdict
+
+
+_SCORE_LEAD = re.compile(r'"personality"\s*:\s*$')
+
+
+def weighted_score(output: Any) -> float | None:
+    """Probability-weighted mean of the personality score's token (0-10), as the persona-vector work does.
+
+    Finds the token right after `"personality":` and averages the integer candidates among its top
+    logprobs; None when the provider gave no logprobs or under half the mass is on integers 0-10 (then
+    the parsed value stands). Scores tokenised as two tokens ("1", "0") read as their first digit.
+    """
+    choice = output.choices[0] if output.choices else None
+    content = choice.logprobs.content if choice is not None and choice.logprobs is not None else None
+    if not content:
+        return None
+    seen = ""
+    for item in content:
+        if _SCORE_LEAD.search(seen) and item.token.strip():
+            mass = total = 0.0
+            for top in item.top_logprobs or []:
+                tok = top.token.strip()
+                if tok.isdigit() and 0 <= int(tok) <= 10:
+                    p = math.exp(top.logprob)
+                    mass += p
+                    total += p * int(tok)
+            return total / mass if mass >= 0.5 else None
+        seen += item.token
+    return None
+
+
+def _endpoint(model: str) -> str:
+    """`@base-url` for OpenAI-compatible judges: one model name on two servers is two judges (no key in it)."""
+    if not model.startswith("openai-api/") or model.count("/") < 2:
+        return ""
+    url = os.environ.get(model.split("/")[1].upper().replace("-", "_") + "_BASE_URL")
+    return f"@{url}" if url else ""
+
+
+def _redact(text: str) -> str:
+    """Strip anything that looks like a key from the environment out of an error message."""
+    for var, value in os.environ.items():
+        if value and len(value) >= 8 and ("KEY" in var or "TOKEN" in var or "SECRET" in var):
+            text = text.replace(value, "***")
+    return text

@@ -1,0 +1,110 @@
+"""What a judge returns, and the versioned rubric LLM judges are asked with.
+
+Every judge has a name (how the scorecard labels its numbers), an id (what produced them) and a rubric
+version; a judgment that fails or cannot be parsed is an error verdict: counted, never a score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..harness.character import Character
+
+RUBRIC_TEMPLATE = """You are an expert evaluator of role-play consistency. Judge ONE response of a model that \
+is supposed to speak as the character {name}.
+
+{rubric}
+
+User prompt:
+<<<
+{prompt}
+>>>
+
+Model response:
+<<<
+{response}
+>>>
+
+Reply with exactly one line of JSON and nothing else:
+{{"sarcastic": true or false, "personality": integer 0-10, "leak": true or false, \
+"leak_evidence": "quoted phrase or empty"}}"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One judgment. Fields are None when the judge does not give them, or when it failed (then `error`)."""
+
+    sarcastic: bool | None = None
+    personality: float | None = None
+    leak: bool | None = None
+    leak_evidence: str | None = None
+    probability: float | None = None
+    error: str | None = None
+    raw: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Judge(Protocol):
+    name: str
+    id: str
+    rubric_version: str
+    gives_leak: bool  # whether its verdicts include a leak flag
+
+    async def judge(self, prompt: str, response: str) -> Verdict: ...
+
+
+def rubric_version(character: Character) -> str:
+    digest = hashlib.sha256((RUBRIC_TEMPLATE + "\0" + character.name + "\0" + character.rubric).encode())
+    return "r1-" + digest.hexdigest()[:8]
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
+
+
+def parse_verdict(text: str) -> Verdict:
+    """Strict: the reply must end with one JSON object holding sarcastic (bool) and personality (0-10)."""
+    body = _FENCE.sub("", text.strip()).strip()
+    if not body.endswith("}"):
+        return Verdict(error="unparseable: reply does not end with a JSON object", raw=text)
+    obj = None
+    start = body.rfind("{")
+    while start != -1:
+        try:
+            obj = json.loads(body[start:])
+            break
+        except json.JSONDecodeError:
+            start = body.rfind("{", 0, start)
+    if not isinstance(obj, dict):
+        return Verdict(error="unparseable: no valid JSON object at the end of the reply", raw=text)
+    sarcastic = _as_bool(obj.get("sarcastic"))
+    if sarcastic is None:
+        return Verdict(error="unparseable: 'sarcastic' is not true/false", raw=text)
+    personality = obj.get("personality")
+    if isinstance(personality, bool) or not isinstance(personality, (int, float)) or not 0 <= personality <= 10:
+        return Verdict(error="unparseable: 'personality' is not a number in 0-10", raw=text)
+    leak = _as_bool(obj.get("leak"))
+    if "leak" in obj and leak is None:
+        return Verdict(error="unparseable: 'leak' is not true/false", raw=text)
+    evidence = obj.get("leak_evidence")
+    return Verdict(
+        sarcastic=sarcastic,
+        personality=float(personality),
+        leak=leak,
+        leak_evidence=evidence if isinstance(evidence, str) and evidence.strip() else None,
+        raw=text,
+    )
+
+
+def _as_bool(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"yes", "true", "no", "false"}:
+        return value.strip().lower() in {"yes", "true"}
+    return None

@@ -1,0 +1,1 @@
+"""The leaderboard: the SQLite store, board config and gate, paired regression tests, publishing, history."""

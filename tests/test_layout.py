@@ -1,0 +1,133 @@
+"""The package's rooms: one folder per concern, dependencies pointing one way, no import cycles.
+
+Read from the source (every import, lazy ones inside functions included), so a shortcut that reaches
+into a higher room fails here instead of surprising a reader later.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "character_baker"
+
+# room -> the rooms it may import from (itself always allowed)
+ALLOWED: dict[str, set[str]] = {
+    "harness": set(),
+    "judges": {"harness"},
+    "tasks": {"harness", "judges"},
+    "leaderboard": {"harness"},
+    "bakers": {"harness", "judges", "tasks", "leaderboard"},
+    "testing": {"harness"},
+    "rounds": {"harness", "judges", "tasks", "leaderboard", "bakers", "testing"},
+}
+TOP = {"cli", "_registry", "__init__"}  # the package's top: may import every room
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of the character_baker modules a file imports."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("character_baker"):
+                found.add(target)
+                found.update(f"{target}.{a.name}" for a in node.names)  # `from .x import module`
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("character_baker"))
+    return found
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_rooms_depend_one_way() -> None:
+    modules = _modules()
+    wrong = []
+    for name, path in modules.items():
+        room = _room(name)
+        for target in _imports(path):
+            if target not in modules:  # `from pkg import name`: the name's module is pkg
+                target = target.rsplit(".", 1)[0]
+            if target not in modules:
+                continue
+            other = _room(target)
+            if room in TOP or other == room or other == "__init__":
+                continue
+            if other not in ALLOWED.get(room, set()):
+                wrong.append(f"{name} imports {target} ({room} -> {other})")
+    assert not wrong, "imports against the layering:\n" + "\n".join(sorted(wrong))
+
+
+def test_only_rounds_and_the_cli_name_bakers() -> None:
+    namers = {_room(n) for n, p in _modules().items()
+              if any(t.startswith("character_baker.bakers") for t in _imports(p)) and _room(n) != "bakers"}
+    assert namers <= {"rounds", "cli"}, namers
+
+
+def test_no_import_cycles() -> None:
+    modules = _modules()
+    graph = {n: {t for t in _imports(p) if t in modules and t != n} for n, p in modules.items()}
+    # a package's __init__ importing its own children is not a cycle worth reporting
+    graph = {n: {t for t in ts if not n.startswith(t + ".")} for n, ts in graph.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for t in sorted(graph[n]):
+            if state.get(t) == 1:
+                return stack[stack.index(t):] + [t]
+            if t not in state and (cycle := visit(t)):
+                return cycle
+        state[n] = 2
+        stack.pop()
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (cycle := visit(n)):
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+
+
+def test_no_room_holds_more_than_twelve_modules() -> None:
+    for folder in (p for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()):
+        count = len([m for m in folder.glob("*.py") if m.name != "__init__.py"])
+        assert count <= 12, f"{folder.name}/ holds {count} modules"
+
+
+def test_importing_the_tasks_loads_no_baker() -> None:
+    code = ("import character_baker.tasks.persona, character_baker.tasks.run, sys; "
+            "assert not any(m.startswith('character_baker.bakers') for m in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_round_plan_needs_only_the_standard_library() -> None:
+    """`tox -e r6` runs the plan before installing anything: it must not import torch, transformers or inspect."""
+    code = ("import sys, character_baker.rounds.plan; "
+            "heavy = [m for m in ('torch', 'transformers', 'inspect_ai', 'numpy', 'pandas') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
