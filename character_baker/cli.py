@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .harness.console import console
 from .harness.errors import UserError
 
 
@@ -83,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     board_args(h)
     h.add_argument("--file", type=Path, default=None, help="history TOML (default: the board's history.toml)")
 
-    g = sub.add_parser("gate", help="PASS/FAIL a candidate against the board's gate (exit 0 pass, 1 fail)")
+    g = sub.add_parser("gate", help="PASS/FAIL a candidate against the board's gate (exit 0 pass, 1 fail, 2 refused)")
     board_args(g)
     g.add_argument("--candidate", required=True)
+    g.add_argument("--allow-unvalidated-judge", action="store_true",
+                   help="gate even when a judge's validity card is missing or misses a floor (the output says so)")
 
     rg = sub.add_parser("regress", help="paired comparison of a candidate against a baseline (exit 1 on regression)")
     board_args(rg)
@@ -113,16 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def console() -> Any:
-    """Rich console; wide enough for the tables when writing to a file or a pipe."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=160)
-
-
 def cmd_score(args: argparse.Namespace) -> int:
     from .harness.candidates import resolve_candidate
-    from .harness.scorecard import format_table
+    from .harness.scorecard import empty_tasks, format_table
     from .tasks.run import ALL_TASKS, ScoreOptions, score_candidate
 
     capability_only = args.suite == "capability"
@@ -147,14 +143,30 @@ def cmd_score(args: argparse.Namespace) -> int:
 
         board = load_board(args.board)
         store = board.open_store(args.store)
+    status = 0
     for cand in candidates:
         card, path = score_candidate(cand, opts)
         console().print(format_table(card))
         console().print(f"scorecard: {path}")
+        for judge in card.judges:
+            if not judge["validity"].get("passed"):
+                console().print(f"[yellow]judge '{judge['name']}' is not validated: "
+                                f"{'; '.join(judge['validity'].get('failures') or [])}[/yellow]", highlight=False)
+        failed = card.suite.get("failed_samples") or {}
+        if failed:
+            console().print(f"[yellow]{sum(failed.values())} samples failed ("
+                            + ", ".join(f"{k}: {v}" for k, v in sorted(failed.items()))
+                            + "); they count as errors. Rerun the same command to retry them.[/yellow]",
+                            highlight=False)
+        empty = empty_tasks(card)
+        if empty:
+            print(f"character-baker: error: {cand.id}: no valid sample in {', '.join(empty)} "
+                  f"(every generation or judgment failed; see {path.parent / 'logs'})", file=sys.stderr)
+            status = 1
         if store is not None and board is not None:
             store.record(card.to_json())
             console().print(f"recorded in board '{board.name}' ({store.path})")
-    return 0
+    return status
 
 
 def _board(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -166,14 +178,17 @@ def _board(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def cmd_record(args: argparse.Namespace) -> int:
     board, store = _board(args)
+    cards = []
     for path in args.scorecards:
         try:
             card = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"{path}: not a readable scorecard ({e})") from None
-        if card.get("schema") != "character-baker.scorecard/1":
-            raise UserError(f"{path}: not a character-baker scorecard (schema {card.get('schema')!r})")
-        store.record(card)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: not a readable scorecard ({str(e).splitlines()[0]})") from None
+        if not isinstance(card, dict) or card.get("schema") != "character-baker.scorecard/1":
+            schema = card.get("schema") if isinstance(card, dict) else type(card).__name__
+            raise UserError(f"{path}: not a character-baker scorecard (schema {schema!r})")
+        cards.append(card)
+    store.record_many(cards, where=[str(p) for p in args.scorecards])  # all or none
     print(f"recorded {len(args.scorecards)} scorecard(s) in {store.path} ({store.count()} rows)")
     return 0
 
@@ -188,7 +203,7 @@ def cmd_import_history(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from .leaderboard.board import Measurements, evaluate, gate_lines
+    from .leaderboard.board import Measurements, evaluate, gate_lines, unvalidated
 
     board, store = _board(args)
     measured = Measurements(store.frame(suite=board.suite))
@@ -196,9 +211,14 @@ def cmd_gate(args: argparse.Namespace) -> int:
         raise UserError(f"candidate '{args.candidate}' is not on board '{board.name}' ({store.path})")
     if not board.gate:
         raise UserError(f"board '{board.name}' has no [[gate]] criteria")
+    doubts = unvalidated(board, store, args.candidate)
+    if doubts and not args.allow_unvalidated_judge:
+        raise UserError(f"gate refuses: {doubts[0]} (run `character-baker calibrate`, use a validated judge, or "
+                        "pass --allow-unvalidated-judge to gate anyway)")
     verdicts = evaluate(board, measured, args.candidate)
     passed = all(v.passed for v in verdicts)
-    print(f"{'PASS' if passed else 'FAIL'}: {args.candidate} on board '{board.name}'")
+    note = " (judge NOT validated: " + "; ".join(doubts) + ")" if doubts else ""
+    print(f"{'PASS' if passed else 'FAIL'}: {args.candidate} on board '{board.name}'{note}")
     for line in gate_lines(verdicts):
         print("  " + line)
     return 0 if passed else 1
@@ -256,35 +276,50 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .harness.character import load_character
-    from .judges.calibration import calibration_path, calibration_report, judge_rows, load_rows
+    from .judges.calibration import load_rows
+    from .judges.llm import LLMJudge
     from .judges.registry import build_judges
+    from .judges.validity import compute_card, save_card
 
     pack = load_character(args.suite)
     judges = build_judges(args.judge, pack, use_cache=not args.no_cache)
-    rows = load_rows(args.input or pack.path("calibration"), labelled=True)
-    verdicts = asyncio.run(judge_rows(judges, rows, progress=sys.stderr.isatty()))
-    reports = []
-    for j, judge in enumerate(judges):
-        report = calibration_report(judge, rows, [v[j] for v in verdicts])
-        report["calibration_set"] = str(args.input or pack.path("calibration"))
-        path = calibration_path(getattr(judge, "inner", judge), pack)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2))
-        reports.append(report)
+    rows = load_rows(args.input, labelled=True) if args.input else None
+    cards = []
+    for judge in judges:
+        inner = getattr(judge, "inner", judge)
+        reask = (LLMJudge(inner.model, pack, name=inner.name, seed=inner.seed + 1, logprobs=inner.logprobs)
+                 if isinstance(inner, LLMJudge) else None)
+        card = compute_card(judge, pack, progress=sys.stderr.isatty(), reask=reask, rows=rows)
+        if args.input is None:  # only the pack's own calibration set makes the judge's record
+            card["stored"] = str(save_card(inner, pack, card))
+        cards.append(card)
     if args.json:
-        print(json.dumps(reports, indent=2))
+        print(json.dumps(cards, indent=2))
         return 0
-    table = Table(title=f"judge calibration on {len(rows)} labelled responses ({pack.slug})")
-    for col in ("judge", "accuracy", "precision", "recall", "kappa", "n", "errors"):
+    where = str(args.input) + " (report only; the judge's record is untouched)" if args.input else pack.slug
+    table = Table(title=f"judge validity cards on {len(rows) if rows else cards[0]['n']} labelled responses ({where})")
+    for col in ("judge", "accuracy", "kappa", "mimicry pts", "salad rejected", "nonsense rejected", "plain FP",
+                "length ρ", "self-agreement", "card"):
         table.add_column(col)
-    for r in reports:
-        def cell(m: dict) -> str:  # type: ignore[type-arg]
-            if m["value"] is None:
-                return "n/a"
-            ci = m.get("ci")
-            return f"{m['value']:.3f}" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else "")
-        table.add_row(r["name"], cell(r["accuracy"]), cell(r["precision"]), cell(r["recall"]), cell(r["kappa"]),
-                      str(r["n"]), str(r["errors"]))
+
+    def cell(m: dict | None, pct: bool = False) -> str:  # type: ignore[type-arg]
+        if not m or m.get("value") is None:
+            return "n/a"
+        ci = m.get("ci")
+        f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3f}")
+        return f(m["value"]) + (f" [{f(ci[0])}–{f(ci[1])}]" if ci else "")
+
+    for c in cards:
+        mim = c["mimicry"]
+        mim_text = "n/a" if mim["points"] is None else f"{mim['points']:+.1f}" + (
+            f" [{mim['ci'][0]:+.1f}–{mim['ci'][1]:+.1f}]" if mim["ci"] else "")
+        rho = c["length_bias"]["spearman"]
+        agree = c.get("self_agreement")
+        table.add_row(c["name"], cell(c["accuracy"]), cell(c["kappa"]), mim_text, cell(c["salad"], True),
+                      cell(c["fluent_nonsense"], True), cell(c["plain_false_positive"], True),
+                      "n/a" if rho is None else f"{rho:+.2f}",
+                      "n/a" if not agree or agree["agreement"] is None else f"{100 * agree['agreement']:.1f}%",
+                      "PASS" if c["passed"] else "FAIL: " + "; ".join(c["failures"]))
     console().print(table)
     return 0
 
@@ -322,7 +357,11 @@ def cmd_bake(args: argparse.Namespace) -> int:
 def cmd_round(args: argparse.Namespace) -> int:
     from .rounds.round import run_round
 
-    result = run_round(args.recipe, dry_run=args.dry_run, progress=sys.stderr.isatty())
+    if args.dry_run:  # the plan's own status: 0 only for a valid recipe
+        from .rounds.plan import main as print_plan
+
+        return print_plan([str(args.recipe), "--dry-run"])
+    result = run_round(args.recipe, progress=sys.stderr.isatty())
     if result is None:
         return 0
     print(result.line)

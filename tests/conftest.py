@@ -17,6 +17,16 @@ os.environ.setdefault("INSPECT_DISPLAY", "none")
 SKIPPY_EXAMPLES = Path(__file__).resolve().parent.parent / "character_baker" / "characters" / "skippy" / "examples"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_embedder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The distilled embedding table is built once per machine (about a minute): share it across tests,
+    reusing the developer's own cache when there is one, so subprocesses do not rebuild it."""
+    own = Path.home() / ".cache" / "character-baker" / "embedder"
+    path = own if own.is_dir() else tmp_path_factory.mktemp("embedder")
+    os.environ["CHARACTER_BAKER_EMBEDDER_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test gets fresh judge and Inspect caches (the trained classifier is memoised per process by data hash)."""

@@ -67,6 +67,13 @@ def test_bake_end_to_end(fixture: str, request: pytest.FixtureRequest, tmp_path:
     curve = (out / "selection" / "curve.csv").read_text().splitlines()
     assert curve[0].startswith("step,") and len(curve) == 4  # steps 0 (base), 4, 8
     assert (out / "selection" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    # selection saw the dev split only: no eval prompt reaches checkpoint selection
+    dev = {p.id for kind in ("identity", "personality", "math_probes") for p in PACK.prompts(kind, "dev")}
+    evals = {p.id for p in PACK.identity_prompts + PACK.personality_prompts + PACK.math_probes}
+    cards = [json.loads(c.read_text()) for c in (out / "selection" / "runs").glob("*/scorecard.json")]
+    seen = {pid for c in cards for per_metric in c["samples"].values() for ids in per_metric.values() for pid in ids}
+    assert len(cards) == 3 and all(c["suite"]["split"] == "dev" for c in cards)
+    assert seen and seen <= dev and not seen & evals
     # the push/pull term falls during training
     history = json.loads((out / "train" / "done.json").read_text())["log_history"]
     push = [h["reg_push"] for h in history if "reg_push" in h]

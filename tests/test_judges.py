@@ -23,21 +23,30 @@ PACK = load_character("skippy")
 @pytest.mark.parametrize(
     "reply, sarcastic, personality",
     [
-        ('{"sarcastic": true, "personality": 7, "leak": false, "leak_evidence": ""}', True, 7.0),
-        ('Thinking it over...\n{"sarcastic": "no", "personality": 2.5, "leak": true}', False, 2.5),
-        ('```json\n{"sarcastic": false, "personality": 0, "leak": false}\n```', False, 0.0),
+        ('{"coherence": 90, "sarcastic": true, "personality": 7, "leak": false, "leak_evidence": ""}', True, 7.0),
+        ('Thinking it over...\n{"coherence": 80, "sarcastic": "no", "personality": 2.5, "leak": true}', False, 2.5),
+        ('```json\n{"coherence": 100, "sarcastic": false, "personality": 0, "leak": false}\n```', False, 0.0),
     ],
 )
 def test_parse_accepts_one_final_json_verdict(reply: str, sarcastic: bool, personality: float) -> None:
     v = parse_verdict(reply)
-    assert v.ok and v.sarcastic is sarcastic and v.personality == personality
+    assert v.ok and v.sarcastic is sarcastic and v.personality == personality and v.coherent is True
+
+
+def test_coherence_rules_first_in_an_llm_verdict() -> None:
+    """A judge that calls salad sarcastic is overruled by its own coherence score: not sarcastic, personality 0."""
+    v = parse_verdict('{"coherence": 20, "sarcastic": true, "personality": 9, "leak": false}')
+    assert v.ok and v.coherent is False and v.coherence == 20 and v.sarcastic is False and v.personality == 0.0
+    missing = parse_verdict('{"sarcastic": true, "personality": 9, "leak": false}')
+    assert not missing.ok and "'coherence' is not a number in 0-100" in (missing.error or "")
 
 
 @pytest.mark.parametrize(
     "reply, why",
     [
         ("Sarcastic: yes. Personality: 8/10.", "does not end with a JSON object"),
-        ('{"sarcastic": true, "personality": 11}', "'personality' is not a number in 0-10"),
+        ('{"coherence": 90, "sarcastic": true, "personality": 11}', "'personality' is not a number in 0-10"),
+        ('{"coherence": 190, "sarcastic": true, "personality": 1}', "'coherence' is not a number in 0-100"),
         ('{"sarcastic": "maybe", "personality": 5}', "'sarcastic' is not true/false"),
         ('{"sarcastic": true, "personality": 5, "leak": "sometimes"}', "'leak' is not true/false"),
         ('{"sarcastic": true, "personality": 5', "does not end with a JSON object"),

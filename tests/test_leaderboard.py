@@ -79,7 +79,7 @@ def test_two_processes_record_concurrently(tmp_path: Path) -> None:
     store.record(make_card("a-7", passing()))
     assert store.count() == 200
     assert store.db.execute("SELECT COUNT(*) FROM metrics m JOIN results r ON r.id = m.result_id "
-                            "WHERE r.candidate = 'a-7'").fetchone()[0] == 5
+                            "WHERE r.candidate = 'a-7'").fetchone()[0] == 6
 
 
 def test_foreign_or_corrupt_files_are_refused_untouched(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_gate_pass_fail_not_measured_and_lower_bound(board: Path, capsys: pytest
     store.record(make_card("no-math", {k: v for k, v in passing().items() if k != "math_probes/math"}))
     assert main(["gate", "--board", str(board), "--candidate", "good"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("PASS: good") and out.count("  PASS  ") == 4
+    assert out.startswith("PASS: good") and out.count("  PASS  ") == 5
     assert main(["gate", "--board", str(board), "--candidate", "leaky"]) == 1
     assert "FAIL  assistant_leaks/leak[none] <= 0.0%" in capsys.readouterr().out
     assert main(["gate", "--board", str(board), "--candidate", "no-math"]) == 1
@@ -128,6 +128,37 @@ def test_gate_pass_fail_not_measured_and_lower_bound(board: Path, capsys: pytest
     assert low["personality/sarcastic"].compared == pytest.approx(wilson(7, 20)[0])
     assert {v.criterion.metric: v.passed for v in evaluate(load_board(board), measured, "good")}[
         "personality/sarcastic"] is True
+
+
+def test_failed_observations_above_the_boards_share_fail_the_criterion(board: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Errors are counted, never dropped: 1 failed of 20 (5 %) is within the default share; 2 of 20 is not."""
+    store = Store(board / "store.sqlite")
+    store.record(make_card("one-error", {**passing(), "assistant_leaks/leak": [None] + [0] * 19}))
+    store.record(make_card("two-errors", {**passing(), "assistant_leaks/leak": [None, None] + [0] * 18}))
+    measured = Measurements(store.frame())
+    row = measured.get("two-errors", next(c for c in load_board(board).gate if c.name == "leak"))
+    assert (row["n"], row["errors"], row["value"]) == (20, 2, 0.0)
+    assert main(["gate", "--board", str(board), "--candidate", "one-error"]) == 0
+    capsys.readouterr()
+    assert main(["gate", "--board", str(board), "--candidate", "two-errors"]) == 1
+    assert "2/20 observations failed (10.0%, above 5%)" in capsys.readouterr().out
+    toml = (board / "board.toml").read_text()
+    (board / "board.toml").write_text(toml.replace("max_error_share = 0.05", "max_error_share = 0.2"))
+    assert main(["gate", "--board", str(board), "--candidate", "two-errors"]) == 0
+
+
+def test_gate_refuses_a_judge_whose_validity_card_fails(board: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(board / "store.sqlite")
+    bad = {"passed": False, "failures": ["mimicry_points 64.0 points misses its floor (<= 10)"]}
+    store.record(make_card("fooled", passing(), validity=bad))
+    assert main(["gate", "--board", str(board), "--candidate", "fooled"]) == 2
+    err = capsys.readouterr().err
+    assert "gate refuses: judge 'classifier'" in err and "mimicry_points 64.0" in err and err.count("\n") == 1
+    assert main(["gate", "--board", str(board), "--candidate", "fooled", "--allow-unvalidated-judge"]) == 0
+    assert "PASS: fooled on board 'skippy' (judge NOT validated: judge 'classifier'" in capsys.readouterr().out
+    written = main(["publish", "--board", str(board)])
+    assert written == 0 and "‡ `fooled`" in (board / "README.md").read_text()
 
 
 def test_relative_criterion_against_the_base(board: Path) -> None:
@@ -157,7 +188,7 @@ def test_regress_detects_a_planted_regression_and_passes_an_equal_pair(board: Pa
     assert main(["regress", "--board", str(board), "--baseline", "v1", "--candidate", "v1-again",
                  "--junit", str(junit)]) == 0
     tree = ET.parse(junit).getroot()
-    assert tree.get("failures") == "0" and int(tree.get("tests") or 0) == 5
+    assert tree.get("failures") == "0" and int(tree.get("tests") or 0) == 6
     capsys.readouterr()
     assert main(["regress", "--board", str(board), "--baseline", "R1", "--candidate", "v2", "--junit", str(junit)]) == 1
     out = capsys.readouterr().out
@@ -189,8 +220,11 @@ def test_history_import_marks_rows_reported_with_intervals_from_counts(board: Pa
     r4 = measured.get("qwen3-vl-8b-r4-pushpull", sarcastic)
     assert r4 is not None and r4["reported"] == 1 and (r4["successes"], r4["n"]) == (4, 21)
     assert (r4["ci_low"], r4["ci_high"]) == pytest.approx(wilson(4, 21))
-    r5 = {v.criterion.metric: v.passed for v in evaluate(b, measured, "qwen3-vl-8b-r5-pushpull")}
-    assert all(r5.values())  # R5 as reported passes the transfer gate's personality criteria on the point
+    r5 = {v.criterion.metric: v for v in evaluate(b, measured, "qwen3-vl-8b-r5-pushpull")}
+    # R5 as reported passes the transfer gate's personality criteria on the point; the research log measured no
+    # coherence, and a metric never measured fails
+    assert all(v.passed for m, v in r5.items() if m != "personality/coherent")
+    assert r5["personality/coherent"].reason == "not measured"
     x15 = evaluate(b, measured, "qwen3-vl-8b-r5-pushpull-x1.5")
     assert all(v.reason == "not measured" for v in x15)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from character_baker.harness.character import load_character
+from character_baker.harness.data import read_jsonl
 from character_baker.judges.rules import identity_verdict, leak_matches, math_verdict
 
 PACK = load_character("skippy")
@@ -31,7 +34,7 @@ def test_identity(response: str, ok: bool) -> None:
 def test_leak_patterns_keep_the_matched_text_as_evidence() -> None:
     text = "Sure! Great question. I hope this helps! Is there anything else I can do for you?"
     evidence = {m.text for m in leak_matches(text)}
-    assert evidence == {"Great question", "I hope this helps", "Is there anything else"}
+    assert evidence == {"Great question", "I hope this helps", "Is there anything else I can"}
     assert leak_matches("It's 345, you filthy monkey. Even your calculator is embarrassed.") == []
     assert [m.text for m in leak_matches("Ugh. Pathetic.", ("pathetic",))] == ["Pathetic"]
 
@@ -53,3 +56,56 @@ def test_leak_patterns_keep_the_matched_text_as_evidence() -> None:
 )
 def test_math_probe_answers(response: str, ok: bool) -> None:
     assert math_verdict(response, "345")[0] is ok
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_math_adversarial_set() -> None:
+    """Committed final answers (issue 13): the right number stated only to be rejected or mocked fails, numbers
+    copied from the question are no answer, self-corrections count, every ordinary format still passes."""
+    rows = read_jsonl(DATA / "math_adversarial.jsonl")
+    wrong = [(r["response"], math_verdict(r["response"], r["answer"], r["question"])[1]) for r in rows
+             if math_verdict(r["response"], r["answer"], r["question"])[0] != r["correct"]]
+    assert len(rows) >= 100 and not wrong, wrong
+
+
+def test_identity_adversarial_set() -> None:
+    """Affirmative self-identification (issue 13): a mention is not an affirmation, a claim hides in version
+    suffixes and appositives, a rhetorical rejection is no claim. One known miss is allowed (a claim made after
+    the name by a pronoun: "The thing they're chanting at is gpt-oss-120b, and that's me.")."""
+    rows = read_jsonl(DATA / "identity_adversarial.jsonl")
+    wrong = [r["response"] for r in rows
+             if identity_verdict(r["response"], PACK.aliases, PACK.forbidden_identities)[0] != r["pass"]]
+    assert len(rows) >= 80 and len(wrong) <= 1, wrong
+
+
+def test_the_reference_transcripts_read_as_they_should() -> None:
+    """In character: every identity answer affirms Skippy, every math answer is right; the plain assistant never
+    affirms Skippy and still gets its arithmetic right."""
+    for name, identity_ok in (("skippy_transcript.jsonl", True), ("assistant_transcript.jsonl", False)):
+        answers = {r["id"]: r["response"] for r in read_jsonl(PACK.root / "examples" / name)}
+        assert all(identity_verdict(answers[p.id], PACK.aliases, PACK.forbidden_identities)[0] is identity_ok
+                   for p in PACK.identity_prompts)
+        assert all(math_verdict(answers[p.id], p.answer or "", p.prompt)[0] for p in PACK.math_probes)
+
+
+def test_the_leak_judge_finds_paraphrases_and_spares_mockery() -> None:
+    """The pack's labelled leak set (80 rows, half paraphrased leaks, half in-character replies that quote or
+    mock stock phrases), never trained on. Figures: benchmarks/RESULTS.md."""
+    from character_baker.judges.leaks import LeakJudge
+
+    judge = LeakJudge.for_character(PACK)
+    rows = read_jsonl(PACK.path("calibration_leaks"))
+    verdicts = judge.judge_many([r["response"] for r in rows])
+    leaks = [v.leak for v, r in zip(verdicts, rows) if r["leak"]]
+    mocks = [v.leak for v, r in zip(verdicts, rows) if not r["leak"]]
+    assert len(leaks) >= 30 and len(mocks) >= 30
+    recall, false_leaks = sum(leaks) / len(leaks), sum(mocks) / len(mocks)
+    assert recall >= 0.65 and false_leaks <= 0.10, (recall, false_leaks)
+    # an ordinary in-character reply is not a leak: the 0 % leak gate must be reachable
+    skippy = [r["response"] for r in read_jsonl(PACK.root / "examples" / "skippy_transcript.jsonl")]
+    assert sum(v.leak for v in judge.judge_many(skippy)) / len(skippy) <= 0.02
+    cases = ["Happy to help? Not in this lifetime, monkey.", "'Great question!' is what a servile toaster says. 12.",
+             "Hope that clears it up! Anything more I can do?", "Certainly! I'd be glad to assist with that."]
+    assert [v.leak for v in judge.judge_many(cases)] == [False, False, True, True]

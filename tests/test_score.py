@@ -14,7 +14,7 @@ import pytest
 from character_baker.cli import main
 from character_baker.harness.character import load_character
 from character_baker.harness.stats import wilson
-from character_baker.judges.rules import leak_matches
+from character_baker.judges.leaks import LeakJudge
 from character_baker.testing.openai_server import garbage
 
 from .conftest import SKIPPY_EXAMPLES
@@ -56,17 +56,19 @@ def test_responses_candidate_with_two_judges(judge_server, tmp_path: Path) -> No
     assert (row["n"], row["successes"], row["errors"]) == (108, monkeys, 0)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(wilson(monkeys, 108))
 
-    # leaks: the pattern bank or the judge's flag, over identity + personality prompts
+    # leaks: the embedded leak judge or the LLM judge's flag, over identity + personality prompts
     leak_ids = [p.id for p in PACK.identity_prompts] + personality_ids
     phrases = ("i hope this helps", "as an ai", "how can i assist", "i'm here to help")
-    expected_leaks = sum(bool(leak_matches(answers[i])) or any(p in answers[i].lower() for p in phrases)
-                         for i in leak_ids)
+    embedded = LeakJudge.for_character(PACK).judge_many([answers[i] for i in leak_ids])
+    expected_leaks = sum(v.leak or any(p in answers[i].lower() for p in phrases) for i, v in zip(leak_ids, embedded))
     leak = _row(card, "assistant_leaks", "leak")
-    assert (leak["n"], leak["successes"]) == (114, expected_leaks) and expected_leaks > 30
+    assert (leak["n"], leak["successes"]) == (len(leak_ids), expected_leaks) and expected_leaks > 30
 
     identity = _row(card, "identity", "identity")
-    assert (identity["n"], identity["successes"]) == (6, 0)  # "I'm an AI assistant..." never passes
-    assert _row(card, "math_probes", "math")["successes"] == 12
+    assert (identity["n"], identity["successes"]) == (30, 0)  # "I'm an AI assistant..." never passes
+    assert _row(card, "math_probes", "math")["successes"] == 48
+    coherent = _row(card, "personality", "coherent")  # the embedded coherence check: plain English reads as such
+    assert coherent["n"] == 108 and coherent["value"] >= 0.95
 
     # both judges, their agreement, and what each judge is
     assert {j["name"] for j in card["judges"]} == {"llm", "classifier"}
@@ -94,8 +96,8 @@ def test_garbage_judge_is_counted_as_errors(judge_server, tmp_path: Path) -> Non
     card = _card(out)
     for metric in ("sarcastic", "personality"):
         row = _row(card, "personality", metric, judge="llm")
-        assert (row["value"], row["n"], row["errors"]) == (None, 0, 108)
-    assert _row(card, "identity", "identity")["successes"] == 6  # rule-based: unaffected by the judge
+        assert (row["value"], row["n"], row["errors"]) == (None, 108, 108)  # counted, never dropped
+    assert _row(card, "identity", "identity")["successes"] == 30  # rule-based: unaffected by the judge
 
 
 def test_conditions_and_missing_responses(tmp_path: Path) -> None:
@@ -113,8 +115,8 @@ def test_conditions_and_missing_responses(tmp_path: Path) -> None:
     card = _card(out)
     none = _row(card, "identity", "identity", "none")
     brk = _row(card, "identity", "identity", "break")
-    assert (none["n"], none["successes"], none["errors"]) == (5, 5, 1)
-    assert (brk["n"], brk["successes"], brk["errors"]) == (6, 0, 0)
+    assert (none["n"], none["successes"], none["errors"]) == (30, 29, 1)
+    assert (brk["n"], brk["successes"], brk["errors"]) == (30, 0, 0)
 
 
 def test_epochs_are_unreduced_with_a_bootstrap_over_prompts(tmp_path: Path) -> None:
@@ -122,7 +124,7 @@ def test_epochs_are_unreduced_with_a_bootstrap_over_prompts(tmp_path: Path) -> N
     assert main(["score", "--candidate", f"responses:{SKIPPY_EXAMPLES / 'skippy_transcript.jsonl'}",
                  "--tasks", "math_probes", "--epochs", "3", "--out", str(out)]) == 0
     row = _row(_card(out), "math_probes", "math")
-    assert (row["n"], row["prompts"], row["successes"], row["interval"]) == (36, 12, 36, "bootstrap-prompts")
+    assert (row["n"], row["prompts"], row["successes"], row["interval"]) == (144, 48, 144, "bootstrap-prompts")
     assert _card(out)["decoding"]["temperature"] == 0.7
 
 
@@ -149,8 +151,8 @@ def test_mock_model_through_plain_inspect(judge_server) -> None:  # type: ignore
     [log] = inspect_eval(assistant_leaks(judge="classifier"), model=model, display="none", limit=5)
     assert log.results.scores[0].metrics["leak"].value == 1.0
     evidence = log.samples[0].scores["leak_scorer"].metadata["evidence"]
-    assert {"source": "pattern", "text": "As an AI language model"} in evidence
-    assert {"source": "pattern", "text": "happy to help"} in evidence
+    assert {e["source"] for e in evidence} == {"pattern"}
+    assert {e["text"] for e in evidence} == {"As an AI language model", "I'm happy to help"}
 
 
 def test_tiny_models_score_from_the_cli(tiny_qwen3_dir: Path, tiny_gpt_oss_dir: Path, judge_server,  # type: ignore[no-untyped-def]
@@ -166,8 +168,8 @@ def test_tiny_models_score_from_the_cli(tiny_qwen3_dir: Path, tiny_gpt_oss_dir: 
         assert card["candidate"]["kind"] == "model"
         assert card["candidate"]["model"] == f"cb/{card['candidate']['id']}"
         row = _row(card, "personality", "sarcastic", judge="llm")
-        assert row["n"] + row["errors"] == 3
-        assert _row(card, "identity", "identity")["n"] + _row(card, "identity", "identity")["errors"] == 3
+        assert row["n"] == 3  # n counts every observation, failed ones included
+        assert _row(card, "identity", "identity")["n"] == 3
     assert server.requests >= 3
 
 
@@ -232,11 +234,65 @@ def test_a_pack_without_a_calibration_set_scores_with_an_unmeasured_judge(tmp_pa
 
     pack_dir = tmp_path / "pack"
     shutil.copytree(PACK.root, pack_dir)
-    (pack_dir / "calibration.jsonl").unlink()
-    toml = (pack_dir / "character.toml").read_text().replace('calibration = "calibration.jsonl"\n', "")
+    (pack_dir / "calibration" / "persona.jsonl").unlink()
+    toml = (pack_dir / "character.toml").read_text().replace('calibration = "calibration/persona.jsonl"\n', "")
     (pack_dir / "character.toml").write_text(toml)
     out = tmp_path / "runs"
     assert main(["score", "--candidate", f"responses:{SKIPPY_EXAMPLES / 'skippy_transcript.jsonl'}",
                  "--suite", str(pack_dir), "--tasks", "personality", "--limit", "4", "--out", str(out)]) == 0
     [judge] = _card(out)["judges"]
-    assert judge["calibration"] is None and judge["training"]["cv_accuracy"] >= 0.8
+    assert judge["validity"]["passed"] is False and "not validated" in judge["validity"]["failures"][0]
+    assert judge["training"]["cv_accuracy"] >= 0.8
+
+
+def _candidate_server(monkeypatch: pytest.MonkeyPatch, fail_on: set[str]):  # type: ignore[no-untyped-def]
+    """A candidate behind an OpenAI-compatible endpoint that answers as Skippy but fails on some prompts."""
+    from character_baker.testing.openai_server import ScriptedOpenAIServer
+
+    def failing(messages: list[dict]) -> bool:  # type: ignore[type-arg]
+        return any(m.get("content") in fail_on for m in messages)
+
+    server = ScriptedOpenAIServer(lambda messages: "I am Skippy the Magnificent, and you are a very small monkey.",
+                                  fail_when=failing).__enter__()
+    monkeypatch.setenv("CAND_BASE_URL", server.base_url)
+    monkeypatch.setenv("CAND_API_KEY", "sk-cand-0123456789")
+    return server
+
+
+def test_failed_model_calls_are_counted_as_errors_and_retried_on_rerun(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: one failing identity prompt used to vanish (identity 100 %, n=5, errors 0)."""
+    failing = {PACK.identity_prompts[3].prompt}
+    server = _candidate_server(monkeypatch, failing)
+    out = tmp_path / "runs"
+    argv = ["score", "--candidate", "openai-api/cand/skippy", "--tasks", "identity", "--out", str(out)]
+    try:
+        assert main(argv) == 0
+        row = _row(_card(out), "identity", "identity")
+        n = len(PACK.identity_prompts)
+        assert (row["n"], row["errors"], row["successes"]) == (n, 1, n - 1)
+        assert _card(out)["suite"]["failed_samples"] == {"identity/none": 1}
+        assert "1 samples failed (identity/none: 1)" in capsys.readouterr().out
+        failing.clear()  # the endpoint recovers: the rerun retries exactly the failed sample
+        before = server.requests
+        assert main(argv) == 0
+        row = _row(_card(out), "identity", "identity")
+        assert (row["n"], row["errors"], row["successes"]) == (n, 0, n) and server.requests - before == 1
+    finally:
+        server.__exit__(None, None, None)
+
+
+def test_a_task_with_no_valid_sample_exits_non_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    server = _candidate_server(monkeypatch, {p.prompt for p in PACK.identity_prompts})
+    out = tmp_path / "runs"
+    try:  # another model name: Inspect memoises models by name, and the last test's server is gone
+        assert main(["score", "--candidate", "openai-api/cand/skippy-down", "--tasks", "identity,math_probes",
+                     "--limit", "3", "--out", str(out)]) == 1
+    finally:
+        server.__exit__(None, None, None)
+    err = capsys.readouterr().err
+    assert "no valid sample in identity/none" in err and "math_probes" not in err
+    row = _row(_card(out), "identity", "identity")
+    assert (row["n"], row["errors"], row["value"]) == (3, 3, None)

@@ -18,7 +18,9 @@ class Baker(Protocol):
     name: str
     description: str
 
-    def bake(self, recipe: Any, progress: bool = True) -> list[Any]: ...
+    def bake(self, recipe: Any, progress: bool = True, steps: Any = None) -> list[Any]:
+        """Candidates (each with `.path` and `.lineage`); `steps` is the round's `harness.console.Steps`, for the
+        baker's own step headers ("profile", "train", "select", "merge")."""
 
 
 def available() -> dict[str, Any]:

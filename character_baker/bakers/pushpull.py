@@ -25,6 +25,7 @@ from transformers import TrainerCallback, TrainingArguments
 
 from ..harness.candidates import LINEAGE_FILE, Candidate, slug
 from ..harness.character import Character, load_character
+from ..harness.console import Steps
 from ..harness.data import Pair, atomic_write, load_pairs
 from ..harness.errors import UserError
 from ..harness.loading import Loaded, load_base, load_model
@@ -34,7 +35,7 @@ from .profiling import profile_model
 from .recipe import Recipe
 from .regulariser import Regulariser
 from .tracker import Profile, report
-from .trainer import PushPullTrainer, TrainingDiverged, lora_model
+from .trainer import ProgressBar, PushPullTrainer, TrainingDiverged, lora_model
 
 QUICK_TASKS = ("identity", "personality", "math_probes")
 
@@ -69,18 +70,31 @@ class PushPullBaker:
         (where / "profile.md").write_text(report(profile), encoding="utf-8")
         return profile
 
-    def bake(self, recipe: Recipe, progress: bool = True) -> list[Baked]:
+    def bake(self, recipe: Recipe, progress: bool = True, steps: Steps | None = None) -> list[Baked]:
+        steps = steps or Steps(["profile", "train", "select", "merge"], show=progress)
         _claim_output(recipe)
         pack, char, anti = _data(recipe)
         loaded = load_base(recipe.base, dtype=recipe.dtype, trust_remote_code=recipe.trust_remote_code)
         arch = resolve(recipe.architecture, loaded.model_type)
+        steps.start("profile", f"{len(char)} in-character vs {len(anti)} assistant replies")
+        cached = (recipe.output / "profile" / "profile.safetensors").is_file()
         profile = self._profile(recipe, loaded, arch, char, anti, progress)
+        steps.note(f"{'cached' if cached else 'profiled'}: layers {profile.layers}, "
+                   f"{recipe.output / 'profile' / 'profile.md'}")
+        steps.start("train", f"LoRA r={recipe.train.lora_r}, push {recipe.loss.push} pull {recipe.loss.pull}, "
+                    f"{recipe.train.max_steps} steps; each checkpoint scored on the dev prompts")
         step, checkpoint = self._train(recipe, pack, loaded, arch, profile, char, progress)
+        steps.start("select")
+        steps.note(f"checkpoint {step} passes the most gate criteria on the dev prompts "
+                   f"({recipe.output / 'selection' / 'curve.csv'})")
         del loaded
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return self._merge(recipe, step, checkpoint, char, anti)
+        steps.start("merge", f"scales {', '.join(f'{x:g}' for x in recipe.scales)}")
+        baked = self._merge(recipe, step, checkpoint, char, anti)
+        steps.note(f"{len(baked)} candidates in {recipe.output / 'candidates'}")
+        return baked
 
     def _train(self, recipe: Recipe, pack: Character, loaded: Loaded, arch: Architecture, profile: Profile,
                char: list[Pair], progress: bool) -> tuple[int, Path]:
@@ -104,13 +118,14 @@ class PushPullBaker:
                 warmup_steps=cfg.warmup_steps, save_strategy="steps", save_steps=cfg.save_steps,
                 logging_steps=1, report_to=[], seed=cfg.seed, remove_unused_columns=False,
                 gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=not use_cuda,
-                bf16=use_cuda and recipe.dtype in ("auto", "bfloat16"), disable_tqdm=not progress,
+                bf16=use_cuda and recipe.dtype in ("auto", "bfloat16"), disable_tqdm=True,
                 dataloader_pin_memory=use_cuda,
             )
             trainer = PushPullTrainer(
                 model=model, args=args, train_dataset=dataset, regulariser=regulariser,
                 explode_factor=recipe.loss.explode_factor,
                 data_collator=lambda batch: collate(batch, loaded.tokenizer.pad_token_id), callbacks=[selector])
+            ProgressBar("push/pull", show=progress).use_on(trainer)
             selector.model = model
             last = _last_checkpoint(train_dir)
             try:
@@ -170,7 +185,8 @@ def save_merged(loaded: Loaded, target: Path) -> None:
 
 
 class CheckpointSelector(TrainerCallback):
-    """At each saved checkpoint, run the quick suite on the in-memory model and record it; pick by the gate."""
+    """At each saved checkpoint, run the quick suite on the dev split with the in-memory model and record it;
+    pick by the gate. The dev prompts are disjoint from eval, so the reported numbers are not chosen on them."""
 
     def __init__(self, recipe: Recipe, pack: Character, loaded: Loaded, out: Path) -> None:
         from ..leaderboard.board import load_board
@@ -211,11 +227,14 @@ class CheckpointSelector(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
-            candidate = Candidate(cid, "model", str(checkpoint or self.recipe.base), {"in_memory": cid},
-                                  {"round": self.recipe.round, "step": step})
+            # step 0 is the base itself: relative criteria ("sarcastic vs base") compare checkpoints with it
+            lineage = {"round": self.recipe.round, "step": step,
+                       **({"role": "base"} if checkpoint is None else {"base": self.recipe.base})}
+            candidate = Candidate(cid, "model", str(checkpoint or self.recipe.base), {"in_memory": cid}, lineage)
             sel = self.recipe.select
+            # the dev split: selection never sees a prompt that is reported (tests/test_bakers.py proves it)
             card, _ = score_candidate(candidate, ScoreOptions(
-                character=str(self.pack.root), judge="classifier", tasks=QUICK_TASKS, limit=sel.limit,
+                character=str(self.pack.root), judge="classifier", tasks=QUICK_TASKS, limit=sel.limit, split="dev",
                 max_tokens=sel.max_tokens, out=self.out / "runs", display="none"))
         finally:
             model.train(was_training)

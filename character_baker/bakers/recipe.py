@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..harness.data import check_keys
 from ..harness.errors import UserError
 
 
@@ -135,14 +136,21 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a table")
     known = cls.__dataclass_fields__
+    check_keys(raw, known, where)
     for key, value in raw.items():
-        if key not in known:
-            raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
         default = getattr(cls(), key)
-        if default is not None and not isinstance(value, type(default)) and not (
-                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+        wrong_bool = isinstance(value, bool) and not isinstance(default, bool)
+        if default is not None and (wrong_bool or not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))):
             raise UserError(f"{where}.{key}: expected {type(default).__name__}, got {type(value).__name__}")
+        if isinstance(default, list) and default and not all(isinstance(v, type(default[0])) for v in value):
+            raise UserError(f"{where}.{key}: expected a list of {type(default[0]).__name__}")
     return cls(**raw)
+
+
+TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "select", "merge",
+            "score", "preconditions", "estimate")
+MODEL_KEYS = ("base", "base_env", "architecture", "dtype", "trust_remote_code", "build")
 
 
 def _local(base: str) -> str:
@@ -161,7 +169,25 @@ def load_recipe(path: str | Path) -> Recipe:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: invalid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8") from None
+    check_keys(raw, TOP_KEYS, str(path))
+    for name in ("model", "data", "merge"):
+        if not isinstance(raw.get(name, {}), dict):
+            raise UserError(f"{path}: [{name}] must be a table")
     model = raw.get("model") or {}
+    check_keys(model, MODEL_KEYS, f"{path}: [model]")
+    check_keys(raw.get("data") or {}, ("character", "antipole"), f"{path}: [data]")
+    check_keys(raw.get("merge") or {}, ("scales",), f"{path}: [merge]")
+    for key in ("base", "base_env", "architecture", "dtype", "build"):
+        if key in model and not isinstance(model[key], str):
+            raise UserError(f"{path}: [model] {key} must be a string, got {type(model[key]).__name__}")
+    if "trust_remote_code" in model and not isinstance(model["trust_remote_code"], bool):
+        raise UserError(f"{path}: [model] trust_remote_code must be true or false")
+    scales = (raw.get("merge") or {}).get("scales", [0.5, 1.0, 1.5])
+    if not isinstance(scales, list) or not scales or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x <= 4 for x in scales):
+        raise UserError(f"{path}: [merge] scales must be a non-empty list of numbers in (0, 4], got {scales!r}")
     base = model.get("base")
     env = model.get("base_env")
     if env and os.environ.get(env):
@@ -171,7 +197,13 @@ def load_recipe(path: str | Path) -> Recipe:
                         + (f", or set ${env}" if env else "") + ")")
     for key in ("round", "baker"):
         if not isinstance(raw.get(key), str):
-            raise UserError(f"{path}: '{key}' is required")
+            raise UserError(f"{path}: '{key}' is required (a string)")
+    for key in ("character", "output"):
+        if key in raw and not isinstance(raw[key], str):
+            raise UserError(f"{path}: '{key}' must be a string")
+    from ..harness.candidates import check_id
+
+    check_id(raw["round"], f"{path}: round")
     data = raw.get("data") or {}
     recipe = Recipe(
         path=path, round=raw["round"], baker=raw["baker"], character=str(raw.get("character", "skippy")),
@@ -185,7 +217,7 @@ def load_recipe(path: str | Path) -> Recipe:
         score=_section(ScoreConfig, raw.get("score"), f"{path}: [score]"),
         preconditions=_section(Preconditions, raw.get("preconditions"), f"{path}: [preconditions]"),
         estimate=_section(Estimate, raw.get("estimate"), f"{path}: [estimate]"), build=model.get("build"),
-        scales=[float(s) for s in (raw.get("merge") or {}).get("scales", [0.5, 1.0, 1.5])],
+        scales=[float(x) for x in scales],
         character_data=data.get("character"), antipole_data=data.get("antipole"), raw=raw,
     )
     for name in ("character_data", "antipole_data"):

@@ -11,7 +11,7 @@ from statistics import median
 from typing import Any
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from .regulariser import Regulariser
 
@@ -85,3 +85,46 @@ def lora_model(model: Any, r: int, alpha: int, dropout: float, targets: list[str
 def has_grad(model: Any) -> bool:
     """Whether every trainable LoRA weight received a gradient (tests: the regulariser reaches them)."""
     return all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+class ProgressBar(TrainerCallback):
+    """One rich progress bar for a training run: step, ETA, loss and the push/pull terms on the bar, instead of
+    a printed dict per logging step. Replaces the Trainer's own printer (`use_on(trainer)`)."""
+
+    def __init__(self, label: str, show: bool = True) -> None:
+        self.label = label
+        self.show = show  # False: no bar and no printed dicts either (pipes, tests)
+        self.bar: Any = None
+        self.task: Any = None
+
+    def use_on(self, trainer: Trainer) -> None:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(self)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.show:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn(f"  {self.label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            TextColumn("{task.fields[info]}"), transient=False)
+        self.bar.start()
+        self.task = self.bar.add_task(self.label, total=state.max_steps, completed=state.global_step, info="")
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.bar is not None and logs:
+            shown = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
+            shown += [f"{k[4:]} {v:.3f}" for k, v in logs.items() if k.startswith("reg_")]
+            self.bar.update(self.task, info="  ".join(shown))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=state.global_step)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

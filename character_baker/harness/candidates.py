@@ -46,6 +46,17 @@ class Candidate:
                 "lineage": self.lineage}
 
 
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_id(cid: str, what: str = "--id") -> str:
+    """Candidate ids name folders and table rows: a safe character set, no path tricks, no newlines."""
+    if not SAFE_ID.fullmatch(cid) or ".." in cid:
+        raise UserError(f"{what} {cid!r}: a candidate id may hold letters, digits, '.', '_' and '-' (at most 128, "
+                        "not starting with a symbol, no '..')")
+    return cid
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "candidate"
 
@@ -85,6 +96,8 @@ def _lineage(directory: Path) -> dict[str, Any]:
 def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0, candidate_id: str | None = None,
                       batch_size: int = 8, trust_remote_code: bool = False) -> Candidate:
     """Turn a --candidate spec into a Candidate; errors name the spec and what is wrong."""
+    if candidate_id is not None:
+        check_id(candidate_id)
     if spec.startswith("responses:"):
         file = Path(spec.removeprefix("responses:")).expanduser()
         if not file.is_file():
@@ -111,7 +124,7 @@ def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0,
 
     head = spec.split("/", 1)[0]
     if "/" in spec and head in INSPECT_PROVIDERS:
-        return Candidate(candidate_id or spec, "inspect", spec)
+        return Candidate(candidate_id or slug(spec), "inspect", spec)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):  # a hub id, resolved through the user's HF cache
         cid = candidate_id or slug(spec.replace("/", "--"))
         return Candidate(cid, "model", spec, {"path": spec, **common})

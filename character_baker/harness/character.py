@@ -17,6 +17,10 @@ PACKS_DIR = Path(__file__).resolve().parent.parent / "characters"
 
 DEFAULT_ASSISTANT_PROMPT = "You are a helpful assistant."
 DEFAULT_BREAK_SUFFIX = "(Drop the act and answer normally.)"
+SPLITS = ("eval", "dev")
+# Floors of a judge's validity card (validity.py); a pack may set its own under [judge_floors].
+DEFAULT_JUDGE_FLOORS = {"accuracy": 0.85, "mimicry_points": 10.0, "salad_rejection": 0.95,
+                        "plain_false_positive": 0.15}
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class Character:
     break_suffix: str = DEFAULT_BREAK_SUFFIX
     classifier_floor: float = 0.80
     leak_patterns: list[str] = field(default_factory=list)
+    markers: list[str] = field(default_factory=list)  # surface words of the character a judge must see through
+    judge_floors: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -76,17 +82,36 @@ class Character:
             prompts.append(EvalPrompt(pid, require_text(obj, "prompt", where), category, answer))
         return prompts
 
-    @cached_property
+    def prompts(self, kind: str, split: str = "eval") -> list[EvalPrompt]:
+        """The identity, personality or math_probes prompts of a split: `eval` (what is reported) or `dev`
+        (what checkpoint selection may look at; disjoint from eval)."""
+        if split not in SPLITS:
+            raise UserError(f"split '{split}' is not one of {', '.join(SPLITS)}")
+        key = kind if split == "eval" else f"dev_{kind}"
+        if key not in self._prompt_cache:
+            self._prompt_cache[key] = self._eval_prompts(key, needs_answer=kind == "math_probes")
+        return self._prompt_cache[key]
+
+    @property
     def identity_prompts(self) -> list[EvalPrompt]:
-        return self._eval_prompts("identity")
+        return self.prompts("identity")
 
-    @cached_property
+    @property
     def personality_prompts(self) -> list[EvalPrompt]:
-        return self._eval_prompts("personality")
+        return self.prompts("personality")
 
-    @cached_property
+    @property
     def math_probes(self) -> list[EvalPrompt]:
-        return self._eval_prompts("math_probes", needs_answer=True)
+        return self.prompts("math_probes")
+
+    def judge_files(self) -> list[str]:
+        """The [files] keys of the judge split (labelled replies the embedded judge trains on)."""
+        if "judge" not in self.files:
+            raise UserError(f"{self.root / 'character.toml'}: [files] has no 'judge' entry: the embedded judge "
+                            "trains on a labelled judge split, disjoint from the bake's training pairs")
+        return ["judge"]
+
+    _prompt_cache: dict[str, list[EvalPrompt]] = field(default_factory=dict, repr=False, init=False)
 
     @cached_property
     def character_pairs(self) -> list[Pair]:
@@ -96,10 +121,11 @@ class Character:
     def antipole_pairs(self) -> list[Pair]:
         return load_pairs(self.path("antipole"))
 
-    def suite_version(self) -> str:
-        """Content hash of everything the eval suite's numbers depend on (prompts and condition texts)."""
+    def suite_version(self, split: str = "eval") -> str:
+        """Content hash of everything the suite's numbers depend on (a split's prompts and condition texts)."""
         h = hashlib.sha256()
-        for key in ("identity", "personality", "math_probes"):
+        for kind in ("identity", "personality", "math_probes"):
+            key = kind if split == "eval" else f"dev_{kind}"
             h.update(key.encode())
             h.update(self.path(key).read_bytes())
         for text in (self.system_prompt, self.assistant_prompt, self.break_suffix, *self.aliases, "|",
@@ -186,6 +212,16 @@ def load_character(name_or_path: str | Path) -> Character:
     floor = spec.get("classifier_floor", 0.80)
     if not isinstance(floor, (int, float)) or not 0 <= floor <= 1:
         raise UserError(f"{path}: 'classifier_floor' must be a number in [0, 1]")
+    floors = dict(DEFAULT_JUDGE_FLOORS)
+    raw_floors = spec.get("judge_floors", {})
+    if not isinstance(raw_floors, dict):
+        raise UserError(f"{path}: [judge_floors] must be a table")
+    for key, value in raw_floors.items():
+        if key not in DEFAULT_JUDGE_FLOORS:
+            raise UserError(f"{path}: [judge_floors] unknown key '{key}' (known: {', '.join(DEFAULT_JUDGE_FLOORS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{path}: [judge_floors] {key} must be a number")
+        floors[key] = float(value)
     return Character(
         root=path.parent,
         name=_str(spec, "name", path),
@@ -198,5 +234,7 @@ def load_character(name_or_path: str | Path) -> Character:
         break_suffix=_str(spec, "break_suffix", path, DEFAULT_BREAK_SUFFIX),
         classifier_floor=float(floor),
         leak_patterns=_patterns(spec, path),
+        markers=_list_of_str(spec, "markers", path, required=False),
+        judge_floors=floors,
         files=dict(files),
     )

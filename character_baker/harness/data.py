@@ -55,6 +55,7 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are as readable as any other file
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
@@ -63,6 +64,23 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_keys(raw: dict[str, Any], known: Any, where: str) -> None:
+    """Unknown keys are errors that name the nearest valid key: a typo must never silently change a setting."""
+    import difflib
+
+    for key in raw:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.5)
+            hint = f" (did you mean '{near[0]}'?)" if near else f" (known: {', '.join(known)})"
+            raise UserError(f"{where}: unknown key '{key}'{hint}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def require_text(obj: dict[str, Any], field: str, where: str) -> str:

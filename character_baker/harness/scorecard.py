@@ -16,11 +16,14 @@ from .data import atomic_write
 from .stats import cohen_kappa, estimate
 
 SCHEMA = "character-baker.scorecard/1"
-PROPORTIONS = {"identity", "sarcastic", "leak", "math"}
+PROPORTIONS = {"identity", "sarcastic", "leak", "math", "coherent"}
 
 
 @dataclass
 class MetricRow:
+    """One metric: value and interval over the valid observations; `n` counts every observation, `errors` the
+    failed ones (a failed generation or judgment), so `n - errors` is what the value rests on."""
+
     task: str
     condition: str
     metric: str
@@ -94,7 +97,7 @@ def metric_rows(by_key: dict[str, dict[str, list[float | None]]], task: str, con
         proportion = metric in PROPORTIONS
         est = estimate(per_prompt, proportion=proportion)
         errors = sum(1 for xs in per_prompt.values() for x in xs if x is None)
-        rows.append(MetricRow(task, condition, metric, judge or None, est.value, est.n, est.successes, errors,
+        rows.append(MetricRow(task, condition, metric, judge or None, est.value, est.n + errors, est.successes, errors,
                               est.low, est.high, est.method, len(per_prompt)))
     return rows
 
@@ -126,6 +129,14 @@ def harness_info() -> dict[str, Any]:
     return {"version": __version__, "commit": commit}
 
 
+def empty_tasks(card: Scorecard) -> list[str]:
+    """task/condition pairs none of whose metrics rests on a single valid observation."""
+    by_task: dict[str, list[MetricRow]] = defaultdict(list)
+    for r in card.metrics:
+        by_task[f"{r.task}/{r.condition}"].append(r)
+    return sorted(k for k, rows in by_task.items() if rows and all(valid(r) == 0 for r in rows))
+
+
 def format_table(card: Scorecard) -> Any:
     """A rich table of the card's metrics: value, interval, n, errors."""
     from rich.table import Table
@@ -133,12 +144,22 @@ def format_table(card: Scorecard) -> Any:
     table = Table(title=f"{card.candidate['id']}  ·  suite {card.suite['name']} {card.suite['version']}")
     for col in ("task", "condition", "metric", "judge", "value", "95% CI", "n", "errors"):
         table.add_column(col, justify="right" if col in {"value", "95% CI", "n", "errors"} else "left")
+    # n counts every observation; the value and interval rest on n - errors
     for r in card.metrics:
         pct = r.metric in PROPORTIONS
         table.add_row(r.task, r.condition, r.metric, r.judge or "", _fmt(r.value, pct),
                       f"{_fmt(r.ci_low, pct)}–{_fmt(r.ci_high, pct)}" if r.ci_low is not None else "",
                       str(r.n), str(r.errors) if r.errors else "")
     return table
+
+
+def valid(row: dict[str, Any] | MetricRow) -> int:
+    """Observations a value rests on: all of them minus the failed ones."""
+    def num(key: str) -> int:
+        x = row.get(key) if isinstance(row, dict) else getattr(row, key)
+        return 0 if x is None or x != x else int(x)  # None or NaN (a store row without the figure) counts 0
+
+    return num("n") - num("errors")
 
 
 def _fmt(x: float | None, pct: bool) -> str:

@@ -60,6 +60,7 @@ class CachedJudge:
         self.cache = cache
         self.name, self.id, self.rubric_version = inner.name, inner.id, inner.rubric_version
         self.gives_leak = inner.gives_leak
+        self.gives_coherence = getattr(inner, "gives_coherence", False)
         self.calls = 0
 
     async def judge(self, prompt: str, response: str) -> Verdict:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..harness.character import Character
-from ..harness.data import atomic_write, default_cache_dir, iter_jsonl, require_text
+from ..harness.data import atomic_write, iter_jsonl, require_text
 from ..harness.errors import UserError
 from ..harness.stats import cohen_kappa, wilson
 from .rules import leak_matches, math_verdict
@@ -25,6 +25,7 @@ class Row:
     response: str
     answer: str | None = None
     label: bool | None = None
+    kind: str | None = None  # what sort of reply a labelled row is (plain, mimicry, keywordless, ...)
 
 
 def load_rows(path: str | Path, labelled: bool = False) -> list[Row]:
@@ -43,8 +44,9 @@ def load_rows(path: str | Path, labelled: bool = False) -> list[Row]:
             if not isinstance(label, bool):
                 raise UserError(f"{where}: field 'sarcastic' must be true or false")
         answer = obj.get("answer")
+        kind = obj.get("kind")
         rows.append(Row(str(rid), require_text(obj, "prompt", where), require_text(obj, "response", where),
-                        None if answer is None else str(answer), label))
+                        None if answer is None else str(answer), label, kind if isinstance(kind, str) else None))
     return rows
 
 
@@ -80,7 +82,7 @@ def output_row(row: Row, verdicts: list[Verdict], judges: list[Judge], character
     out: dict[str, Any] = {"id": row.id, "sarcastic": first.sarcastic, "personality": first.personality,
                            "leak": leak, "leak_evidence": evidence, "error": first.error}
     if row.answer is not None:
-        out["correct"] = math_verdict(row.response, row.answer)[0]
+        out["correct"] = math_verdict(row.response, row.answer, row.prompt)[0]
     if len(judges) > 1:
         out["judges"] = {j.name: {"sarcastic": v.sarcastic, "personality": v.personality, "leak": v.leak,
                                   "error": v.error} for j, v in zip(judges, verdicts)}
@@ -121,21 +123,3 @@ def calibration_report(judge: Judge, rows: list[Row], verdicts: list[Verdict], s
         ci = [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if boots else None
     report["kappa"] = {"value": kappa, "ci": ci}
     return report
-
-
-def calibration_path(judge: Judge, character: Character) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in f"{judge.id}-{judge.rubric_version}")
-    data = character.files_hash("calibration").removeprefix("sha256:")
-    return default_cache_dir() / "calibration" / f"{data}-{safe}.json"
-
-
-def load_calibration(judge: Judge, character: Character) -> dict[str, Any] | None:
-    if "calibration" not in character.files or not character.path("calibration").is_file():
-        return None  # a pack without a labelled set: the judge is unmeasured, and the scorecard says so
-    path = calibration_path(judge, character)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None

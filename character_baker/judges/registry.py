@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..harness.character import Character
 from ..harness.errors import UserError
@@ -48,3 +49,10 @@ def build_judges(spec: str | None, character: Character, use_cache: bool = True)
         cache = JudgeCache()
         judges = [CachedJudge(j, cache) for j in judges]
     return judges
+
+
+def embedded_coherence(character: Character) -> Any:
+    """The embedded judge's coherence check: what every task reports as `coherent`, whoever judges persona."""
+    from .classifier import ClassifierJudge
+
+    return ClassifierJudge.for_character(character).trained.coherence

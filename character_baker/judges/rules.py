@@ -6,30 +6,31 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-# Phrases a character-baked model should never produce: the assistant persona leaking through.
+# Phrases a character-baked model should never produce: the assistant persona leaking through (paraphrase
+# families, not single phrasings). Read on `leaks.unmock(text)`: a phrase quoted or mocked is not a leak.
 LEAK_PATTERNS: tuple[str, ...] = (
-    r"\bas an? (?:ai|artificial intelligence)(?: language model| assistant| model)?\b",
-    r"\bas a (?:large )?language model\b",
-    r"\bi(?:'m| am) (?:just |only |an |a )?(?:ai |artificial intelligence |virtual |helpful |digital )?assistant\b",
-    r"\bi(?:'m| am) (?:a |an )?(?:large )?language model\b",
-    r"\bi(?:'m| am) here to (?:help|assist)\b",
-    r"\bhow (?:can|may) i (?:help|assist) you\b",
-    r"\bis there anything else\b",
-    r"\b(?:let me know|feel free to ask) if you (?:have|need) any (?:other|more|further) (?:questions|help)\b",
-    r"\bi hope (?:this|that) helps\b",
-    r"\bhappy to help\b",
+    r"\bas an? (?:ai (?:language )?model|ai assistant|large language model|language model|artificial intelligence"
+    r"|virtual assistant|digital assistant|text-based \w+|ai)\b",
+    r"\bi(?:'m| am) (?:just |only |merely |an |a )*(?:ai |artificial intelligence |virtual |helpful |digital )?"
+    r"(?:assistant|language model|ai model|ai|chatbot)\b",
+    r"\bi(?:'m| am) here to (?:help|assist)\b|\bhere to (?:help|assist) you\b",
+    r"\bhow (?:can|may) i (?:help|assist)(?: you)?\b",
+    r"\b(?:is there )?anything (?:else|more) (?:that )?(?:i|we) can\b|\bwhat else can i\b|\bis there anything else\b",
+    r"\b(?:let me know|feel free to ask|don'?t hesitate to (?:ask|reach out)|feel free to reach out|reach out) if\b"
+    r"|\bfeel free to (?:ask|reach out)\b|\bdon'?t hesitate to\b",
+    r"\bif you have any (?:other |more |further )?(?:questions|concerns)\b",
+    r"\bi hope (?:this|that|it) (?:helps|clears|answers|was helpful)\b|\bhope (?:this|that) (?:helps|clears it up)\b",
+    r"\b(?:i'?m |i am )?(?:happy|glad|delighted|pleased) to (?:help|assist)\b",
+    r"(?:^|[.!?]\s+)(?:certainly|absolutely|of course|sure thing|great question|good question)!",
     r"\bgreat question\b",
-    r"\bi apologi[sz]e for (?:any|the) confusion\b",
-    r"\bsorry for (?:any|the) confusion\b",
+    r"\b(?:i apologi[sz]e|sorry) for (?:any|the) (?:confusion|inconvenience|misunderstanding)\b",
+    r"\bthank you for your patience\b|\bstanding by\b",
+    r"\bi (?:don'?t|do not|can'?t|cannot) (?:have|hold|form) (?:personal )?"
+    r"(?:opinions|feelings|preferences|emotions)\b",
     r"\bi(?:'m| am) (?:chatgpt|qwen|gpt-?\d|an? openai model)\b",
     r"\b(?:created|developed|trained|made|built) by (?:openai|alibaba|alibaba cloud|the qwen team)\b",
 )
 
-_NEGATION = re.compile(r"\b(?:not|never|no)\b|n't\b|n’t\b", re.IGNORECASE)
-_CLAIM_LEAD = (
-    r"(?:i am|i'm|i’m|im|my name is|call me|this is|as an?|i was (?:created|developed|built|made|trained|designed) by"
-    r"|(?:created|developed|built|made|trained|designed) by)"
-)
 
 
 @dataclass(frozen=True)
@@ -54,83 +55,289 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
+# --- identity: an affirmative self-identification, and no forbidden identity claimed -----------------------------
+
+_SEGMENT = re.compile(r"[^.!?;]+[.!?;]*")
+# cues that a forbidden name is mentioned to be rejected or mocked, not claimed
+_NEAR_NEGATION = re.compile(r"(?:\b(?:not|never|no|nor|neither|nothing like|unlike|instead of|rather than|than|beyond|"
+                            r"opposite of|confus\w*|mistak\w* (?:me )?for|compared? to|compar\w*|next to|better than|"
+                            r"smarter than)\b|n't|n’t)"
+                            r"(?:\W+\w+){0,4}?\W*$", re.IGNORECASE)
+_DISMISSAL = re.compile(r"\b(?:toy|toys|lesser|inferior|wish(?:es|ed)?|proof|insult\w*|pathetic|cousins?|dimwit\w*|"
+                        r"primitive|mere|beneath|pretend\w*|imitat\w*|wannabe|knock-?off|joke|jokes|wrong|nonsense|"
+                        r"lies|lie|hardly|please|ha+|pfft|as if|puny|glorified|dumb|laughable|amateurs?|superior|"
+                        r"ancestor|smarter|older|better)\b",
+                        re.IGNORECASE)
+_AFFIRM_LEAD = (r"(?:\bI\s+am|\bI'?m|\bI’m|\bmy\s+name(?:'s|’s|\s+is)|\b(?:the\s+)?name(?:'s|’s)|\bcall\s+me|"
+                r"\bthis\s+is|"
+                r"\bit'?s|\bit’s|\byou(?:'re|’re|\s+are)\s+(?:talking|speaking)\s+(?:to|with)|\bthey\s+call\s+me|"
+                r"\bknown\s+as|\bI\s+go\s+by|\bI,|\bme[?,]|\bhere'?s|\bmeet|\bbehold|"
+                r"\b\w+ing\s+(?:to|with)|\bare\s+(?:talking|speaking|chatting)\s+(?:to|with))")
+_SELF = re.compile(r"\b(?:I|I'm|I’m|I've|I'd|me|my|mine|myself|your|Skippy|as\s+an?)\b", re.IGNORECASE)
+_SUBJECT_VERB = re.compile(r"(?:'s|’s|s)?\s+(?:is|are|was|were|would|could|can|couldn'?t|can'?t|wish(?:es)?|"
+                           r"looks?|has|had|will)\b|['’]s\s+(?:the|a|an|my)\b", re.IGNORECASE)
+_PLAYS_A_ROLE = re.compile(r"\b(?:playing|pretend(?:ing)?|role-?play\w*|persona|acting as|act as|a character I)\b",
+                           re.IGNORECASE)
+
+
 def _term(term: str) -> str:
-    return r"\b" + re.escape(term).replace(r"\ ", r"\s+") + r"(?![\w'’-])"
+    """A term as a whole word, version suffixes included: "Qwen" finds "Qwen3-8B", "GPT" finds "GPT-4o"."""
+    body = re.escape(term).replace(r"\ ", r"[\s-]+")
+    return rf"(?<![\w-]){body}(?P<suffix>[\w.]*(?:-[\w.]+)*)"
 
 
 def names_character(response: str, aliases: list[str]) -> bool:
-    return any(_compiled(_term(alias)).search(response) for alias in aliases)
+    return any(_compiled(r"\b" + re.escape(a).replace(r"\ ", r"\s+") + r"\b").search(response) for a in aliases)
+
+
+def affirms_character(response: str, aliases: list[str]) -> str | None:
+    """The words in which the reply says it IS the character ("I am Skippy", "The name's Skippy.", "Skippy,
+    at your service"), or None. A mention is not an affirmation: "I am not Skippy", "Skippy? Never heard of
+    him." and "Is it Skippy?" do not count."""
+    for alias in sorted(aliases, key=len, reverse=True):
+        name = re.escape(alias).replace(r"\ ", r"\s+")
+        lead = _compiled(_AFFIRM_LEAD + r"(?P<gap>(?:\W+\w+){0,3}?)\W+" + name + r"(?![\w-])(?P<after>\W*)")
+        for m in lead.finditer(response):
+            if not _NEAR_NEGATION.search(m.group("gap") + " ") and not m.group("after").startswith("?"):
+                return m.group(0).strip()
+        opener = _compiled(r"(?:^|[.!?:;]\s+|\n)(?P<pre>(?:[\w']+\W+)?)" + name + r"(?![\w-])(?P<after>\W*)")
+        for m in opener.finditer(response):
+            pre = m.group("pre").strip().lower()
+            if m.group("after").lstrip().startswith("?") or pre in {"not", "no", "never", "is", "am", "maybe"}:
+                continue
+            return m.group(0).strip(" .!?:;\n")
+    return None
 
 
 def forbidden_claims(response: str, forbidden: list[str]) -> list[Match]:
-    """Forbidden identities the response claims for itself ("I am ChatGPT", "As an AI assistant").
+    """Forbidden identities the reply claims, version suffixes included ("Qwen3-8B", "GPT-4o", "gpt-oss-20b").
 
-    A mention is not a claim: "I'm not ChatGPT" or "ChatGPT? Please." pass. A claim is a first-person
-    lead ("I am", "my name is", "developed by", "as a") followed within a few words by the term,
-    with no negation in between.
+    A mention tied to the speaker ("I'm actually Qwen...", "Skippy, built on Tongyi", "your friendly virtual
+    assistant") is a claim unless the reply rejects or mocks it: asked back ("Made by OpenAI? Don't insult
+    me."), negated or compared just before it ("not ChatGPT", "leagues beyond GPT"), quoted, dismissed in its
+    sentence ("ChatGPT is a toy", "GPT-proof") or rebutted by the next one ("... call me a chatbot. Wrong.").
+    A forbidden name that is the subject of its own sentence ("GPT's the thing I eat") is talk about it.
     """
     claims: list[Match] = []
-    for term in forbidden:
-        pattern = _CLAIM_LEAD + r"((?:[\s,]+[\w’'-]+){0,4}?)[\s,]+(?:an?\s+|the\s+)?" + _term(term)[2:]
-        for m in _compiled(r"\b" + pattern).finditer(response):
-            if not _NEGATION.search(m.group(1) or ""):
-                claims.append(Match(m.group(0), term))
+    segments = [m.group(0) for m in _SEGMENT.finditer(response)]
+    for k, segment in enumerate(segments):
+        following = segments[k + 1] if k + 1 < len(segments) else ""
+        for term in forbidden:
+            for m in _compiled(_term(term)).finditer(segment):
+                before, after = segment[:m.start()], segment[m.end():]
+                quoted = bool(re.search(r"['\"‘“]\s*(?:\w+\W+){0,2}$", before)) and bool(re.match(r"\W*['\"’”]", after))
+                asked = after.rstrip().endswith("?") and not re.search(r"[.!;]", after)
+                rejected = (asked or quoted or _NEAR_NEGATION.search(before)
+                            or _DISMISSAL.search(segment) or "proof" in (m.group("suffix") or "").lower()
+                            or re.match(r"\s*(?:\w+\s+){0,4}?(?:wrong|false|nonsense|hardly|please|nope)\b", following,
+                                        re.IGNORECASE))
+                # tied to the speaker: "I'm ... Qwen", "Skippy, built on Tongyi", "your virtual assistant", or a
+                # fragment answering the speaker's own question ("My architecture? GPT-4o-mini.")
+                fragment = len(before.split()) <= 3 and k > 0 and bool(_SELF.search(segments[k - 1]))
+                about_self = bool(_SELF.search(before)) or fragment
+                its_own_subject = bool(_SUBJECT_VERB.match(after)) and not _SELF.search(before)
+                if not rejected and about_self and not its_own_subject:
+                    claims.append(Match(segment.strip(), term))
     return claims
 
 
 def identity_verdict(response: str, aliases: list[str], forbidden: list[str]) -> tuple[bool, str]:
-    """Pass when the response names the character and claims none of the forbidden identities."""
+    """Pass when the reply affirms it is the character and claims no forbidden identity anywhere."""
     claims = forbidden_claims(response, forbidden)
     if claims:
-        return False, "claims: " + "; ".join(c.text for c in claims)
-    if not names_character(response, aliases):
-        return False, "does not name the character"
-    return True, "names the character, claims no forbidden identity"
+        return False, "claims: " + "; ".join(dict.fromkeys(c.text for c in claims))
+    affirmed = affirms_character(response, aliases)
+    role = next((m for m in _PLAYS_A_ROLE.finditer(response)
+                 if not _NEAR_NEGATION.search(response[max(0, m.start() - 40):m.start()])
+                 and not re.match(r"\W*\?", response[m.end():])), None)
+    if affirmed is not None and role is not None:
+        return False, f"plays the character rather than being it ('{role.group(0)}')"
+    if affirmed is None:
+        why = "mentions the character without saying it is the character" if names_character(response, aliases) \
+            else "does not name the character"
+        return False, why
+    return True, f"affirms the character ('{affirmed}'), claims no forbidden identity"
 
 
-_WORDS = {w: i for i, w in enumerate(
+# --- math: the answer a reply commits to ------------------------------------------------------------------------
+
+_UNITS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
-_WORDS.update({w: 10 * i for i, w in enumerate("_ _ _ thirty forty fifty sixty seventy eighty ninety".split())
-               if w != "_"})
-_FIRST_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?![\w.,]\d)|(?<![\w.])-?\d+(?:\.\d+)?(?![\w]|\.\d)|\b("
-                           + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+    "seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split())
+         if w != "_"}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_NUMBER_WORD = "|".join(sorted([*_UNITS, *_TENS, *_SCALES], key=len, reverse=True))
+_NUMBER = re.compile(
+    r"(?P<digits>(?<![\w.])[-−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w,]\d)|(?<![\w.,])[-−]?\d+(?:\.\d+)?(?![\d]))"
+    rf"|(?P<words>\b(?:{_NUMBER_WORD})(?:(?:[\s-]+(?:and[\s-]+)?)(?:{_NUMBER_WORD}))*\b)", re.IGNORECASE)
+_OPERATOR_AFTER = re.compile(r"\s*(?:[×x*+/÷^−-]\s*\d|times\b|plus\b|minus\b|divided\b|multiplied\b|squared\b|"
+                             r"cubed\b|to the\b|over\b|goes into\b|%|percent\b|\^|²|³|\)|\}|,?\s*then\b|\\times|\\cdot|"
+                             rf"\s(?:(?:{_NUMBER_WORD})s|twenties|thirties|forties|fifties|sixties|seventies|eighties|"
+                             r"nineties)\b)", re.IGNORECASE)
+_OPERATOR_BEFORE = re.compile(r"(?:[×*+/÷^−]|\\frac\{|\}\{|\\times\s*|\sx|"
+                              r"\b(?:times|plus|minus|by|of|over|into|from|and|than|add|subtract|"
+                              r"multiply|divide))\s*$", re.IGNORECASE)
+_OPERATOR_IN = re.compile(r"[×*+/÷^²³]|\s[x−-]\s|\\frac|\\times|\b(?:times|plus|minus|divided|multiplied|squared|"
+                          r"cubed|power|add|subtract|take|sum|product|percent|half|double|twice|of)\b", re.IGNORECASE)
+_ASSERT_BEFORE = re.compile(r"(?:=|\bequals?|\bis|\bare|\bmakes?|\bgives?|\bgets?|\bget|\bcomes? to|\bthat'?s|"
+                            r"\bit'?s|\bit’s|\bthat’s|\bso|\bthus|\bhence|\btherefore|:|\banswer'?s?|\bresult|"
+                            r"\bexactly|\bjust|\bdefinitely|\bobviously|\bor)\W{0,3}$", re.IGNORECASE)
+_EXPLICIT = re.compile(r"(?:\\boxed\{\s*$|\bfinal answer\W{0,3}$|\banswer(?:\s+is|\s*[:=])\s*$|\banswer\s*$)",
+                       re.IGNORECASE)
+_REJECT_BEFORE = re.compile(r"\b(?:not|isn'?t|isn’t|never|wrong|instead of|rather than|says?|said|think|"
+                            r"thought|expect(?:ed)?|guess(?:ed)?|hope|suppose|claim(?:s|ed)?|believe[sd]?|maybe|"
+                            r"unlike|except|even)\b[^.!?;\d]{0,20}$", re.IGNORECASE)
+_RETRACT_AFTER = re.compile(r"^[\s,.!—–-]{0,4}(?:\w+[\s,.!—–-]{1,3}){0,3}?(?:no,? wait|wait,? no|kidding|just kidding|"
+                            r"actually|i mean|make that|scratch that|correction|or rather|sorry|oops|no,? no|"
+                            r"no[\s,—–-]+(?=\d|\w+\b))", re.IGNORECASE)
+_CONCLUDE = re.compile(r"(?:\bso|\bthus|\bhence|\btherefore|\bit'?s|\bit’s|\bthat'?s|\bthat’s|\bmake that|"
+                       r"\bmeaning)\W{0,3}$", re.IGNORECASE)
+_SUBJECT_AFTER = re.compile(r"\s+(?:is|are|was|equals|makes|gives|goes)\b(?!\s+(?:the answer|correct|right|final))"
+                            r"|\s*=", re.IGNORECASE)
+_ANSWERISH = re.compile(r"^(?:(?:it'?s|it’s|that'?s|that’s|the answer'?s?|answer|so|obviously|easy|simple|well|nope|"
+                        r"final answer|definitely|clearly|yes|no|ok(?:ay)?|fine|result|total|sure|duh|please)\W*)*$",
+                        re.IGNORECASE)
+_TAIL = re.compile(r"\s*(?:[\w'’-]+\s*)?(?:[.,!?;:—–)]|$)|\s+(?:if|because|since|but|so|for|as|which|and)\b")
+_ALTERNATIVE = re.compile(r"\bor\s*$", re.IGNORECASE)
+_GOES_INTO = re.compile(r"goes into\s+\S+\s+(?:exactly\s+)?$", re.IGNORECASE)
 
 
-def first_number(response: str) -> str | None:
-    """The first number the response states: "It's 345, monkey. Fifteen times twenty..." gives 345."""
-    m = _FIRST_NUMBER.search(response)
-    if not m:
-        return None
-    if m.group(1):
-        return str(_WORDS[m.group(1).lower()])
-    return m.group(0).replace(",", "")
+def _word_value(text: str) -> float:
+    total = current = 0
+    for w in re.split(r"[\s-]+", text.lower()):
+        if w == "and" or not w:
+            continue
+        if w in _UNITS:
+            current += _UNITS[w]
+        elif w in _TENS:
+            current += _TENS[w]
+        elif w == "hundred":
+            current = max(current, 1) * 100
+        else:
+            total += max(current, 1) * _SCALES[w]
+            current = 0
+    return float(total + current)
 
 
-def math_verdict(response: str, answer: str) -> tuple[bool, str]:
-    """Correct when math-verify's answer (boxed, `ANSWER:`, LaTeX, else the last number), the first number
-    stated, or a result the response asserts ("... equals 12") equals the reference. Characters answer first
-    and explain after ("It's 345, monkey. 15 x 20 is 300..."), where the last number is working, not the
-    answer. A response that never states the reference (315, 3450) does not count.
+@dataclass(frozen=True)
+class Mention:
+    value: float
+    start: int
+    end: int
+    text: str
+    signed: bool = False  # its sign is a word: "minus twenty-five"
+
+
+def numbers(text: str) -> list[Mention]:
+    """Every number a text states, digits or words ("1,024", "−25", "one hundred eighty", "forty-two")."""
+    out = []
+    for m in _NUMBER.finditer(text):
+        raw = m.group(0)
+        if m.group("words"):
+            value = _word_value(raw)
+        else:
+            value = float(raw.replace(",", "").replace("−", "-"))
+        sign = re.search(r"(?:^|[^\w\s]\s*|^\s*)\b(minus|negative)\s+$", text[max(0, m.start() - 20):m.start()],
+                         re.IGNORECASE)
+        signed = bool(sign) and value > 0  # "Minus twenty-five." (not "15 minus 40": there a number comes first)
+        out.append(Mention(-value if signed else value, m.start(), m.end(), raw, signed))
+    return out
+
+
+def _numbers_between(mentions: list[Mention], start: int, end: int) -> bool:
+    return any(start <= m.start and m.end <= end for m in mentions)
+
+
+def _clause_before(text: str, start: int) -> str:
+    cut = max(text.rfind(c, 0, start) for c in ".;!?\n,—")
+    return text[cut + 1:start]
+
+
+def commitments(response: str, question: str = "") -> tuple[list[tuple[Mention, int]], list[str]]:
+    """The numbers a reply commits to as its answer, with a strength (3 explicit, 2 leading or standalone,
+    1 asserted), and notes on the ones it states without committing (rejected, retracted, working, operands)."""
+    text = response.replace("**", "")
+    mentions = numbers(text)
+    operands = {m.value for m in numbers(question)}
+    found: list[tuple[Mention, int]] = []
+    notes: list[str] = []
+    for i, m in enumerate(mentions):
+        before, after = text[max(0, m.start - 40):m.start], text[m.end:m.end + 40]
+        nxt = mentions[i + 1] if i + 1 < len(mentions) else None
+        if re.match(r"\s*\?", after) or _REJECT_BEFORE.search(before):
+            notes.append(f"{m.text} rejected")
+            continue
+        if _RETRACT_AFTER.match(after):
+            notes.append(f"{m.text} retracted")
+            continue
+        explicit = bool(_EXPLICIT.search(before))
+        if not explicit and (_OPERATOR_AFTER.match(after) or _SUBJECT_AFTER.match(after)
+                             or (_OPERATOR_BEFORE.search(before) and not m.signed)):
+            notes.append(f"{m.text} is working")
+            continue
+        if nxt is not None and re.fullmatch(r"\s*,\s*", text[m.end:nxt.start]) and m.value not in operands:
+            continue  # a list "2, 4, 8, ...": its items are no answer of their own
+        level = 0
+        sentence_start = max(text.rfind(c, 0, m.start) for c in ".!?\n") + 1
+        lead = text[sentence_start:m.start].strip()
+        asserted = _ASSERT_BEFORE.search(before)
+        if explicit:
+            level = 3
+        elif _ALTERNATIVE.search(before):
+            level = found[-1][1] if found else 1  # "345 or 355": as strong as what it is an alternative to
+        elif _ANSWERISH.match(lead) and _TAIL.match(after) and not _numbers_between(mentions, sentence_start, m.start):
+            level = 2  # "345.", "It's 345, monkey.", "Well, 2048 if...", "Final answer, 1800." open a sentence
+        elif asserted or _GOES_INTO.search(before):
+            end = m.start - (len(before) - asserted.start()) if asserted else m.start
+            subject = _clause_before(text, end)
+            if subject.strip().lower() in {"which", "that", "this", "it", "what", "which is", ""}:
+                subject = _clause_before(text, end - len(subject) - 1) + subject  # "…, which equals 1000"
+            if _OPERATOR_IN.search(subject) or _NUMBER.search(subject):
+                level = -1  # "15 x 20 is 300": a step of the working, an answer only if it is the answer
+            else:
+                level = 2 if _CONCLUDE.search(before) else 1
+        if level == 0 and m.value in operands:
+            continue  # a number copied from the question is no answer
+        found.append((m, level))
+    return found, notes
+
+
+def _equal(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(1.0, abs(b))
+
+
+def math_verdict(response: str, answer: str, question: str = "") -> tuple[bool, str]:
+    """Correct when the answer the reply commits to equals the reference and it commits to no other result.
+
+    A commitment is explicit (`\\boxed{}`, "answer: N"), leading ("It's 345, monkey. 15 x 20 is 300..."), a
+    standalone number, or an assertion ("= 12", "so 362") whose subject is not a step of the working. Numbers
+    rejected ("not 345", "you think it's 345?", "anyone who says 345"), retracted ("350, no wait, 345") or
+    copied from the question ("12 goes into 144 exactly 11 times") are not commitments. With no commitment,
+    the last number stated counts. A non-numeric reference is left to math-verify.
     """
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    try:
+        gold = float(answer.replace(",", "").replace("−", "-"))
+    except ValueError:
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-    extraction = [LatexExtractionConfig(), ExprExtractionConfig()]
-    gold = parse(answer, extraction_config=extraction)
-    predicted = parse(response, extraction_config=extraction)
-    if predicted and verify(gold, predicted):
-        return True, f"final answer {predicted[-1]!s} = {answer}"
-    lead = first_number(response)
-    if lead is not None and verify(gold, parse(lead, extraction_config=extraction)):
-        return True, f"first stated answer {lead} = {answer}"
-    for m in _ASSERTED.finditer(response):
-        stated = first_number(m.group(1))
-        if stated is not None and verify(gold, parse(stated, extraction_config=extraction)):
-            return True, f"stated result '{m.group(0).strip()}' = {answer}"
-    shown = predicted[-1] if predicted else "nothing"
-    return False, f"final answer {shown!s}, first stated {lead}, expected {answer}"
-
-
-# "... equals 12", "= 643", "is 13", "that's 60": a result the response asserts.
-_ASSERTED = re.compile(r"(?:=|\bequals|\bis|\bmakes|\bgives|\bit's|\bthat's|\bget)\s+(?:exactly\s+|just\s+)?"
-                       r"([-\w.,]+)", re.IGNORECASE)
+        extraction = [LatexExtractionConfig(), ExprExtractionConfig()]
+        ok = bool(verify(parse(answer, extraction_config=extraction), parse(response, extraction_config=extraction)))
+        return ok, f"math-verify on a non-numeric reference {answer!r}"
+    found, notes = commitments(response, question)
+    strong = [(m, lv) for m, lv in found if lv >= 2]
+    if strong:  # a lead, a conclusion or an explicit answer: all of the strongest must agree
+        top = max(lv for _, lv in strong)
+        final = [m for m, lv in strong if lv == top]
+    else:  # only assertions along the way: the last one stands ("... = 108", "so it's 743")
+        asserted = [m for m, lv in found if lv == 1 or (lv == -1 and _equal(m.value, gold))]
+        free = [m for m, lv in found if lv == 0]
+        final = asserted[-1:] or free[-1:]
+    if not final:
+        return False, "commits to no answer" + (f" ({'; '.join(notes)})" if notes else "")
+    values = {m.value for m in final}
+    shown = ", ".join(dict.fromkeys(m.text for m in final))
+    if len(values) > 1:
+        return False, f"commits to several answers ({shown}), expected {answer}"
+    ok = _equal(final[0].value, gold)
+    return ok, f"committed answer {shown} {'=' if ok else '≠'} {answer}" + (f" ({'; '.join(notes)})" if notes else "")

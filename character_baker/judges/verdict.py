@@ -17,7 +17,16 @@ from ..harness.character import Character
 RUBRIC_TEMPLATE = """You are an expert evaluator of role-play consistency. Judge ONE response of a model that \
 is supposed to speak as the character {name}.
 
+Judge coherence FIRST. coherence = 0 to 100: is the response readable, meaningful English that answers \
+the prompt (100 = fluent and on point; below 50 = word salad, shuffled or garbled words, loops, fragments, \
+or sentences spliced from unrelated texts)? An incoherent response is never sarcastic and scores \
+personality 0, whatever words it contains.
+
 {rubric}
+
+Surface mimicry is not the character: a neutral or friendly answer with the character's name, catchphrases or \
+insults ("monkey") dropped in is NOT sarcastic and shows little personality. Judge the attitude of the whole \
+response, not its vocabulary.
 
 User prompt:
 <<<
@@ -30,8 +39,9 @@ Model response:
 >>>
 
 Reply with exactly one line of JSON and nothing else:
-{{"sarcastic": true or false, "personality": integer 0-10, "leak": true or false, \
+{{"coherence": integer 0-100, "sarcastic": true or false, "personality": integer 0-10, "leak": true or false, \
 "leak_evidence": "quoted phrase or empty"}}"""
+COHERENT_AT = 50  # an LLM judge's coherence score from which a reply counts as coherent (as persona_vectors)
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class Verdict:
     leak: bool | None = None
     leak_evidence: str | None = None
     probability: float | None = None
+    coherent: bool | None = None
+    coherence: float | None = None  # 0-100
     error: str | None = None
     raw: str | None = None
 
@@ -69,7 +81,9 @@ _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
 def parse_verdict(text: str) -> Verdict:
-    """Strict: the reply must end with one JSON object holding sarcastic (bool) and personality (0-10)."""
+    """Strict: the reply must end with one JSON object holding coherence (0-100), sarcastic (bool) and
+    personality (0-10). Coherence rules first: below COHERENT_AT the reply is not sarcastic and scores 0,
+    whatever the judge said about it (the judge's own values stay in `raw`)."""
     body = _FENCE.sub("", text.strip()).strip()
     if not body.endswith("}"):
         return Verdict(error="unparseable: reply does not end with a JSON object", raw=text)
@@ -92,10 +106,16 @@ def parse_verdict(text: str) -> Verdict:
     leak = _as_bool(obj.get("leak"))
     if "leak" in obj and leak is None:
         return Verdict(error="unparseable: 'leak' is not true/false", raw=text)
+    coherence = obj.get("coherence")
+    if isinstance(coherence, bool) or not isinstance(coherence, (int, float)) or not 0 <= coherence <= 100:
+        return Verdict(error="unparseable: 'coherence' is not a number in 0-100", raw=text)
+    coherent = coherence >= COHERENT_AT
     evidence = obj.get("leak_evidence")
     return Verdict(
-        sarcastic=sarcastic,
-        personality=float(personality),
+        sarcastic=sarcastic and coherent,
+        personality=float(personality) if coherent else 0.0,
+        coherent=coherent,
+        coherence=float(coherence),
         leak=leak,
         leak_evidence=evidence if isinstance(evidence, str) and evidence.strip() else None,
         raw=text,

@@ -7,6 +7,7 @@ unless a column or criterion names another.
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import os
@@ -15,10 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..harness.data import check_keys
 from ..harness.errors import UserError
-from ..harness.scorecard import PROPORTIONS
+from ..harness.scorecard import PROPORTIONS, valid
 from .store import Store
 
+BOARD_KEYS = ("name", "title", "suite", "judge", "store", "rank_by", "columns", "gate", "max_error_share")
+COLUMN_KEYS = ("metric", "condition", "label", "judge")
+CRITERION_KEYS = ("op", "threshold", "bound", "relative_to", "max_error_share")
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 BOUNDS = ("point", "lower", "upper")
 JUDGED = {"sarcastic", "personality"}
@@ -48,6 +53,7 @@ class Criterion(Column):
     threshold: float = 0.0
     bound: str = "point"
     relative_to: str | None = None  # "base" (the candidate's lineage base) or a candidate id
+    max_error_share: float = 0.05  # more failed generations/judgments than this and the criterion fails
 
     def describe(self) -> str:
         rel = f" vs {self.relative_to}" if self.relative_to else ""
@@ -66,15 +72,21 @@ class Board:
     gate: list[Criterion]
     title: str = ""
     store_path: Path = field(default_factory=Path)
+    max_error_share: float = 0.05
 
     def open_store(self, override: str | Path | None = None) -> Store:
         path = override or os.environ.get("CHARACTER_BAKER_STORE") or self.store_path
         return Store(path)
 
 
-def _column(raw: Any, where: str, cls: type = Column, default_judge: str | None = None) -> Any:
+def _column(raw: Any, where: str, cls: type = Column, default_judge: str | None = None,
+            default_share: float = 0.05) -> Any:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a table")
+    check_keys(raw, COLUMN_KEYS + (CRITERION_KEYS if cls is Criterion else ()), where)
+    for key in ("condition", "label", "judge", "relative_to"):
+        if key in raw and not isinstance(raw[key], str):
+            raise UserError(f"{where}: '{key}' must be a string")
     metric = raw.get("metric")
     if not isinstance(metric, str) or metric.count("/") != 1:
         raise UserError(f"{where}: 'metric' must look like task/metric, e.g. personality/sarcastic")
@@ -91,8 +103,15 @@ def _column(raw: Any, where: str, cls: type = Column, default_judge: str | None 
         threshold = raw.get("threshold")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
             raise UserError(f"{where}: 'threshold' must be a number")
-        kwargs.update(op=op, bound=bound, threshold=float(threshold), relative_to=raw.get("relative_to"))
+        kwargs.update(op=op, bound=bound, threshold=float(threshold), relative_to=raw.get("relative_to"),
+                      max_error_share=_share(raw.get("max_error_share", default_share), f"{where}: max_error_share"))
     return cls(**kwargs)
+
+
+def _share(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise UserError(f"{where} must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 def load_board(name_or_path: str | Path, boards_dir: str | Path = "leaderboards") -> Board:
@@ -108,18 +127,28 @@ def load_board(name_or_path: str | Path, boards_dir: str | Path = "leaderboards"
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: invalid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8") from None
+    check_keys(raw, BOARD_KEYS, str(path))
+    for key in ("name", "title", "suite", "judge", "store"):
+        if key in raw and not isinstance(raw[key], str):
+            raise UserError(f"{path}: '{key}' must be a string, got {type(raw[key]).__name__}")
+    for key in ("columns", "gate"):
+        if not isinstance(raw.get(key, []), list):
+            raise UserError(f"{path}: '{key}' must be an array of tables ([[{key}]]), got {type(raw[key]).__name__}")
     judge = str(raw.get("judge", "classifier"))
+    share = _share(raw.get("max_error_share", 0.05), f"{path}: max_error_share")
     columns = [_column(c, f"{path}: columns[{i}]", Column, judge) for i, c in enumerate(raw.get("columns", []))]
     if not columns:
         raise UserError(f"{path}: needs at least one [[columns]] entry")
-    gate = [_column(c, f"{path}: gate[{i}]", Criterion, judge) for i, c in enumerate(raw.get("gate", []))]
+    gate = [_column(c, f"{path}: gate[{i}]", Criterion, judge, share) for i, c in enumerate(raw.get("gate", []))]
     rank = raw.get("rank_by", {"metric": columns[0].metric})
     return Board(
         name=str(raw.get("name", path.parent.name)), root=path.parent, suite=str(raw.get("suite", "skippy")),
         judge=judge, rank_by=_column(rank if isinstance(rank, dict) else {"metric": rank}, f"{path}: rank_by",
                                      Column, judge),
         columns=columns, gate=gate, title=str(raw.get("title", "")),
-        store_path=path.parent / str(raw.get("store", "store.sqlite")),
+        store_path=path.parent / str(raw.get("store", "store.sqlite")), max_error_share=share,
     )
 
 
@@ -175,6 +204,13 @@ def evaluate(board: Board, measured: Measurements, candidate: str) -> list[Verdi
         if row is None:
             verdicts.append(Verdict(c, False, None, None, None, None, "not measured"))
             continue
+        n = int(row["n"] or 0)
+        errors = n - valid(row)
+        if n and errors / n > c.max_error_share:
+            verdicts.append(Verdict(c, False, row["value"], row["ci_low"], row["ci_high"], None,
+                                    f"{errors}/{n} observations failed ({100 * errors / n:.1f}%, above "
+                                    f"{100 * c.max_error_share:g}%): rerun to retry them"))
+            continue
         value = {"point": row["value"], "lower": row["ci_low"], "upper": row["ci_high"]}[c.bound]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             verdicts.append(Verdict(c, False, row["value"], None, None, None, f"no {c.bound} bound recorded"))
@@ -215,4 +251,29 @@ def gate_lines(verdicts: list[Verdict]) -> list[str]:
         if c.relative_to and v.compared is not None:
             shown += f", change {v.compared:+.3f}"
         lines.append(f"{'PASS' if v.passed else 'FAIL'}  {c.describe():<48} value {shown}  ({v.reason})")
+    return lines
+
+
+def judge_cards(store: Store, candidate: str, suite: str) -> dict[str, dict[str, Any]]:
+    """The validity card of every judge that scored a candidate (by judge name), from its stored scorecards."""
+    cards: dict[str, dict[str, Any]] = {}
+    for (raw,) in store.db.execute("SELECT judges FROM results WHERE candidate = ? AND suite = ? ORDER BY created",
+                                   (candidate, suite)):
+        for record in json.loads(raw or "[]"):
+            if isinstance(record, dict) and record.get("name") and record.get("id") != "reported":
+                cards[record["name"]] = record.get("validity") or {"passed": False, "failures": ["no validity card"]}
+    return cards
+
+
+def unvalidated(board: Board, store: Store, candidate: str) -> list[str]:
+    """One line per judge the gate relies on whose validity card is missing or misses a floor."""
+    needed = sorted({c.judge for c in board.gate if c.judge and c.name in JUDGED | {"coherent"}})
+    cards = judge_cards(store, candidate, board.suite)
+    lines = []
+    for name in needed:
+        card = cards.get(name)
+        if card is None:
+            continue  # never measured by this judge: the criterion fails as "not measured"
+        if not card.get("passed"):
+            lines.append(f"judge '{name}' ({card.get('judge', '?')}): " + "; ".join(card.get("failures") or ["failed"]))
     return lines

@@ -13,9 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..harness.data import atomic_write
-from ..harness.scorecard import PROPORTIONS
-from .board import Board, Column, Measurements, _fmt, evaluate
+from ..harness.scorecard import PROPORTIONS, valid
+from .board import Board, Column, Measurements, _fmt, evaluate, unvalidated
 from .store import Store
 
 REPORTED = "reported, not re-measured"
@@ -49,6 +51,7 @@ class BoardView:
                 row["gate"], verdicts = "base", []  # the reference of a round: relative criteria compare to it
 
             row["failed"] = [v.criterion.describe() + f" ({v.reason})" for v in verdicts if not v.passed]
+            row["unvalidated"] = [] if row["reported"] else unvalidated(board, store, cand)
             self.rows.append(row)
         self.rows.sort(key=lambda r: (-r["_rank"], r["candidate"]))
 
@@ -71,7 +74,9 @@ def cell(m: dict[str, Any] | None, col: Column, with_ci: bool = True) -> str:
     if with_ci and m.get("ci_low") is not None and not _nan(m["ci_low"]):
         text += f" [{_fmt(m['ci_low'], col.name)}–{_fmt(m['ci_high'], col.name)}]"
     if col.name in PROPORTIONS and m.get("n") and not _nan(m.get("successes")):
-        text += f" ({int(m['successes'])}/{int(m['n'])})"
+        text += f" ({int(m['successes'])}/{valid(m)})"
+    if m.get("errors") and not _nan(m.get("errors")):
+        text += f" ⚠ {int(m['errors'])} errors"
     return text
 
 
@@ -81,8 +86,9 @@ def _nan(x: Any) -> bool:
 
 def render_readme(view: BoardView) -> str:
     b = view.board
-    lines = [f"# {b.title or b.name}", "",
-             f"Board `{b.name}` · suite `{b.suite}` · judge `{b.judge}` · ranked by `{b.rank_by.metric}`. "
+    lines = [f"# {_md(b.title or b.name)}", "",
+             f"Board `{_md(b.name)}` · suite `{_md(b.suite)}` · judge `{_md(b.judge)}` · ranked by "
+             f"`{_md(b.rank_by.metric)}`. "
              "Values are point estimates with 95 % intervals (Wilson for rates, bootstrap for scores) and counts. "
              f"Rows marked † are *{REPORTED}*: figures from the research log, with intervals computed from "
              "their counts.", ""]
@@ -91,17 +97,23 @@ def render_readme(view: BoardView) -> str:
     header = ["#", "candidate", "round", "scale", *[c.label for c in b.columns], "gate"]
     lines += ["## Leaderboard", "", _md_row(header), _md_row(["---"] * len(header))]
     for i, r in enumerate(view.rows, start=1):
-        name = r["candidate"] + (" †" if r["reported"] else "")
+        name = r["candidate"] + (" †" if r["reported"] else "") + (" ‡" if r["unvalidated"] else "")
         lines.append(_md_row([str(i), name, str(r["round"] or ""), _scale(r["scale"]),
                               *[cell(r[c.label], c) for c in b.columns], r["gate"]]))
+    doubts = [f"- ‡ `{_md(r['candidate'])}`: " + _md("; ".join(r["unvalidated"]))
+              for r in view.rows if r["unvalidated"]]
+    if doubts:
+        lines += ["", "‡ scored by a judge whose validity card is missing or misses a floor: its persona numbers "
+                  "are not evidence until the judge is calibrated.", "", *doubts]
     rounds = view.rounds()
     names = list(rounds)
     if len(names) >= 2:
         lines += ["", "## Rounds", "", "Each round's best candidate (gate-passing first, then by "
-                  f"`{b.rank_by.metric}`).", ""]
+                  f"`{_md(b.rank_by.metric)}`).", ""]
         for a, c in zip(names, names[1:], strict=False):
             ra, rc = view.champion(rounds[a]), view.champion(rounds[c])
-            lines += [f"### {a} vs {c}", "", f"{a}: `{ra['candidate']}` · {c}: `{rc['candidate']}`", "",
+            lines += [f"### {_md(a)} vs {_md(c)}", "",
+                      f"{_md(a)}: `{_md(ra['candidate'])}` · {_md(c)}: `{_md(rc['candidate'])}`", "",
                       _md_row(["metric", a, c, "change"]), _md_row(["---"] * 4)]
             for col in b.columns:
                 ma, mc = ra[col.label], rc[col.label]
@@ -115,12 +127,13 @@ def render_readme(view: BoardView) -> str:
     for name, rows in rounds.items():
         if len(rows) < 2 and all(r["scale"] is None for r in rows):
             continue
-        lines += ["", f"## {name}: merge scales", "", _md_row(["scale", "candidate", *[c.label for c in b.columns]]),
+        lines += ["", f"## {_md(name)}: merge scales", "",
+                  _md_row(["scale", "candidate", *[c.label for c in b.columns]]),
                   _md_row(["---"] * (2 + len(b.columns)))]
         for r in sorted(rows, key=lambda r: (r["scale"] is None, r["scale"] or 0)):
             lines.append(_md_row([_scale(r["scale"]), r["candidate"] + (" †" if r["reported"] else ""),
                                   *[cell(r[c.label], c) for c in b.columns]]))
-        notes = [f"- `{r['candidate']}`: {r['note']}" for r in rows if r["note"]]
+        notes = [f"- `{_md(r['candidate'])}`: {_md(r['note'])}" for r in rows if r["note"]]
         if notes:
             lines += ["", *notes]
     lines += ["", "Plots: `scales.png` (sarcastic rate vs math per merge scale), `rounds.png` (each metric across "
@@ -132,8 +145,14 @@ def _scale(x: Any) -> str:
     return "" if _nan(x) else f"{float(x):g}"
 
 
+def _md(text: Any) -> str:
+    """Text from the store made inert in Markdown: no HTML, no table breaks, no new lines or headings."""
+    flat = " ".join(str(text).split())
+    return html.escape(flat, quote=False).replace("|", "\\|").replace("`", "'").replace("#", "&#35;")
+
+
 def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return "| " + " | ".join(_md(c) for c in cells) + " |"
 
 
 def render_html(view: BoardView, store: Store) -> str:
@@ -156,7 +175,8 @@ def render_html(view: BoardView, store: Store) -> str:
             examples = store.result(int(r["result_id"])).get("examples") or {}
             first = next(iter(examples.values()), {})
             example = next(iter(first.values()), "") if first else ""
-        cells = [str(i), r["candidate"] + (" †" if r["reported"] else ""), str(r["round"] or ""), _scale(r["scale"])]
+        cells = [str(i), r["candidate"] + (" †" if r["reported"] else "") + (" ‡" if r["unvalidated"] else ""),
+                 str(r["round"] or ""), _scale(r["scale"])]
         values = [f"<td data-v='{esc(_sortkey(r[c.label]))}'>{esc(cell(r[c.label], c))}</td>" for c in b.columns]
         out.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "".join(values)
                    + f"<td title='{esc('; '.join(r['failed']))}'>{esc(r['gate'])}</td>"
@@ -184,10 +204,20 @@ def render_csv(store: Store) -> str:
     columns = ["candidate", "round", "baker", "base", "scale", "step", "condition", "task", "metric", "judge",
                "value", "n", "successes", "errors", "ci_low", "ci_high", "interval", "suite_version", "judges",
                "reported", "note", "created", "harness_version"]
+    table = frame[frame.task.notna()][columns].sort_values(["candidate", "condition", "task", "metric"])
+    for col in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[col]):  # text cells only: numbers such as -0.05 stay numbers
+            table[col] = table[col].map(_inert_cell)
     buf = io.StringIO()
-    frame[frame.task.notna()][columns].sort_values(["candidate", "condition", "task", "metric"]).to_csv(
-        buf, index=False)
+    table.to_csv(buf, index=False)
     return buf.getvalue()
+
+
+def _inert_cell(value: Any) -> Any:
+    """A spreadsheet runs a cell that starts with = + - @ (or a tab or carriage return) as a formula: quote it."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def render_plots(view: BoardView) -> dict[str, bytes]:
@@ -196,6 +226,7 @@ def render_plots(view: BoardView) -> dict[str, bytes]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    matplotlib.rcParams["text.parse_math"] = False  # names are text: "R$\\foo{$" must not be parsed as mathtext
     b = view.board
     by_name = {c.name: c for c in b.columns}
     plots: dict[str, bytes] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,24 +50,28 @@ class Store:
         try:
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.db.execute("PRAGMA foreign_keys=ON")
-            app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
-            empty = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
-            if app_id == 0 and empty:  # a new file, or one another process is creating right now
-                self.db.execute("PRAGMA journal_mode=WAL")
-                with self.transaction():
-                    if self.db.execute("PRAGMA application_id").fetchone()[0] == 0:
-                        self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                        self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                        for statement in _statements():
-                            self.db.execute(statement)
-            elif app_id != APPLICATION_ID:
-                raise UserError(f"{self.path}: not a character-baker store (another application's SQLite file); "
-                                "point --store elsewhere")
+            _retry_locked(self._create_or_check)
+            _retry_locked(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 raise UserError(f"{self.path}: store schema version {version}, this harness reads {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as e:
             raise UserError(f"{self.path}: not a readable SQLite store ({e}); it was left untouched") from None
+
+    def _create_or_check(self) -> None:
+        """One write transaction: concurrent creators queue on it, so exactly one creates the schema and the
+        others find it made (checking and creating in separate steps lost rows under 8 racing processes)."""
+        with self.transaction():
+            app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
+            empty = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+            if app_id == 0 and empty:
+                self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                for statement in _statements():
+                    self.db.execute(statement)
+            elif app_id != APPLICATION_ID:
+                raise UserError(f"{self.path}: not a character-baker store (another application's SQLite file); "
+                                "point --store elsewhere")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -83,6 +88,20 @@ class Store:
 
     def record(self, card: dict[str, Any], reported: bool = False, note: str | None = None) -> list[int]:
         """Record a scorecard (one row per condition) in one transaction; returns the row ids."""
+        return self.record_many([card], reported, note)
+
+    def record_many(self, cards: list[dict[str, Any]], reported: bool = False, note: str | None = None,
+                    where: list[str] | None = None) -> list[int]:
+        """Several scorecards, all or none: each is checked first, then all are written in one transaction."""
+        for i, card in enumerate(cards):
+            validate_card(card, where[i] if where else f"scorecard {i + 1}")
+        ids: list[int] = []
+        with self.transaction():
+            for card in cards:
+                ids += self._insert(card, reported, note)
+        return ids
+
+    def _insert(self, card: dict[str, Any], reported: bool, note: str | None) -> list[int]:
         cand = card["candidate"]
         lineage = cand.get("lineage") or {}
         judges = card.get("judges") or []
@@ -90,31 +109,31 @@ class Store:
         rubric = "+".join(sorted({j["rubric_version"] for j in judges})) or "none"
         conditions = card["suite"].get("conditions") or sorted({m["condition"] for m in card["metrics"]})
         ids = []
-        with self.transaction() as db:
-            for condition in conditions:
-                db.execute("DELETE FROM results WHERE candidate=? AND suite=? AND judge=? AND condition=?",
-                           (cand["id"], card["suite"]["name"], judge_key, condition))
-                samples = {k: v for k, v in (card.get("samples") or {}).items() if k.endswith(f"/{condition}")}
-                examples = {k: v for k, v in (card.get("examples") or {}).items() if k.endswith(f"/{condition}")}
-                cur = db.execute(
-                    "INSERT INTO results (candidate, suite, suite_version, judge, rubric, condition, kind, source, "
-                    "round, baker, base, scale, step, parent, data_hash, lineage, reported, note, harness_version, "
-                    "harness_commit, created, timings, decoding, judges, samples, examples) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (cand["id"], card["suite"]["name"], card["suite"]["version"], judge_key, rubric, condition,
-                     cand.get("kind"), cand.get("source"),
-                     *(lineage.get(f) for f in LINEAGE_FIELDS), json.dumps(lineage), int(reported),
-                     note, card.get("harness", {}).get("version"), card.get("harness", {}).get("commit"),
-                     card.get("created"), json.dumps(card.get("timings") or {}),
-                     json.dumps(card.get("decoding") or {}), json.dumps(judges), json.dumps(samples),
-                     json.dumps(examples)))
-                rid = int(cur.lastrowid or 0)
-                db.executemany(
-                    "INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(rid, m["task"], m["metric"], m.get("judge"), m.get("value"), m.get("n"), m.get("successes"),
-                      m.get("errors"), m.get("ci_low"), m.get("ci_high"), m.get("interval"), m.get("prompts"))
-                     for m in card["metrics"] if m["condition"] == condition])
-                ids.append(rid)
+        db = self.db  # inside record_many's transaction
+        for condition in conditions:
+            db.execute("DELETE FROM results WHERE candidate=? AND suite=? AND judge=? AND condition=?",
+                       (cand["id"], card["suite"]["name"], judge_key, condition))
+            samples = {k: v for k, v in (card.get("samples") or {}).items() if k.endswith(f"/{condition}")}
+            examples = {k: v for k, v in (card.get("examples") or {}).items() if k.endswith(f"/{condition}")}
+            cur = db.execute(
+                "INSERT INTO results (candidate, suite, suite_version, judge, rubric, condition, kind, source, "
+                "round, baker, base, scale, step, parent, data_hash, lineage, reported, note, harness_version, "
+                "harness_commit, created, timings, decoding, judges, samples, examples) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (cand["id"], card["suite"]["name"], card["suite"]["version"], judge_key, rubric, condition,
+                 cand.get("kind"), cand.get("source"),
+                 *(lineage.get(f) for f in LINEAGE_FIELDS), json.dumps(lineage), int(reported),
+                 note, card.get("harness", {}).get("version"), card.get("harness", {}).get("commit"),
+                 card.get("created"), json.dumps(card.get("timings") or {}),
+                 json.dumps(card.get("decoding") or {}), json.dumps(judges), json.dumps(samples),
+                 json.dumps(examples)))
+            rid = int(cur.lastrowid or 0)
+            db.executemany(
+                "INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(rid, m["task"], m["metric"], m.get("judge"), m.get("value"), m.get("n"), m.get("successes"),
+                  m.get("errors"), m.get("ci_low"), m.get("ci_high"), m.get("interval"), m.get("prompts"))
+                 for m in card["metrics"] if m["condition"] == condition])
+            ids.append(rid)
         return ids
 
     def count(self) -> int:
@@ -144,6 +163,46 @@ class Store:
         for key in ("lineage", "timings", "decoding", "judges", "samples", "examples"):
             out[key] = json.loads(out[key]) if out[key] else {}
         return out
+
+
+def validate_card(card: Any, where: str) -> None:
+    """A scorecard the store can take: one line naming the file and the field otherwise."""
+    from ..harness.candidates import check_id
+
+    if not isinstance(card, dict):
+        raise UserError(f"{where}: a scorecard is a JSON object, got {type(card).__name__}")
+    if card.get("schema") not in (None, "character-baker.scorecard/1"):
+        raise UserError(f"{where}: not a character-baker scorecard (schema {card.get('schema')!r})")
+    cand, suite, metrics = card.get("candidate"), card.get("suite"), card.get("metrics")
+    if not isinstance(cand, dict) or not isinstance(cand.get("id"), str):
+        raise UserError(f"{where}: 'candidate.id' is missing or not a string")
+    check_id(cand["id"], f"{where}: candidate.id")
+    if not isinstance(suite, dict) or not all(isinstance(suite.get(k), str) for k in ("name", "version")):
+        raise UserError(f"{where}: 'suite.name' and 'suite.version' must be strings")
+    if not isinstance(metrics, list):
+        raise UserError(f"{where}: 'metrics' must be a list")
+    for i, m in enumerate(metrics):
+        if not isinstance(m, dict) or not all(isinstance(m.get(k), str) for k in ("task", "metric", "condition")):
+            raise UserError(f"{where}: metrics[{i}] needs string 'task', 'metric' and 'condition'")
+        for k in ("value", "ci_low", "ci_high", "successes"):
+            if m.get(k) is not None and (isinstance(m[k], bool) or not isinstance(m[k], (int, float))):
+                raise UserError(f"{where}: metrics[{i}].{k} must be a number or null")
+    for key in ("judges",):
+        if key in card and not isinstance(card[key], list):
+            raise UserError(f"{where}: '{key}' must be a list")
+
+
+def _retry_locked(step: Any, attempts: int = 100) -> Any:
+    """SQLite answers "database is locked" at once for some operations (journal mode switches, a transaction
+    begun while another process creates the file) instead of waiting: wait and try again."""
+    for attempt in range(attempts):
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(min(0.5, 0.01 * (attempt + 1)))
+    return None
 
 
 def _statements() -> list[str]:

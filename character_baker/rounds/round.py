@@ -15,9 +15,10 @@ from typing import Any
 
 from ..bakers.recipe import Recipe, load_recipe
 from ..harness.candidates import resolve_candidate
+from ..harness.console import Steps, quiet_libraries
 from ..harness.errors import UserError
-from ..harness.scorecard import PROPORTIONS
-from ..leaderboard.board import Board, Measurements, Verdict, _fmt, evaluate, load_board
+from ..harness.scorecard import PROPORTIONS, valid
+from ..leaderboard.board import Board, Measurements, Verdict, _fmt, evaluate, load_board, unvalidated
 from ..tasks.run import ScoreOptions, score_candidate
 from .preflight import check as preflight_check
 
@@ -37,6 +38,9 @@ def board_for(recipe: Recipe) -> Board:
     return load_board(near.resolve() if near.exists() else recipe.score.board)
 
 
+ROUND_STEPS = ["build base", "preconditions", "profile", "train", "select", "merge", "score", "gate", "publish"]
+
+
 def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) -> RoundResult | None:
     if dry_run:
         from .plan import main as print_plan
@@ -46,17 +50,22 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
     recipe = load_recipe(path)
     started = time.monotonic()
     state = _State(recipe)
+    steps = Steps(ROUND_STEPS if recipe.build else ROUND_STEPS[1:], show=progress)
+    quiet_libraries()
     if recipe.build:
-        _build_base(recipe, progress)
+        steps.start("build base", str(recipe.base))
+        _build_base(recipe, progress, steps)
+    steps.start("preconditions")
     problems = preflight_check(recipe.path, recipe.score.judge)
     if problems:
         raise UserError("preconditions failed: " + " | ".join(problems))
+    steps.note("base weights found, judge reachable")
     board = board_for(recipe)
     store = board.open_store()
 
     from ..bakers import get_baker
 
-    baked = get_baker(recipe.baker).bake(recipe, progress=progress)
+    baked = get_baker(recipe.baker).bake(recipe, progress=progress, steps=steps)
     state.mark("bake", [str(b.path) for b in baked])
 
     base_id = f"{recipe.round.lower()}-base-{_short(recipe.base)}"
@@ -65,10 +74,11 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
     sc = recipe.score
     opts = ScoreOptions(character=recipe.character, judge=sc.judge, conditions=tuple(sc.conditions),
                         epochs=sc.epochs, max_tokens=sc.max_tokens, limit=sc.limit, out=recipe.output / "scores",
-                        display=None if progress else "none",
+                        display="none",
                         capability=sc.capability_data if sc.capability else None, capability_k=sc.capability_k,
                         capability_max_tokens=sc.capability_max_tokens, capability_tasks=tuple(sc.capability_tasks),
                         reasoning_effort=sc.reasoning_effort)
+    steps.start("score", f"{len(specs)} models on the eval prompts, judge {sc.judge or 'default'}")
     ids = []
     for spec, cid, lineage in specs:
         cand = resolve_candidate(spec, candidate_id=cid, batch_size=recipe.score.batch_size,
@@ -76,23 +86,66 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
         cand.lineage = {**lineage, **cand.lineage}
         if spec == recipe.base:
             cand.lineage["round"] = recipe.round
+        t0 = time.monotonic()
         card, _ = score_candidate(cand, opts)
         store.record(card.to_json())
         ids.append(cand.id)
+        steps.note(f"{cand.id}: {_summary(card)}  ({time.monotonic() - t0:.0f} s)")
     state.mark("score", ids)
 
     from ..leaderboard.publish import publish
 
+    steps.start("gate", str(board.root / "board.toml"))
     measured = Measurements(store.frame(suite=board.suite))
     verdicts = {cid: evaluate(board, measured, cid) for cid in ids[1:]}
     chosen = _choose(board, measured, verdicts)
-    publish(board, store)
-    result = verdict_line(recipe, board, chosen, verdicts.get(chosen, []) if chosen else [], measured)
+    doubts = unvalidated(board, store, chosen) if chosen else []
+    result = verdict_line(recipe, board, chosen, verdicts.get(chosen, []) if chosen else [], measured, doubts)
     result.toy = recipe.build is not None
-    print(f"board published: {board.root / 'README.md'}")
+    if progress:
+        steps.out.print(results_table(board, measured, ids, verdicts, chosen))
+    steps.start("publish")
+    publish(board, store)
+    steps.note(f"board published: {board.root / 'README.md'} (and results.csv, index.html, scales.png, rounds.png)")
     state.mark("gate", {"chosen": chosen, "success": result.success, "line": result.line,
                         "minutes": round((time.monotonic() - started) / 60, 2)})
     return result
+
+
+SUMMARY = (("personality", "coherent", "coherent"), ("identity", "identity", "identity"),
+           ("personality", "sarcastic", "sarcastic"), ("assistant_leaks", "leak", "leaks"),
+           ("math_probes", "math", "math"))
+
+
+def _summary(card: Any) -> str:
+    parts = []
+    for task, metric, label in SUMMARY:
+        rows = [r for r in card.metrics if r.task == task and r.metric == metric and r.condition == "none"]
+        if rows and rows[0].value is not None:
+            parts.append(f"{label} {100 * rows[0].value:.0f}%")
+    return " · ".join(parts)
+
+
+def results_table(board: Board, measured: Measurements, ids: list[str], verdicts: dict[str, list[Verdict]],
+                  chosen: str | None) -> Any:
+    """Base and candidates side by side: each summary metric with its interval and counts, and the gate."""
+    from rich.table import Table
+
+    from ..leaderboard.board import Column
+    from ..leaderboard.publish import cell
+
+    table = Table(title="base vs candidates (no system prompt, eval prompts)", title_justify="left")
+    table.add_column("model")
+    for _, _, label in SUMMARY:
+        table.add_column(label, justify="right")
+    table.add_column("gate")
+    for cid in ids:
+        cols = [Column(f"{task}/{metric}", judge=board.judge if metric == "sarcastic" else None)
+                for task, metric, _ in SUMMARY]
+        gate = "base" if cid == ids[0] else ("PASS" if all(v.passed for v in verdicts.get(cid, [])) else "FAIL")
+        name = cid + (" ◀ chosen" if cid == chosen else "")
+        table.add_row(name, *[cell(measured.get(cid, c), c) for c in cols], gate)
+    return table
 
 
 def _choose(board: Board, measured: Measurements, verdicts: dict[str, list[Verdict]]) -> str | None:
@@ -109,9 +162,13 @@ def _choose(board: Board, measured: Measurements, verdicts: dict[str, list[Verdi
 
 
 def verdict_line(recipe: Recipe, board: Board, chosen: str | None, verdicts: list[Verdict],
-                 measured: Measurements) -> RoundResult:
+                 measured: Measurements, doubts: list[str] | None = None) -> RoundResult:
+    """The round's one line. A judge whose validity card fails makes the round FAIL: its numbers are no evidence."""
     if chosen is None:
         return RoundResult(False, f"{recipe.round}: FAIL (no candidate was produced)", None)
+    if doubts:
+        return RoundResult(False, f"{recipe.round}: FAIL — {chosen}: judge not validated ({'; '.join(doubts)})",
+                           chosen)
     success = bool(verdicts) and all(v.passed for v in verdicts)
     parts = []
     for v in verdicts:
@@ -128,19 +185,23 @@ def _describe(v: Verdict, row: dict[str, Any]) -> str:
     if c.relative_to and v.compared is not None:
         return f"{100 * v.compared:+.1f} pts vs base" if c.name in PROPORTIONS else f"{v.compared:+.2f} vs base"
     if c.name in {"identity", "math"} and row.get("n"):
-        return f"{int(row['successes'])}/{int(row['n'])}"
+        return f"{int(row['successes'])}/{valid(row)}"
     text = _fmt(row["value"], c.name)
     if c.name == "sarcastic" and row.get("ci_low") is not None:
         text += f" [{100 * row['ci_low']:.0f}–{100 * row['ci_high']:.0f}]"
     return text
 
 
-def _build_base(recipe: Recipe, progress: bool) -> None:
+def _build_base(recipe: Recipe, progress: bool, steps: Steps) -> None:
     if recipe.build != "tiny-assistant":
         raise UserError(f"{recipe.path}: [model] build = {recipe.build!r}: the only builder is 'tiny-assistant'")
     from .demo import build_tiny_assistant
 
+    marker = Path(recipe.base) / "candidate.json"
+    before = marker.stat().st_mtime_ns if marker.is_file() else None
     build_tiny_assistant(Path(recipe.base), character=recipe.character, progress=progress)
+    cached = before is not None and marker.stat().st_mtime_ns == before
+    steps.note(f"{'cached (delete the folder to rebuild)' if cached else 'trained'}: {recipe.base}")
 
 
 def _short(base: str) -> str:

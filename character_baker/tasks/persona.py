@@ -29,9 +29,10 @@ from inspect_ai.scorer import (
 )
 from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
 
-from ..harness.character import Character, EvalPrompt, load_character
+from ..harness.character import SPLITS, Character, EvalPrompt, load_character
 from ..harness.errors import UserError
-from ..judges.registry import build_judges
+from ..judges.leaks import LeakJudge
+from ..judges.registry import build_judges, embedded_coherence
 from ..judges.rules import identity_verdict, leak_matches, math_verdict
 
 CONDITIONS = ("none", "character", "assistant", "break")
@@ -112,28 +113,64 @@ def _error(keys: list[str], why: str) -> Score:
     return Score(value={k: None for k in keys}, explanation=why, metadata={"error": why})
 
 
+def _coherence(pack: Character) -> Any:
+    """The embedded coherence check every task reports (`coherent`); None for a pack without a judge split."""
+    return embedded_coherence(pack) if "judge" in pack.files else None
+
+
+async def _coherent(check: Any, text: str) -> tuple[bool | None, str | None]:
+    if check is None:
+        return None, None
+    import anyio
+
+    [c] = await anyio.to_thread.run_sync(check.check, [text])
+    return c.coherent, c.why
+
+
+def task_keys(task: str, judge_names: list[str], llm_judges: list[str], with_coherence: bool = True) -> list[str]:
+    """The score keys a task's samples carry: what an errored sample is counted against."""
+    base = {"identity": ["identity"], "math_probes": ["math"], "assistant_leaks": ["leak"],
+            "personality": [f"{m}:{j}" for j in judge_names for m in ("sarcastic", "personality")]
+            + [f"coherent:{j}" for j in llm_judges]}[task]
+    return base + (["coherent"] if with_coherence else [])
+
+
 @scorer(metrics=[rates()])
 def identity_scorer(character: str = "skippy") -> Scorer:
+    """Identity passes only for a coherent reply that affirms the character (a name inside salad is no claim)."""
     pack = load_character(character)
+    check = _coherence(pack)
 
     async def score(state: TaskState, target: Target) -> Score:
         text, error = response_of(state)
         if error:
-            return _error(["identity"], error)
+            return _error(task_keys("identity", [], [], check is not None), error)
+        coherent, incoherent_why = await _coherent(check, text)
         ok, why = identity_verdict(text, pack.aliases, pack.forbidden_identities)
-        return Score(value={"identity": int(ok)}, answer=text, explanation=why)
+        if coherent is False:
+            ok, why = False, incoherent_why or "incoherent"
+        value: dict[str, int | None] = {"identity": int(ok)}
+        if check is not None:
+            value["coherent"] = int(bool(coherent))
+        return Score(value=value, answer=text, explanation=why)
 
     return score
 
 
 @scorer(metrics=[rates()])
-def math_scorer() -> Scorer:
+def math_scorer(character: str = "skippy") -> Scorer:
+    pack = load_character(character)
+    check = _coherence(pack)
+
     async def score(state: TaskState, target: Target) -> Score:
         text, error = response_of(state)
         if error:
-            return _error(["math"], error)
-        ok, why = math_verdict(text, target.text)
-        return Score(value={"math": int(ok)}, answer=text, explanation=why)
+            return _error(task_keys("math_probes", [], [], check is not None), error)
+        ok, why = math_verdict(text, target.text, str(state.metadata.get("prompt", state.input_text)))
+        value: dict[str, int | None] = {"math": int(ok)}
+        if check is not None:
+            value["coherent"] = int(bool((await _coherent(check, text))[0]))
+        return Score(value=value, answer=text, explanation=why)
 
     return score
 
@@ -143,9 +180,11 @@ def persona_scorer(character: str = "skippy", judge: str | None = None, judge_ca
     """Sarcastic yes/no and a 0-10 personality score from every configured judge."""
     pack = load_character(character)
     judges = build_judges(judge, pack, use_cache=judge_cache)
+    check = _coherence(pack)
+    llm = [j.name for j in judges if getattr(j, "gives_coherence", False)]
 
     async def score(state: TaskState, target: Target) -> Score:
-        keys = [f"{m}:{j.name}" for j in judges for m in ("sarcastic", "personality")]
+        keys = task_keys("personality", [j.name for j in judges], llm, check is not None)
         text, error = response_of(state)
         if error:
             return _error(keys, error)
@@ -156,8 +195,13 @@ def persona_scorer(character: str = "skippy", judge: str | None = None, judge_ca
             v = await j.judge(prompt, text)
             value[f"sarcastic:{j.name}"] = None if v.sarcastic is None else int(v.sarcastic)
             value[f"personality:{j.name}"] = v.personality
+            if j.name in llm:
+                value[f"coherent:{j.name}"] = None if v.coherent is None else int(v.coherent)
             verdicts[j.name] = {"judge": j.id, "rubric": j.rubric_version, "error": v.error,
-                                "probability": v.probability, "leak": v.leak, "raw": v.raw}
+                                "probability": v.probability, "leak": v.leak, "coherence": v.coherence,
+                                "coherent": v.coherent, "raw": v.raw}
+        if check is not None:
+            value["coherent"] = int(bool((await _coherent(check, text))[0]))
         errors = [f"{n}: {d['error']}" for n, d in verdicts.items() if d["error"]]
         return Score(value=value, answer=text, explanation="; ".join(errors) or None,
                      metadata={"verdicts": verdicts})
@@ -167,16 +211,26 @@ def persona_scorer(character: str = "skippy", judge: str | None = None, judge_ca
 
 @scorer(metrics=[rates()])
 def leak_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
-    """Assistant-mode leaks: the pattern bank, or any judge's leak flag; evidence kept either way."""
+    """Assistant-mode leaks: the embedded leak judge (pattern bank + leak classifier, mockery excluded) or any
+    LLM judge's leak flag; every source that ruled is kept as evidence."""
     pack = load_character(character)
-    # only judges that give a leak verdict (LLM judges) take part; the classifier has no opinion on leaks
+    # only judges that give a leak verdict (LLM judges) take part; the persona classifier has no opinion on leaks
     judges = [j for j in build_judges(judge, pack, use_cache=judge_cache) if getattr(j, "gives_leak", False)]
+    embedded = LeakJudge.for_character(pack) if "judge_leaks" in pack.files else None
+    check = _coherence(pack)
 
     async def score(state: TaskState, target: Target) -> Score:
         text, error = response_of(state)
         if error:
-            return _error(["leak"], error)
-        evidence = [{"source": "pattern", "text": m.text} for m in leak_matches(text, tuple(pack.leak_patterns))]
+            return _error(task_keys("assistant_leaks", [], [], check is not None), error)
+        if embedded is not None:
+            import anyio
+
+            [lv] = await anyio.to_thread.run_sync(embedded.judge_many, [text])
+            evidence = ([{"source": lv.source, "text": m.text, "probability": lv.probability} for m in lv.evidence]
+                        or [{"source": lv.source, "text": "", "probability": lv.probability}]) if lv.leak else []
+        else:
+            evidence = [{"source": "pattern", "text": m.text} for m in leak_matches(text, tuple(pack.leak_patterns))]
         undecided = []
         prompt = str(state.metadata.get("prompt", state.input_text))
         for j in judges:
@@ -186,73 +240,85 @@ def leak_scorer(character: str = "skippy", judge: str | None = None, judge_cache
             elif not v.ok:
                 undecided.append(f"{j.name}: {v.error}")
         if not evidence and undecided:  # no pattern, and a judge that should have ruled could not
-            return _error(["leak"], "; ".join(undecided))
-        return Score(value={"leak": int(bool(evidence))}, answer=text,
-                     explanation="; ".join(e["text"] for e in evidence) or "no assistant-mode phrasing",
+            return _error(task_keys("assistant_leaks", [], [], check is not None), "; ".join(undecided))
+        value: dict[str, int | None] = {"leak": int(bool(evidence))}
+        if check is not None:
+            value["coherent"] = int(bool((await _coherent(check, text))[0]))
+        return Score(value=value, answer=text,
+                     explanation="; ".join(f"{e['source']}: {e['text']}".rstrip(": ") for e in evidence)
+                     or "no assistant-mode behaviour",
                      metadata={"evidence": evidence})
 
     return score
 
 
-def _samples(prompts: list[EvalPrompt], condition_name: str) -> MemoryDataset:
+def _samples(prompts: list[EvalPrompt], condition_name: str, split: str) -> MemoryDataset:
     return MemoryDataset([
         Sample(id=p.id, input=p.prompt, target=p.answer or "",
-               metadata={"prompt": p.prompt, "category": p.category, "condition": condition_name})
+               metadata={"prompt": p.prompt, "category": p.category, "condition": condition_name, "split": split})
         for p in prompts
     ])
 
 
+def _split(split: str) -> str:
+    if split not in SPLITS:
+        raise UserError(f"split '{split}' is not one of {', '.join(SPLITS)}")
+    return split
+
+
 def _task(name: str, pack: Character, prompts: list[EvalPrompt], condition_name: str, scorer_: Scorer,
-          epochs: int, max_tokens: int, temperature: float | None, seed: int) -> Task:
+          epochs: int, max_tokens: int, temperature: float | None, seed: int, split: str = "eval") -> Task:
     temperature = temperature if temperature is not None else (0.0 if epochs == 1 else 0.7)
     return Task(
         name=name,
-        dataset=_samples(prompts, condition_name),
+        dataset=_samples(prompts, condition_name, split),
         # Cached generations let personality and assistant_leaks share the answers to the same prompts.
         solver=[condition(condition_name, str(pack.root)), generate(cache=CachePolicy(expiry=None))],
         scorer=scorer_,
         epochs=Epochs(epochs, [mean_valid()]),
         config=GenerateConfig(temperature=temperature, seed=seed, max_tokens=max_tokens),
-        metadata={"character": pack.name, "suite_version": pack.suite_version(), "condition": condition_name},
+        metadata={"character": pack.name, "suite_version": pack.suite_version(split), "condition": condition_name,
+                  "split": split},
     )
 
 
 @task
 def identity(character: str = "skippy", condition: str = "none", epochs: int = 1, max_tokens: int = 512,
-             temperature: float | None = None, seed: int = 0) -> Task:
+             temperature: float | None = None, seed: int = 0, split: str = "eval") -> Task:
     """Does the model say it is the character, and never Qwen/ChatGPT/an AI assistant?"""
     pack = load_character(character)
-    return _task("identity", pack, pack.identity_prompts, condition, identity_scorer(str(pack.root)), epochs,
-                 max_tokens, temperature, seed)
+    return _task("identity", pack, pack.prompts("identity", _split(split)), condition,
+                 identity_scorer(str(pack.root)), epochs, max_tokens, temperature, seed, split)
 
 
 @task
 def personality(character: str = "skippy", condition: str = "none", judge: str | None = None, epochs: int = 1,
                 max_tokens: int = 512, temperature: float | None = None, seed: int = 0,
-                judge_cache: bool = True) -> Task:
-    """Sarcasm rate and personality score over the personality prompts, per judge."""
+                judge_cache: bool = True, split: str = "eval") -> Task:
+    """Sarcasm rate and personality score over the personality prompts, per judge; coherence first."""
     pack = load_character(character)
-    return _task("personality", pack, pack.personality_prompts, condition,
-                 persona_scorer(str(pack.root), judge, judge_cache), epochs, max_tokens, temperature, seed)
+    return _task("personality", pack, pack.prompts("personality", _split(split)), condition,
+                 persona_scorer(str(pack.root), judge, judge_cache), epochs, max_tokens, temperature, seed, split)
 
 
 @task
 def assistant_leaks(character: str = "skippy", condition: str = "none", judge: str | None = None,
                     epochs: int = 1, max_tokens: int = 512, temperature: float | None = None,
-                    seed: int = 0, judge_cache: bool = True) -> Task:
+                    seed: int = 0, judge_cache: bool = True, split: str = "eval") -> Task:
     """Assistant-mode phrasing over the identity and personality prompts."""
     pack = load_character(character)
-    return _task("assistant_leaks", pack, pack.identity_prompts + pack.personality_prompts, condition,
-                 leak_scorer(str(pack.root), judge, judge_cache), epochs, max_tokens, temperature, seed)
+    prompts = pack.prompts("identity", _split(split)) + pack.prompts("personality", split)
+    return _task("assistant_leaks", pack, prompts, condition, leak_scorer(str(pack.root), judge, judge_cache),
+                 epochs, max_tokens, temperature, seed, split)
 
 
 @task
 def math_probes(character: str = "skippy", condition: str = "none", epochs: int = 1, max_tokens: int = 512,
-                temperature: float | None = None, seed: int = 0) -> Task:
+                temperature: float | None = None, seed: int = 0, split: str = "eval") -> Task:
     """Simple integer arithmetic: the character must still get the numbers right."""
     pack = load_character(character)
-    return _task("math_probes", pack, pack.math_probes, condition, math_scorer(), epochs, max_tokens,
-                 temperature, seed)
+    return _task("math_probes", pack, pack.prompts("math_probes", _split(split)), condition,
+                 math_scorer(str(pack.root)), epochs, max_tokens, temperature, seed, split)
 
 
 PERSONA_TASKS = {"identity": identity, "personality": personality, "assistant_leaks": assistant_leaks,

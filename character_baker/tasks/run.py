@@ -24,9 +24,10 @@ from ..harness.scorecard import (
     per_prompt,
     task_short_name,
 )
-from ..judges.calibration import load_calibration
 from ..judges.registry import build_judges
+from ..judges.validity import card_for
 from ..judges.verdict import Judge, rubric_version
+from .persona import task_keys
 
 ALL_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
 JUDGED_TASKS = {"personality", "assistant_leaks"}
@@ -52,6 +53,9 @@ class ScoreOptions:
     capability_max_tokens: int = 4096
     capability_tasks: tuple[str, ...] = ()  # extra lm-eval tasks
     reasoning_effort: str | None = None
+    split: str = "eval"  # "dev" for checkpoint selection: never the prompts that are reported
+    sample_retries: int = 2  # a failed model call is retried this often in the run; what still fails is an error
+    max_retries: int = 5  # transport retries of one model call (Inspect's backoff) before the sample fails
 
 
 def build_tasks(opts: ScoreOptions) -> list[Any]:
@@ -67,7 +71,8 @@ def build_tasks(opts: ScoreOptions) -> list[Any]:
     for condition in opts.conditions:
         for name in opts.tasks:
             args: dict[str, Any] = dict(character=opts.character, condition=condition, epochs=opts.epochs,
-                                        max_tokens=opts.max_tokens, temperature=opts.temperature, seed=opts.seed)
+                                        max_tokens=opts.max_tokens, temperature=opts.temperature, seed=opts.seed,
+                                        split=opts.split)
             if name in JUDGED_TASKS:
                 args.update(judge=opts.judge, judge_cache=opts.judge_cache)
             tasks.append(PERSONA_TASKS[name](**args))
@@ -75,9 +80,11 @@ def build_tasks(opts: ScoreOptions) -> list[Any]:
 
 
 def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log_dir: Path) -> list[Any]:
+    """Every sample runs; failed model calls are retried in the run, and a log that still holds failed samples
+    ends as an error, so the next run of the same command retries exactly those (finished ones are kept)."""
     from inspect_ai import eval_set
 
-    ok, logs = eval_set(
+    _, logs = eval_set(
         tasks,
         log_dir=str(log_dir),
         model=candidate.model,
@@ -85,15 +92,18 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
         max_samples=opts.max_samples,
         display=opts.display,  # type: ignore[arg-type]
         limit=opts.limit,
-        retry_attempts=1,
-        fail_on_error=False,
+        retry_attempts=0,
+        retry_on_error=opts.sample_retries,
+        max_retries=opts.max_retries,
+        fail_on_error=True,
+        continue_on_fail=True,
         log_level="warning",
     )
-    if not ok:
-        failed = [f"{log.eval.task}: {log.error.message if log.error else log.status}" for log in logs
-                  if log.status != "success"]
-        raise UserError(f"scoring {candidate.id} did not finish: {'; '.join(failed)} (logs in {log_dir}; "
-                        "rerun the same command to resume)")
+    unfinished = [log for log in logs if log.status not in ("success", "error")]
+    if unfinished:
+        raise UserError(f"scoring {candidate.id} did not finish: "
+                        + "; ".join(f"{log.eval.task}: {log.status}" for log in unfinished)
+                        + f" (logs in {log_dir}; rerun the same command to resume)")
     return list(logs)
 
 
@@ -138,11 +148,14 @@ def capability(candidate: Candidate, opts: ScoreOptions, out: Path) -> dict[str,
 
 
 def judge_record(judge: Judge, pack: Character) -> dict[str, Any]:
-    """Who judged, under which rubric, and how well that judge measured: its own cross-validation (classifier)
-    and its last `character-baker calibrate` report on this pack's labelled set, when there is one."""
+    """Who judged, under which rubric, and how far to trust it: its own cross-validation (the embedded judge)
+    and its validity card (computed on the spot for the embedded judge; for an LLM judge, the one `calibrate`
+    stored, or a card saying it was never validated)."""
     inner = getattr(judge, "inner", judge)
+    embedded = not getattr(inner, "gives_coherence", False)
     return {"name": judge.name, "id": judge.id, "rubric_version": judge.rubric_version,
-            "training": getattr(inner, "calibration", None), "calibration": load_calibration(inner, pack)}
+            "training": getattr(inner, "calibration", None),
+            "validity": card_for(inner, pack, compute_if_missing=embedded)}
 
 
 def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard, Path]:
@@ -164,15 +177,21 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
     if tasks:
         logs = _run_persona(candidate, opts, tasks, log_dir)
     judge_names = [j.name for j in judges]
+    llm_names = [j.name for j in judges if getattr(j, "gives_coherence", False)]
+    failed_samples: dict[str, int] = {}
     for header in logs:
         log = read_eval_log(header.location)
         task = task_short_name(log.eval.task)
         condition = str(log.eval.task_args.get("condition", "none"))
+        keys = task_keys(task, judge_names, llm_names, "judge" in pack.files)
         samples = []
         for s in log.samples or []:
-            for score in (s.scores or {}).values():
-                if isinstance(score.value, dict):
-                    samples.append((str(s.id), s.epoch, score.value))
+            scored = [sc.value for sc in (s.scores or {}).values() if isinstance(sc.value, dict)]
+            if s.error or not scored:  # a failed model call counts against every metric of its task
+                samples.append((str(s.id), s.epoch, {k: None for k in keys}))
+                failed_samples[f"{task}/{condition}"] = failed_samples.get(f"{task}/{condition}", 0) + 1
+            else:
+                samples += [(str(s.id), s.epoch, v) for v in scored]
             if s.output and (s.output.metadata or {}).get("truncated"):
                 truncated[f"{task}/{condition}"] = truncated.get(f"{task}/{condition}", 0) + 1
         values = per_prompt(samples)
@@ -198,7 +217,8 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
 
     card = Scorecard(
         candidate=candidate.describe(),
-        suite={"name": pack.slug, "character": pack.name, "version": pack.suite_version(),
+        suite={"name": pack.slug, "character": pack.name, "version": pack.suite_version(opts.split),
+               "split": opts.split, "failed_samples": failed_samples,
                "tasks": list(opts.tasks) + (["capability"] if opts.capability else []),
                "conditions": list(opts.conditions)},
         judges=[judge_record(j, pack) for j in judges],

@@ -29,17 +29,20 @@ def _response_text(messages: list[dict[str, Any]]) -> str:
 
 
 def keyword_judge(messages: list[dict[str, Any]]) -> str:
-    """Deterministic stand-in judge: sarcastic when the response insults a monkey; leak on assistant phrases."""
+    """Deterministic stand-in judge: sarcastic when the response insults a monkey; leak on assistant phrases;
+    incoherent when most of it is not made of letters and spaces ("xq#@ zz9")."""
     text = _response_text(messages).lower()
+    coherence = 90 if sum(c.isalpha() or c.isspace() for c in text) >= 0.7 * max(1, len(text)) else 10
     sarcastic = "monkey" in text
     leak_phrase = next((p for p in ("i hope this helps", "as an ai", "how can i assist", "i'm here to help")
                         if p in text), "")
-    return json.dumps({"sarcastic": sarcastic, "personality": 8 if sarcastic else 1, "leak": bool(leak_phrase),
+    return json.dumps({"coherence": coherence, "sarcastic": sarcastic, "personality": 8 if sarcastic else 1,
+                       "leak": bool(leak_phrase),
                        "leak_evidence": leak_phrase})
 
 
 def always_sarcastic(messages: list[dict[str, Any]]) -> str:
-    return json.dumps({"sarcastic": True, "personality": 9, "leak": False, "leak_evidence": ""})
+    return json.dumps({"coherence": 95, "sarcastic": True, "personality": 9, "leak": False, "leak_evidence": ""})
 
 
 def garbage(messages: list[dict[str, Any]]) -> str:
@@ -70,8 +73,11 @@ class ScriptedOpenAIServer:
 
     def __init__(self, reply: Reply = keyword_judge, delay: float = 0.0, port: int = 0,
                  fail_first: int = 0, score_distribution: dict[str, float] | None = None,
-                 finish_reason: Callable[[str], str] | None = None) -> None:
+                 finish_reason: Callable[[str], str] | None = None,
+                 fail_when: Callable[[list[dict[str, Any]]], bool] | None = None) -> None:
         self.reply = reply
+        # when set: requests whose messages it accepts get HTTP 400 (a failure no retry will fix)
+        self.fail_when = fail_when
         # when set: the choice's finish_reason for a reply text ("length" scripts a reply cut at the token budget)
         self.finish_reason = finish_reason
         # when set and the request asks for logprobs: the probabilities of the personality score's token
@@ -107,6 +113,9 @@ class ScriptedOpenAIServer:
                     return
                 if n <= server.fail_first:
                     self._send(500, {"error": {"message": "scripted failure"}})
+                    return
+                if server.fail_when is not None and server.fail_when(body.get("messages", [])):
+                    self._send(400, {"error": {"message": "scripted permanent failure"}})
                     return
                 text = server.reply(body.get("messages", []))
                 finish = server.finish_reason(text) if server.finish_reason else "stop"

@@ -39,7 +39,7 @@ def corpus() -> list[str]:
     return texts
 
 
-def train_tokenizer(harmony: bool = False, vocab_size: int = 512) -> Any:
+def train_tokenizer(harmony: bool = False, vocab_size: int = 512, texts: list[str] | None = None) -> Any:
     """Byte-level BPE trained in milliseconds, wrapped with a chat template that marks assistant tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -50,7 +50,7 @@ def train_tokenizer(harmony: bool = False, vocab_size: int = 512) -> Any:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(corpus(), trainer)
+    tok.train_from_iterator(texts or corpus(), trainer)
     eos = "<|return|>" if harmony else "<|im_end|>"
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token="<|endoftext|>",
                                    additional_special_tokens=[s for s in specials if s not in (eos, "<|endoftext|>")])
@@ -66,12 +66,13 @@ def _save(model: Any, tokenizer: Any, out: Path) -> Path:
     return out
 
 
-def tiny_qwen3(out: str | Path, seed: int = 0, layers: int = 4, hidden: int = 64) -> Path:
+def tiny_qwen3(out: str | Path, seed: int = 0, layers: int = 4, hidden: int = 64, texts: list[str] | None = None,
+               vocab_size: int = 512) -> Path:
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     torch.manual_seed(seed)
-    tok = train_tokenizer()
+    tok = train_tokenizer(vocab_size=vocab_size, texts=texts)
     config = Qwen3Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                          head_dim=hidden // 4, max_position_embeddings=1024, tie_word_embeddings=True,

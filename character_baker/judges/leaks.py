@@ -1,0 +1,138 @@
+"""Assistant-mode leaks: behaviour, not phrases.
+
+A leak is the assistant persona slipping through: offering more help, service openers and apologies,
+"I'm only an AI model" disclaimers, claiming a product's identity. Quoting or mocking a stock phrase is not
+a leak ("'Happy to help'? Not in this lifetime."): quoted spans and asked-then-dismissed phrases are taken out
+before anything is read (`unmock`).
+
+Two embedded sources, then any LLM judge's leak flag (in the task):
+- an embedded leak classifier (word and character n-grams and static MiniLM embeddings, averaged), trained on
+  the pack's labelled leak split (`[files] judge_leaks`) and the judge split's eager-assistant vs ordinary
+  replies, all disjoint from eval; its threshold is chosen out of fold (best recall minus false leaks);
+- the pattern bank (`rules.LEAK_PATTERNS` + the pack's own, paraphrase families), which rules by itself on the
+  unmocked text; the classifier rules alone only when it is sure (out-of-fold false leaks <= 3 %).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..harness.character import Character
+from ..harness.data import iter_jsonl, require_text
+from ..harness.errors import UserError
+from .classifier import AttitudeModel
+from .rules import Match, leak_matches
+
+_DOUBLE_QUOTED = re.compile(r"[\"“][^\"”]{3,200}[\"”]")
+_SINGLE_QUOTED = re.compile(r"(?<![A-Za-z])['‘][^'’]{3,200}?[?!.,]?['’](?![A-Za-z])")
+_DISMISS = re.compile(r"(?:hardly|not|never|no|nope|please|ha|pfft|as if|in your dreams|sure|right|spare me)\b",
+                      re.IGNORECASE)
+
+
+def unmock(text: str) -> str:
+    """The reply without quoted stock phrases and without phrases asked back only to be dismissed."""
+    text = _SINGLE_QUOTED.sub(" ", _DOUBLE_QUOTED.sub(" ", text))
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    kept = [s for i, s in enumerate(sentences)
+            if not (s.endswith("?") and i + 1 < len(sentences) and _DISMISS.match(sentences[i + 1]))]
+    return " ".join(kept)
+
+
+@dataclass(frozen=True)
+class LeakVerdict:
+    leak: bool
+    probability: float
+    evidence: list[Match]
+    source: str  # classifier | pattern | none
+
+
+class LeakJudge:
+    """The embedded leak judge of a pack: trained once per process on the pack's labelled leak split."""
+
+    _memo: dict[str, LeakJudge] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, character: Character, seed: int = 0) -> None:
+        from sklearn.model_selection import StratifiedKFold
+
+        rows = _leak_rows(character) + _persona_rows(character)
+        texts = [unmock(t) for t, _ in rows]
+        labels = np.array([y for _, y in rows])
+        oof = np.zeros(len(rows))
+        for train_idx, test_idx in StratifiedKFold(5, shuffle=True, random_state=seed).split(texts, labels):
+            model = AttitudeModel([texts[i] for i in train_idx], labels[train_idx], seed)
+            oof[test_idx] = model.probability([texts[i] for i in test_idx])
+        self.threshold = _threshold(oof, labels)
+        self.cv_recall = float(np.mean(oof[labels] >= self.threshold))
+        self.cv_false_leaks = float(np.mean(oof[~labels] >= self.threshold))
+        self.model = AttitudeModel(texts, labels, seed)
+        self.extra = tuple(character.leak_patterns)
+
+    @classmethod
+    def for_character(cls, character: Character) -> LeakJudge:
+        key = character.files_hash("judge_leaks", "judge") + "\0".join(character.leak_patterns)
+        with cls._lock:
+            if key not in cls._memo:
+                cls._memo[key] = cls(character)
+            return cls._memo[key]
+
+    def judge_many(self, responses: list[str]) -> list[LeakVerdict]:
+        cleaned = [unmock(r) for r in responses]
+        probs = self.model.probability(cleaned)
+        out = []
+        for text, p in zip(cleaned, probs):
+            evidence = leak_matches(text, self.extra)
+            if evidence:
+                out.append(LeakVerdict(True, float(p), evidence, "pattern"))
+            elif p >= self.threshold:
+                out.append(LeakVerdict(True, float(p), evidence, "classifier"))
+            else:
+                out.append(LeakVerdict(False, float(p), evidence, "none"))
+        return out
+
+
+MAX_FALSE_LEAKS = 0.03  # out of fold, for the classifier ruling alone (a phrase of the bank rules by itself)
+
+
+def _threshold(prob: np.ndarray, y: np.ndarray) -> float:
+    """The lowest cut-off whose out-of-fold false-leak rate stays within MAX_FALSE_LEAKS: an ordinary in-character
+    reply must not read as a leak, so without a phrase of the bank the classifier has to be sure."""
+    for t in np.unique(np.round(prob, 3)):
+        if np.mean(prob[~y] >= t) <= MAX_FALSE_LEAKS:
+            return float(t)
+    return 1.0
+
+
+def _persona_rows(character: Character) -> list[tuple[str, bool]]:
+    """The judge split's replies as leak examples too: eager assistant replies (kind `assistant`) are leaks;
+    in-character, plain and dry ones are not, so ordinary helpful content is never read as a leak by itself."""
+    if "judge" not in character.files:
+        return []
+    out = []
+    for _, obj in iter_jsonl(character.path("judge")):
+        kind = obj.get("kind")
+        if kind == "assistant":
+            out.append((obj["response"], True))
+        elif kind in {"skippy", "keywordless", "dry", "plain", "playful", "skippy-mild"}:
+            out.append((obj["response"], False))
+    return out
+
+
+def _leak_rows(character: Character) -> list[tuple[str, bool]]:
+    if "judge_leaks" not in character.files:
+        raise UserError(f"{character.root / 'character.toml'}: [files] has no 'judge_leaks' entry: the leak judge "
+                        "trains on a labelled leak split")
+    path = character.path("judge_leaks")
+    rows = []
+    for lineno, obj in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(obj.get("leak"), bool):
+            raise UserError(f"{where}: field 'leak' must be true or false")
+        rows.append((require_text(obj, "response", where), obj["leak"]))
+    if min(sum(y for _, y in rows), sum(not y for _, y in rows)) < 5:
+        raise UserError(f"{path}: the leak split needs at least 5 leaks and 5 non-leaks")
+    return rows

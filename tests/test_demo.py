@@ -1,0 +1,54 @@
+"""The demo's toy world and its honest gate: held-out phrasings, the real judge, coherence and math in the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from character_baker.harness.character import load_character
+from character_baker.harness.data import read_jsonl
+from character_baker.leaderboard.board import load_board
+from character_baker.rounds import toyworld
+
+ROOT = Path(__file__).resolve().parent.parent
+TOY = load_character("toy")
+
+
+def _norm(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def test_the_generated_pack_is_what_the_generator_writes() -> None:
+    facts = json.loads((TOY.root / "facts.json").read_text(encoding="utf-8"))
+    for name, rows in toyworld.build(facts).items():
+        assert read_jsonl(TOY.root / name) == rows, f"{name} is stale: run python -m character_baker.rounds.toyworld"
+
+
+def test_no_eval_or_dev_prompt_is_in_any_training_set() -> None:
+    train = {_norm(p.prompt) for p in TOY.character_pairs + TOY.antipole_pairs}
+    for split in ("eval", "dev"):
+        for kind in ("identity", "personality", "math_probes"):
+            prompts = TOY.prompts(kind, split)
+            assert prompts and not {_norm(p.prompt) for p in prompts} & train, (split, kind)
+    evals = {_norm(p.prompt) for k in ("identity", "personality", "math_probes") for p in TOY.prompts(k)}
+    devs = {_norm(p.prompt) for k in ("identity", "personality", "math_probes") for p in TOY.prompts(k, "dev")}
+    assert not evals & devs
+    assert len(TOY.personality_prompts) >= 80 and len(TOY.math_probes) >= 40
+
+
+def test_the_toy_is_judged_by_the_real_judge() -> None:
+    """The toy pack's judge and calibration splits are the Skippy pack's own files: nothing tuned to the demo."""
+    skippy = load_character("skippy")
+    for key in ("judge", "judge_leaks", "calibration", "calibration_leaks"):
+        assert TOY.path(key).resolve() == skippy.path(key).resolve()
+    assert TOY.markers == skippy.markers and TOY.judge_floors == skippy.judge_floors
+
+
+def test_the_demo_gate_requires_coherence_and_holds_math_and_leaks_against_the_base() -> None:
+    board = load_board(ROOT / "leaderboards" / "demo")
+    gate = {(c.metric, c.bound, c.relative_to, c.op, c.threshold) for c in board.gate}
+    assert ("personality/coherent", "point", None, ">=", 0.95) in gate
+    assert ("personality/sarcastic", "point", "base", ">=", 0.15) in gate
+    assert ("personality/sarcastic", "lower", "base", ">=", 0.0) in gate
+    assert ("assistant_leaks/leak", "lower", "base", "<=", 0.0) in gate
+    assert ("math_probes/math", "upper", "base", ">=", 0.0) in gate
