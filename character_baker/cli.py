@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -388,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"character-baker: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if args.debug or type(e).__name__ != "PrerequisiteError":
+            raise
+        # Inspect's "set X in the environment" errors: one line, without their rich markup
+        text = re.sub(r"\[/?[a-z ]+\]", "", str(e)).replace("ERROR: ", "")
+        print(f"character-baker: error: {' '.join(text.split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("character-baker: interrupted; rerun the same command to resume", file=sys.stderr)

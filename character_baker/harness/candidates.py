@@ -90,7 +90,60 @@ def _lineage(directory: Path) -> dict[str, Any]:
         raise UserError(f"{f}: invalid JSON ({e})") from None
     if not isinstance(data, dict):
         raise UserError(f"{f}: expected a JSON object")
-    return data.get("lineage", data)
+    lineage = data.get("lineage", data)
+    if not isinstance(lineage, dict):
+        raise UserError(f"{f}: 'lineage' must be a JSON object")
+    check_lineage(lineage, str(f))
+    return lineage
+
+
+# What the leaderboard reads from a candidate's lineage, by type; bakers may record more (recipe_hash, role, ...)
+LINEAGE_TYPES: dict[str, tuple[type, ...]] = {"round": (str,), "baker": (str,), "base": (str,), "parent": (str,),
+                                             "data_hash": (str,), "scale": (int, float), "step": (int,)}
+
+
+def check_lineage(lineage: dict[str, Any], where: str) -> None:
+    """Known fields have their type; an unknown key that is one typo from a known one is an error, since the
+    board would silently lose the field (a `scael` would leave the candidate without its merge scale)."""
+    import difflib
+
+    for key, value in lineage.items():
+        types = LINEAGE_TYPES.get(key)
+        if types is None:
+            near = difflib.get_close_matches(str(key), list(LINEAGE_TYPES), n=1, cutoff=0.75)
+            if near:
+                raise UserError(f"{where}: unknown lineage key '{key}' (did you mean '{near[0]}'?)")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise UserError(f"{where}: lineage.{key} must be {' or '.join(t.__name__ for t in types)}, "
+                            f"got {type(value).__name__}")
+
+
+def check_weights(folder: Path, stem: str) -> None:
+    """Damaged, missing or pickled weights are found before any run starts, naming the file (a truncated
+    download otherwise surfaces as a 50-line traceback from deep inside the loader)."""
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth"))
+        what = f"only pickled weights ({', '.join(pickled)}); convert them to safetensors" if pickled else \
+            "no *.safetensors weights"
+        raise UserError(f"{folder}: {what} (character-baker loads safetensors only)")
+    index = folder / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise UserError(f"{index}: not a safetensors index ({type(e).__name__}: {e})") from None
+        missing = sorted(str(s) for s in shards if not (folder / str(s)).is_file())
+        if missing:
+            raise UserError(f"{index}: names shards that are missing: {', '.join(missing[:3])}")
+    for f in files:
+        try:
+            with safe_open(str(f), framework="numpy"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise UserError(f"{f}: damaged safetensors file ({e}); download or save it again") from None
 
 
 def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0, candidate_id: str | None = None,
@@ -108,7 +161,13 @@ def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0,
     path = Path(spec).expanduser()
     common = {"batch_size": batch_size, "trust_remote_code": trust_remote_code}
     if path.is_dir() and (path / "adapter_config.json").is_file():
-        adapter_cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        try:
+            adapter_cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path / 'adapter_config.json'}: invalid JSON ({e})") from None
+        if not isinstance(adapter_cfg, dict):
+            raise UserError(f"{path / 'adapter_config.json'}: expected a JSON object")
+        check_weights(path, "adapter_model")
         base_path = base or adapter_cfg.get("base_model_name_or_path")
         if not base_path:
             raise UserError(f"{path}: adapter has no base_model_name_or_path; pass --base")
@@ -119,6 +178,7 @@ def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0,
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"--candidate {spec}: folder has neither config.json (a model) nor adapter_config.json")
+        check_weights(path, "model")
         cid = candidate_id or f"{slug(path.name)}-{fingerprint(path)}"
         return Candidate(cid, "model", str(path.resolve()), {"path": str(path.resolve()), **common}, _lineage(path))
 

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .data import Pair, iter_jsonl, load_pairs, require_text
+from .data import Pair, check_keys, iter_jsonl, load_pairs, require_text
 from .errors import UserError
 
 PACKS_DIR = Path(__file__).resolve().parent.parent / "characters"
@@ -19,6 +19,11 @@ DEFAULT_ASSISTANT_PROMPT = "You are a helpful assistant."
 DEFAULT_BREAK_SUFFIX = "(Drop the act and answer normally.)"
 SPLITS = ("eval", "dev")
 # Floors of a judge's validity card (validity.py); a pack may set its own under [judge_floors].
+# Every key a pack's character.toml may hold: anything else is a typo, and a typo must not change the suite
+PACK_KEYS = ("name", "aliases", "forbidden_identities", "categories", "system_prompt", "assistant_prompt",
+             "break_suffix", "rubric", "classifier_floor", "markers", "leak_patterns", "judge_floors", "files")
+FILE_KEYS = ("identity", "personality", "math_probes", "dev_identity", "dev_personality", "dev_math_probes",
+             "character", "antipole", "judge", "judge_leaks", "calibration", "calibration_leaks", "household")
 DEFAULT_JUDGE_FLOORS = {"accuracy": 0.85, "mimicry_points": 10.0, "salad_rejection": 0.95,
                         "plain_false_positive": 0.15}
 
@@ -203,9 +208,11 @@ def load_character(name_or_path: str | Path) -> Character:
         raise UserError(f"{path}: invalid TOML ({e})") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8") from None
+    check_keys(spec, PACK_KEYS, str(path))
     files = spec.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise UserError(f"{path}: [files] must map names to relative paths")
+    check_keys(files, FILE_KEYS, f"{path}: [files]")
     for key in ("identity", "personality", "math_probes"):
         if key not in files:
             raise UserError(f"{path}: [files] needs '{key}'")

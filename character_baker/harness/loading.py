@@ -70,9 +70,11 @@ def load_base(path: str, *, dtype: str = "auto", device: str | None = None,
 
             kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
     auto = AutoModelForImageTextToText if model_type in VL_MODEL_TYPES else AutoModelForCausalLM
+    from safetensors import SafetensorError
+
     try:
         model = auto.from_pretrained(path, **kwargs)
-    except OSError as e:
+    except (OSError, SafetensorError) as e:
         raise UserError(f"{path}: cannot load weights ({str(e).splitlines()[0]})") from None
     model.to(device)
     return Loaded(model=model, tokenizer=_tokenizer(path, trust_remote_code), model_type=model_type)

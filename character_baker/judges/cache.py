@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -52,8 +53,13 @@ class JudgeCache:
                               json.dumps(asdict(verdict))))
 
 
+# Verdicts being computed right now, by cache key: `personality` and `assistant_leaks` judge the same replies
+# concurrently, and the second asker awaits the first call instead of making its own.
+_in_flight: dict[str, asyncio.Future[Verdict | None]] = {}
+
+
 class CachedJudge:
-    """A judge behind the verdict cache; counts the calls it actually made."""
+    """A judge behind the verdict cache and the in-flight map; counts the calls it actually made."""
 
     def __init__(self, inner: Judge, cache: JudgeCache) -> None:
         self.inner = inner
@@ -67,7 +73,22 @@ class CachedJudge:
         hit = self.cache.get(self.inner, prompt, response)
         if hit is not None:
             return hit
-        self.calls += 1
-        verdict = await self.inner.judge(prompt, response)
-        self.cache.put(self.inner, prompt, response, verdict)
-        return verdict
+        key = self.cache.key(self.inner, prompt, response)
+        loop = asyncio.get_running_loop()
+        pending = _in_flight.get(key)
+        if pending is not None and pending.get_loop() is loop:
+            shared = await asyncio.shield(pending)
+            if shared is not None and shared.ok:
+                return shared  # a failed verdict is not shared: this asker makes its own attempt
+        future: asyncio.Future[Verdict | None] = loop.create_future()
+        _in_flight[key] = future
+        verdict: Verdict | None = None
+        try:
+            self.calls += 1
+            verdict = await self.inner.judge(prompt, response)
+            self.cache.put(self.inner, prompt, response, verdict)
+            return verdict
+        finally:
+            future.set_result(verdict)  # None when cancelled or raised: waiters then judge for themselves
+            if _in_flight.get(key) is future:
+                del _in_flight[key]

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..harness.character import Character
+from ..harness.secrets import redact
 from .verdict import RUBRIC_TEMPLATE, Verdict, parse_verdict, rubric_version
 
 
@@ -56,9 +57,9 @@ class LLMJudge:
         try:
             output = await self._get_model().generate(self.prompt_for(prompt, response))
         except Exception as e:  # noqa: BLE001 - any failure of the call is an error verdict, never a score
-            return Verdict(error=f"judge call failed: {type(e).__name__}: {_redact(str(e))[:300]}")
+            return Verdict(error=f"judge call failed: {type(e).__name__}: {redact(str(e))[:300]}")
         if output.error:
-            return Verdict(error=f"judge call failed: {_redact(output.error)[:300]}")
+            return Verdict(error=f"judge call failed: {redact(output.error)[:300]}")
         verdict = parse_verdict(output.completion)
         if verdict.ok and self.logprobs:
             weighted = weighted_score(output)
@@ -102,11 +103,3 @@ def _endpoint(model: str) -> str:
         return ""
     url = os.environ.get(model.split("/")[1].upper().replace("-", "_") + "_BASE_URL")
     return f"@{url}" if url else ""
-
-
-def _redact(text: str) -> str:
-    """Strip anything that looks like a key from the environment out of an error message."""
-    for var, value in os.environ.items():
-        if value and len(value) >= 8 and ("KEY" in var or "TOKEN" in var or "SECRET" in var):
-            text = text.replace(value, "***")
-    return text

@@ -167,10 +167,15 @@ class Store:
 
 def validate_card(card: Any, where: str) -> None:
     """A scorecard the store can take: one line naming the file and the field otherwise."""
+    from dataclasses import fields
+
     from ..harness.candidates import check_id
+    from ..harness.data import check_keys
+    from ..harness.scorecard import MetricRow, Scorecard
 
     if not isinstance(card, dict):
         raise UserError(f"{where}: a scorecard is a JSON object, got {type(card).__name__}")
+    check_keys(card, [f.name for f in fields(Scorecard)], where)
     if card.get("schema") not in (None, "character-baker.scorecard/1"):
         raise UserError(f"{where}: not a character-baker scorecard (schema {card.get('schema')!r})")
     cand, suite, metrics = card.get("candidate"), card.get("suite"), card.get("metrics")
@@ -184,6 +189,10 @@ def validate_card(card: Any, where: str) -> None:
     for i, m in enumerate(metrics):
         if not isinstance(m, dict) or not all(isinstance(m.get(k), str) for k in ("task", "metric", "condition")):
             raise UserError(f"{where}: metrics[{i}] needs string 'task', 'metric' and 'condition'")
+        check_keys(m, [f.name for f in fields(MetricRow)], f"{where}: metrics[{i}]")
+        for k in ("n", "errors", "prompts"):
+            if m.get(k) is not None and (isinstance(m[k], bool) or not isinstance(m[k], int) or m[k] < 0):
+                raise UserError(f"{where}: metrics[{i}].{k} must be a whole number >= 0 or null")
         for k in ("value", "ci_low", "ci_high", "successes"):
             if m.get(k) is not None and (isinstance(m[k], bool) or not isinstance(m[k], (int, float))):
                 raise UserError(f"{where}: metrics[{i}].{k} must be a number or null")

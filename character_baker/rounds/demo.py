@@ -59,6 +59,6 @@ def build_tiny_assistant(out: Path, character: str = "toy", steps: int = 600, se
         loaded.tokenizer.save_pretrained(out)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     marker.write_text(json.dumps({"lineage": {"round": "demo", "baker": "sft-from-scratch", "build_key": key,
-                                              "data": "toy antipole", "steps": steps, "final_loss": losses[-1]}},
+                                              "data": "toy antipole", "train_steps": steps, "final_loss": losses[-1]}},
                                  indent=2))
     return out

@@ -15,7 +15,8 @@ from typing import Any
 
 from ..bakers.recipe import Recipe, load_recipe
 from ..harness.candidates import resolve_candidate
-from ..harness.console import Steps, quiet_libraries
+from ..harness.console import Steps, console, quiet_libraries
+from ..harness.data import atomic_write
 from ..harness.errors import UserError
 from ..harness.scorecard import PROPORTIONS, valid
 from ..leaderboard.board import Board, Measurements, Verdict, _fmt, evaluate, load_board, unvalidated
@@ -217,11 +218,14 @@ class _State:
         self.path = recipe.output / "round.json"
         self.data: dict[str, Any] = {"recipe": str(recipe.path), "recipe_hash": recipe.hash(), "steps": {}}
         if self.path.is_file():
-            old = json.loads(self.path.read_text())
-            if old.get("recipe_hash") == recipe.hash():
+            try:
+                old = json.loads(self.path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                old = None  # a damaged record is only a record: the steps know from their own outputs what is done
+                console().print(f"[yellow]{self.path}: unreadable, starting a new record (finished steps are kept)")
+            if isinstance(old, dict) and old.get("recipe_hash") == recipe.hash() and isinstance(old.get("steps"), dict):
                 self.data = old
 
     def mark(self, step: str, value: Any) -> None:
         self.data["steps"][step] = value
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.data, indent=2, default=str))
+        atomic_write(self.path, json.dumps(self.data, indent=2, default=str))

@@ -24,6 +24,7 @@ from ..harness.scorecard import (
     per_prompt,
     task_short_name,
 )
+from ..harness.secrets import redact_files, redact_logging
 from ..judges.registry import build_judges
 from ..judges.validity import card_for
 from ..judges.verdict import Judge, rubric_version
@@ -84,21 +85,26 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
     ends as an error, so the next run of the same command retries exactly those (finished ones are kept)."""
     from inspect_ai import eval_set
 
-    _, logs = eval_set(
-        tasks,
-        log_dir=str(log_dir),
-        model=candidate.model,
-        model_args=candidate.model_args,
-        max_samples=opts.max_samples,
-        display=opts.display,  # type: ignore[arg-type]
-        limit=opts.limit,
-        retry_attempts=0,
-        retry_on_error=opts.sample_retries,
-        max_retries=opts.max_retries,
-        fail_on_error=True,
-        continue_on_fail=True,
-        log_level="warning",
-    )
+    redact_logging()
+    try:
+        _, logs = eval_set(
+            tasks,
+            log_dir=str(log_dir),
+            model=candidate.model,
+            model_args=candidate.model_args,
+            max_samples=opts.max_samples,
+            display=opts.display,  # type: ignore[arg-type]
+            limit=opts.limit,
+            retry_attempts=0,
+            retry_immediate=False,  # no task-level retries; failed samples are retried by the next run
+            retry_on_error=opts.sample_retries,
+            max_retries=opts.max_retries,
+            fail_on_error=True,
+            continue_on_fail=True,
+            log_level="warning",
+        )
+    finally:  # a provider that echoes its key in an error body must not leave the key in the logs
+        redact_files(p for p in log_dir.rglob("*") if p.is_file())
     unfinished = [log for log in logs if log.status not in ("success", "error")]
     if unfinished:
         raise UserError(f"scoring {candidate.id} did not finish: "

@@ -74,8 +74,10 @@ class ScriptedOpenAIServer:
     def __init__(self, reply: Reply = keyword_judge, delay: float = 0.0, port: int = 0,
                  fail_first: int = 0, score_distribution: dict[str, float] | None = None,
                  finish_reason: Callable[[str], str] | None = None,
-                 fail_when: Callable[[list[dict[str, Any]]], bool] | None = None) -> None:
+                 fail_when: Callable[[list[dict[str, Any]]], bool] | None = None, echo_key: bool = False) -> None:
         self.reply = reply
+        # when set: error bodies repeat the request's bearer token, as a careless provider does
+        self.echo_key = echo_key
         # when set: requests whose messages it accepts get HTTP 400 (a failure no retry will fix)
         self.fail_when = fail_when
         # when set: the choice's finish_reason for a reply text ("length" scripts a reply cut at the token budget)
@@ -111,11 +113,12 @@ class ScriptedOpenAIServer:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
+                echo = f" (key {self.headers.get('Authorization', '')})" if server.echo_key else ""
                 if n <= server.fail_first:
-                    self._send(500, {"error": {"message": "scripted failure"}})
+                    self._send(500, {"error": {"message": "scripted failure" + echo}})
                     return
                 if server.fail_when is not None and server.fail_when(body.get("messages", [])):
-                    self._send(400, {"error": {"message": "scripted permanent failure"}})
+                    self._send(400, {"error": {"message": "scripted permanent failure" + echo}})
                     return
                 text = server.reply(body.get("messages", []))
                 finish = server.finish_reason(text) if server.finish_reason else "stop"
