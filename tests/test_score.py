@@ -74,8 +74,10 @@ def test_responses_candidate_with_two_judges(judge_server, tmp_path: Path) -> No
     assert {j["name"] for j in card["judges"]} == {"llm", "classifier"}
     clf = next(j for j in card["judges"] if j["name"] == "classifier")
     assert clf["training"]["cv_accuracy"] >= 0.80
-    [agreement] = card["agreement"]
+    [agreement] = [a for a in card["agreement"] if a["task"] == "personality"]
     assert agreement["n"] == 108 and agreement["judges"] == ["llm", "classifier"]
+    [on_math] = [a for a in card["agreement"] if a["task"] == "math_probes"]  # the LLM also ruled on math
+    assert (on_math["metric"], on_math["judges"], on_math["n"]) == ("math", ["rule", "llm"], 48)
     assert card["suite"]["version"] == PACK.suite_version()
     assert card["candidate"]["kind"] == "responses" and card["candidate"]["id"].startswith("assistant_transcript-")
     assert card["decoding"]["greedy"] is True
@@ -296,3 +298,35 @@ def test_a_task_with_no_valid_sample_exits_non_zero(monkeypatch: pytest.MonkeyPa
     assert "no valid sample in identity/none" in err and "math_probes" not in err
     row = _row(_card(out), "identity", "identity")
     assert (row["n"], row["errors"], row["value"]) == (3, 3, None)
+
+
+def test_an_llm_judge_rules_on_math_beside_the_rule(judge_server, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13: the rule decides `math`; a configured LLM judge rules too, and the agreement is reported."""
+    import re
+
+    from character_baker.judges.rules import math_verdict
+
+    judge_server()
+    replies = _responses("skippy_transcript.jsonl")
+    replies = {**replies, PACK.prompts("math_probes")[0].id: "You think it's 5? Wrong, monkey: it is not."}
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text("\n".join(json.dumps({"id": k, "response": v}) for k, v in replies.items()) + "\n")
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", f"responses:{transcript}", "--judge", f"llm={JUDGE},classifier",
+                 "--tasks", "math_probes", "--out", str(out)]) == 0
+    card = _card(out)
+    probes = PACK.prompts("math_probes")
+    rule = [math_verdict(replies[p.id], str(p.answer), p.prompt)[0] for p in probes]
+    naive = []
+    for p in probes:
+        numbers = re.findall(r"-?\d+(?:\.\d+)?", replies[p.id].lower().replace(",", ""))
+        naive.append(bool(numbers) and numbers[-1] == str(p.answer))
+    assert _row(card, "math_probes", "math")["successes"] == sum(rule) == len(probes) - 1
+    assert _row(card, "math_probes", "math", judge="llm")["successes"] == sum(naive)
+    [agreement] = [a for a in card["agreement"] if a["task"] == "math_probes"]
+    same = sum(a == b for a, b in zip(rule, naive, strict=True))
+    assert (agreement["metric"], agreement["judges"], agreement["n"]) == ("math", ["rule", "llm"], len(probes))
+    assert agreement["agreement"] == pytest.approx(same / len(probes))
+    line = f"agreement on math_probes/math (none), rule vs llm: {100 * same / len(probes):.1f}%"
+    assert line in capsys.readouterr().out

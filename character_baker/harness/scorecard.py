@@ -103,16 +103,21 @@ def metric_rows(by_key: dict[str, dict[str, list[float | None]]], task: str, con
 
 
 def judge_agreement(samples: list[tuple[str, int, dict[str, Any]]], task: str, condition: str,
-                    judges: list[str]) -> list[dict[str, Any]]:
-    """Cohen's kappa on the sarcastic verdicts of every pair of judges, over responses both judged."""
+                    judges: list[str], metric: str = "sarcastic") -> list[dict[str, Any]]:
+    """Cohen's kappa on one yes/no verdict of every pair of judges, over responses both judged. The judge named
+    "rule" is the task's own rule (key `metric`; e.g. math's committed-answer rule beside an LLM's `math:llm`)."""
+    def key(j: str) -> str:
+        return metric if j == "rule" else f"{metric}:{j}"
+
     out = []
     for i, a in enumerate(judges):
         for b in judges[i + 1:]:
-            pairs = [(v[f"sarcastic:{a}"], v[f"sarcastic:{b}"]) for _, _, v in samples
-                     if v.get(f"sarcastic:{a}") is not None and v.get(f"sarcastic:{b}") is not None]
+            pairs = [(v[key(a)], v[key(b)]) for _, _, v in samples
+                     if v.get(key(a)) is not None and v.get(key(b)) is not None]
             kappa = cohen_kappa([bool(x) for x, _ in pairs], [bool(y) for _, y in pairs])
             agree = sum(1 for x, y in pairs if bool(x) == bool(y)) / len(pairs) if pairs else None
-            out.append({"task": task, "condition": condition, "judges": [a, b], "n": len(pairs), "kappa": kappa,
+            out.append({"task": task, "condition": condition, "metric": metric, "judges": [a, b], "n": len(pairs),
+                        "kappa": kappa,
                         "agreement": agree})
     return out
 

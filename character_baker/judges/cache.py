@@ -7,12 +7,13 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from ..harness.data import default_cache_dir
 from ..harness.errors import UserError
-from .verdict import Judge, Verdict
+from .verdict import MATH_VERSION, Judge, Verdict
 
 
 class JudgeCache:
@@ -70,6 +71,14 @@ class CachedJudge:
         self.calls = 0
 
     async def judge(self, prompt: str, response: str) -> Verdict:
+        return await self._cached(prompt, response, lambda: self.inner.judge(prompt, response))
+
+    async def judge_math(self, question: str, reference: str, response: str) -> Verdict:
+        # its own cache slot: the math template's version, the question and the reference make the "prompt"
+        key = f"{MATH_VERSION}\0{question}\0{reference}"
+        return await self._cached(key, response, lambda: self.inner.judge_math(question, reference, response))
+
+    async def _cached(self, prompt: str, response: str, call: Callable[[], Awaitable[Verdict]]) -> Verdict:
         hit = self.cache.get(self.inner, prompt, response)
         if hit is not None:
             return hit
@@ -85,7 +94,7 @@ class CachedJudge:
         verdict: Verdict | None = None
         try:
             self.calls += 1
-            verdict = await self.inner.judge(prompt, response)
+            verdict = await call()
             self.cache.put(self.inner, prompt, response, verdict)
             return verdict
         finally:

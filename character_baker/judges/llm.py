@@ -10,7 +10,7 @@ from typing import Any
 
 from ..harness.character import Character
 from ..harness.secrets import redact
-from .verdict import RUBRIC_TEMPLATE, Verdict, parse_verdict, rubric_version
+from .verdict import MATH_TEMPLATE, RUBRIC_TEMPLATE, Verdict, parse_math_verdict, parse_verdict, rubric_version
 
 
 class LLMJudge:
@@ -53,13 +53,25 @@ class LLMJudge:
         return RUBRIC_TEMPLATE.format(name=self.character.name, rubric=self.character.rubric, prompt=prompt,
                                       response=response)
 
-    async def judge(self, prompt: str, response: str) -> Verdict:
+    async def _ask(self, text: str) -> Any:
+        """The model's output, or an error verdict: a failed call is counted, never a score."""
         try:
-            output = await self._get_model().generate(self.prompt_for(prompt, response))
+            output = await self._get_model().generate(text)
         except Exception as e:  # noqa: BLE001 - any failure of the call is an error verdict, never a score
             return Verdict(error=f"judge call failed: {type(e).__name__}: {redact(str(e))[:300]}")
         if output.error:
             return Verdict(error=f"judge call failed: {redact(output.error)[:300]}")
+        return output
+
+    async def judge_math(self, question: str, reference: str, response: str) -> Verdict:
+        """Whether the reply's committed final answer is the reference: a second opinion beside the rule."""
+        output = await self._ask(MATH_TEMPLATE.format(question=question, reference=reference, response=response))
+        return output if isinstance(output, Verdict) else parse_math_verdict(output.completion)
+
+    async def judge(self, prompt: str, response: str) -> Verdict:
+        output = await self._ask(self.prompt_for(prompt, response))
+        if isinstance(output, Verdict):
+            return output
         verdict = parse_verdict(output.completion)
         if verdict.ok and self.logprobs:
             weighted = weighted_score(output)

@@ -129,7 +129,8 @@ async def _coherent(check: Any, text: str) -> tuple[bool | None, str | None]:
 
 def task_keys(task: str, judge_names: list[str], llm_judges: list[str], with_coherence: bool = True) -> list[str]:
     """The score keys a task's samples carry: what an errored sample is counted against."""
-    base = {"identity": ["identity"], "math_probes": ["math"], "assistant_leaks": ["leak"],
+    base = {"identity": ["identity"], "math_probes": ["math"] + [f"math:{j}" for j in llm_judges],
+            "assistant_leaks": ["leak"],
             "personality": [f"{m}:{j}" for j in judge_names for m in ("sarcastic", "personality")]
             + [f"coherent:{j}" for j in llm_judges]}[task]
     return base + (["coherent"] if with_coherence else [])
@@ -158,19 +159,29 @@ def identity_scorer(character: str = "skippy") -> Scorer:
 
 
 @scorer(metrics=[rates()])
-def math_scorer(character: str = "skippy") -> Scorer:
+def math_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
+    """The committed-final-answer rule decides `math`; an LLM judge, when configured, rules too (`math:<name>`)
+    so the scorecard can report how often the two agree."""
     pack = load_character(character)
     check = _coherence(pack)
+    judges = [j for j in build_judges(judge, pack, use_cache=judge_cache) if getattr(j, "gives_coherence", False)]
 
     async def score(state: TaskState, target: Target) -> Score:
+        keys = task_keys("math_probes", [], [j.name for j in judges], check is not None)
         text, error = response_of(state)
         if error:
-            return _error(task_keys("math_probes", [], [], check is not None), error)
-        ok, why = math_verdict(text, target.text, str(state.metadata.get("prompt", state.input_text)))
+            return _error(keys, error)
+        question = str(state.metadata.get("prompt", state.input_text))
+        ok, why = math_verdict(text, target.text, question)
         value: dict[str, int | None] = {"math": int(ok)}
+        verdicts = {}
+        for j in judges:
+            v = await j.judge_math(question, target.text, text)
+            value[f"math:{j.name}"] = None if v.correct is None else int(v.correct)
+            verdicts[j.name] = {"judge": j.id, "correct": v.correct, "error": v.error, "raw": v.raw}
         if check is not None:
             value["coherent"] = int(bool((await _coherent(check, text))[0]))
-        return Score(value=value, answer=text, explanation=why)
+        return Score(value=value, answer=text, explanation=why, metadata={"verdicts": verdicts} if judges else None)
 
     return score
 
@@ -313,12 +324,14 @@ def assistant_leaks(character: str = "skippy", condition: str = "none", judge: s
 
 
 @task
-def math_probes(character: str = "skippy", condition: str = "none", epochs: int = 1, max_tokens: int = 512,
-                temperature: float | None = None, seed: int = 0, split: str = "eval") -> Task:
-    """Simple integer arithmetic: the character must still get the numbers right."""
+def math_probes(character: str = "skippy", condition: str = "none", judge: str | None = None, epochs: int = 1,
+                max_tokens: int = 512, temperature: float | None = None, seed: int = 0, judge_cache: bool = True,
+                split: str = "eval") -> Task:
+    """Simple integer arithmetic: the character must still get the numbers right (an LLM judge rules beside
+    the rule when one is configured; the classifier has no opinion on math)."""
     pack = load_character(character)
     return _task("math_probes", pack, pack.prompts("math_probes", _split(split)), condition,
-                 math_scorer(str(pack.root)), epochs, max_tokens, temperature, seed, split)
+                 math_scorer(str(pack.root), judge, judge_cache), epochs, max_tokens, temperature, seed, split)
 
 
 PERSONA_TASKS = {"identity": identity, "personality": personality, "assistant_leaks": assistant_leaks,

@@ -31,7 +31,7 @@ from ..judges.verdict import Judge, rubric_version
 from .persona import task_keys
 
 ALL_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
-JUDGED_TASKS = {"personality", "assistant_leaks"}
+JUDGED_TASKS = {"personality", "assistant_leaks", "math_probes"}  # math: an LLM judge rules beside the rule
 
 
 @dataclass
@@ -208,6 +208,8 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
                                                if s.epoch == 1 and s.output}
         if task == "personality" and len(judge_names) > 1:
             agreement.extend(judge_agreement(samples, task, condition, judge_names))
+        if task == "math_probes" and llm_names:
+            agreement.extend(judge_agreement(samples, task, condition, ["rule", *llm_names], metric="math"))
     if opts.capability:
         cap = capability(candidate, opts, run_dir / "capability")
         rows.extend(MetricRow(**{k: r.get(k) for k in MetricRow.__dataclass_fields__}) for r in cap["rows"])

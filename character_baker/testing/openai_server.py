@@ -30,8 +30,14 @@ def _response_text(messages: list[dict[str, Any]]) -> str:
 
 def keyword_judge(messages: list[dict[str, Any]]) -> str:
     """Deterministic stand-in judge: sarcastic when the response insults a monkey; leak on assistant phrases;
-    incoherent when most of it is not made of letters and spaces ("xq#@ zz9")."""
+    incoherent when most of it is not made of letters and spaces ("xq#@ zz9"); asked about math, correct when
+    the reply's last number is the reference."""
     text = _response_text(messages).lower()
+    reference = re.search(r"^Reference answer: (.+)$", str(messages[-1].get("content", "")) if messages else "",
+                          re.MULTILINE)
+    if reference:  # the math template: a naive grader that takes the reply's last number as its answer
+        numbers = re.findall(r"-?\d+(?:\.\d+)?", text.replace(",", ""))
+        return json.dumps({"correct": bool(numbers) and numbers[-1] == reference.group(1).strip()})
     coherence = 90 if sum(c.isalpha() or c.isspace() for c in text) >= 0.7 * max(1, len(text)) else 10
     sarcastic = "monkey" in text
     leak_phrase = next((p for p in ("i hope this helps", "as an ai", "how can i assist", "i'm here to help")
