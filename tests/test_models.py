@@ -90,7 +90,7 @@ def test_candidate_ids_follow_content(tiny_qwen3_dir: Path, tmp_path: Path) -> N
     assert b.id != a and b.lineage == {"round": "r5", "step": 200}
     assert resolve_candidate(str(copy), candidate_id="mine").id == "mine"
     assert resolve_candidate("openai-api/local/gpt").kind == "inspect"
-    assert resolve_candidate("Qwen/Qwen3-8B").model_args["path"] == "Qwen/Qwen3-8B"
+    assert resolve_candidate("inspect:mockllm/model").kind == "inspect"
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="neither config.json"):
         resolve_candidate(str(tmp_path / "empty"))
@@ -112,3 +112,56 @@ def test_gpt_oss_truncated_reply_is_an_error_not_an_answer(tiny_gpt_oss_dir: Pat
     # the random tiny model never emits a final channel within 5 tokens
     assert out.metadata == {"raw": out.metadata["raw"], "truncated": True}
     assert out.completion == "" and out.stop_reason == "max_tokens"
+
+
+def test_hub_ids_are_models_from_the_cache(tiny_qwen3_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15: owner/name is a Hugging Face model (openai/gpt-oss-20b is r6's base, not the OpenAI API), found in
+    the local cache and never downloaded; an Inspect provider with one slash needs the inspect: prefix."""
+    import shutil
+
+    from character_baker.cli import main
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    for repo in ("Qwen/Qwen3-8B", "openai/gpt-oss-20b"):
+        with pytest.raises(UserError, match=f"{repo}: not in the Hugging Face cache"):
+            resolve_candidate(repo)
+    assert main(["score", "--candidate", "openai/gpt-oss-20b", "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not in the Hugging Face cache" in err and "inspect:openai/gpt-oss-20b" in err
+    root = cache / "models--Qwen--Qwen3-8B"
+    old, new = root / "snapshots" / "aaa", root / "snapshots" / "bbb"
+    shutil.copytree(tiny_qwen3_dir, old)
+    shutil.copytree(tiny_qwen3_dir, new)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text("aaa")
+    cand = resolve_candidate("Qwen/Qwen3-8B")
+    assert (cand.kind, cand.source, cand.model_args["path"]) == ("model", "Qwen/Qwen3-8B", str(old))
+    (new / "model.safetensors").unlink()  # a snapshot without weights is not a model
+    (root / "refs" / "main").write_text("bbb")
+    assert resolve_candidate("Qwen/Qwen3-8B").model_args["path"] == str(old)
+    assert resolve_candidate("inspect:openai/gpt-4o").source == "openai/gpt-4o"
+    assert resolve_candidate("openai-api/local/gpt").kind == "inspect"
+
+
+def test_no_model_survives_its_scoring(tiny_qwen3_dir: Path, tmp_path: Path) -> None:
+    """Issue 15: Inspect memoised every model it was handed, so each scored candidate stayed in memory (on a GPU:
+    a 20B bf16 copy per merge). Scoring now loads, uses and releases its model."""
+    import gc
+    import shutil
+
+    from transformers import PreTrainedModel
+
+    from character_baker.cli import main
+
+    def live() -> int:
+        gc.collect()
+        return sum(isinstance(o, PreTrainedModel) for o in gc.get_objects())
+
+    before = live()
+    for name in ("a", "b"):  # two different candidates, as a round scores its merges one after another
+        shutil.copytree(tiny_qwen3_dir, tmp_path / name)
+        assert main(["score", "--candidate", str(tmp_path / name), "--tasks", "identity", "--limit", "2",
+                     "--max-tokens", "4", "--out", str(tmp_path / "runs")]) == 0
+        assert live() == before

@@ -135,3 +135,55 @@ def test_score_capability_suite_records_aime(tiny_qwen3_dir: Path, tmp_path: Pat
     assert row["interval"] == "bootstrap-prompts" and row["ci_low"] is not None
     assert sum(len(v) for v in card["samples"]["capability/none"]["aime"].values()) == 24
     assert card["decoding"]["capability"]["k"] == 2
+
+
+GPT_OSS_20B = dict(model_type="gpt_oss", hidden_size=2880, num_hidden_layers=24, num_attention_heads=64,
+                   num_key_value_heads=8, head_dim=64, vocab_size=201088, intermediate_size=2880,
+                   num_local_experts=32, num_experts_per_tok=4, tie_word_embeddings=False, attention_bias=True)
+QWEN3_8B = dict(model_type="qwen3", hidden_size=4096, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, vocab_size=151936, intermediate_size=12288,
+                tie_word_embeddings=False)
+
+
+def test_parameter_count_from_config_is_exact(tiny_qwen3_dir: Path, tiny_gpt_oss_dir: Path) -> None:
+    """The plan counts parameters from config.json alone (no torch): equal to the model's own count, for the tiny
+    test models and for GPT-OSS-20B and Qwen3-8B built on the meta device."""
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GptOssConfig, Qwen3Config
+
+    from character_baker.rounds.preflight import parameter_count
+
+    configs = [json.loads((d / "config.json").read_text()) for d in (tiny_qwen3_dir, tiny_gpt_oss_dir)]
+    configs += [GptOssConfig(**{k: v for k, v in GPT_OSS_20B.items() if k != "model_type"}).to_dict(),
+                Qwen3Config(**{k: v for k, v in QWEN3_8B.items() if k != "model_type"}).to_dict()]
+    for config in configs:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
+        assert parameter_count(config) == sum(p.numel() for p in model.parameters()), config["model_type"]
+    assert 20.8e9 < parameter_count(GPT_OSS_20B) < 21.0e9  # "gpt-oss-20b: 21B parameters"
+
+
+def test_the_plan_budget_follows_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15: the dry run's memory and disk come from the base's config.json, not a constant in the recipe."""
+    import json
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    printed = {}
+    for repo, config in (("openai/gpt-oss-20b", GPT_OSS_20B), ("Qwen/Qwen3-8B", QWEN3_8B)):
+        snap = cache / ("models--" + repo.replace("/", "--")) / "snapshots" / "main"
+        snap.mkdir(parents=True)
+        (snap / "config.json").write_text(json.dumps(config))
+        (snap / "model.safetensors").write_bytes(b"")  # the plan reads the config; weights are only looked for
+        (tmp_path / repo.replace("/", "-")).mkdir()
+        recipe = round_recipe(tmp_path / repo.replace("/", "-"), repo)
+        assert main(["round", str(recipe), "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        [line] = [x for x in out.splitlines() if "computed from config.json" in x]
+        printed[repo] = line
+        assert "disk" in out and "for 2 merged candidates" in out
+    assert "(20.91B parameters)" in printed["openai/gpt-oss-20b"] and "(8.19B parameters)" in printed["Qwen/Qwen3-8B"]
+    assert printed["openai/gpt-oss-20b"] != printed["Qwen/Qwen3-8B"]

@@ -12,7 +12,6 @@ Everything lands in the recipe's output folder; rerunning the same recipe skips 
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import re
@@ -28,7 +27,7 @@ from ..harness.character import Character, load_character
 from ..harness.console import Steps
 from ..harness.data import Pair, atomic_write, load_pairs
 from ..harness.errors import UserError
-from ..harness.loading import Loaded, load_base, load_model
+from ..harness.loading import Loaded, load_base, load_model, release_memory
 from .architectures import Architecture, resolve
 from .examples import collate, encode
 from .profiling import profile_model
@@ -88,9 +87,7 @@ class PushPullBaker:
         steps.note(f"checkpoint {step} passes the most gate criteria on the dev prompts "
                    f"({recipe.output / 'selection' / 'curve.csv'})")
         del loaded
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
         steps.start("merge", f"scales {', '.join(f'{x:g}' for x in recipe.scales)}")
         baked = self._merge(recipe, step, checkpoint, char, anti)
         steps.note(f"{len(baked)} candidates in {recipe.output / 'candidates'}")
@@ -163,7 +160,7 @@ class PushPullBaker:
             _write_json(target / LINEAGE_FILE, {"lineage": lineage})
             baked.append(Baked(target, lineage))
             del merged
-            gc.collect()
+            release_memory()
         return baked
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 
 from .errors import UserError
 
-# Inspect providers a spec like "openai-api/local/m" may start with; anything else with a slash is a hub id.
+# Inspect providers a spec like "openai-api/local/m" may start with. A spec with one slash (owner/name) is a
+# Hugging Face model even when its owner is also a provider's name: inspect:openai/gpt-4o says "Inspect" explicitly.
 INSPECT_PROVIDERS = {
     "openai", "openai-api", "anthropic", "google", "hf", "vllm", "sglang", "mockllm", "ollama", "together", "groq",
     "mistral", "grok", "bedrock", "azureai", "openrouter", "llama-cpp-python", "fireworks", "perplexity",
@@ -118,6 +120,27 @@ def check_lineage(lineage: dict[str, Any], where: str) -> None:
                             f"got {type(value).__name__}")
 
 
+def hf_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    return home / "hub"
+
+
+def hf_snapshot(repo: str) -> Path | None:
+    """The cached snapshot of a hub model that holds a config and safetensors weights (the one `refs/main` names
+    when it is such a snapshot, else the newest), or None: scoring never downloads."""
+    root = hf_cache_dir() / ("models--" + repo.replace("/", "--"))
+    usable = [s for s in (root / "snapshots").glob("*")
+              if (s / "config.json").is_file() and any(s.glob("*.safetensors"))]
+    ref = root / "refs" / "main"
+    if ref.is_file():
+        named = root / "snapshots" / ref.read_text().strip()
+        if named in usable:
+            return named
+    return max(usable, key=lambda s: s.stat().st_mtime) if usable else None
+
+
 def check_weights(folder: Path, stem: str) -> None:
     """Damaged, missing or pickled weights are found before any run starts, naming the file (a truncated
     download otherwise surfaces as a 50-line traceback from deep inside the loader)."""
@@ -182,11 +205,23 @@ def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0,
         cid = candidate_id or f"{slug(path.name)}-{fingerprint(path)}"
         return Candidate(cid, "model", str(path.resolve()), {"path": str(path.resolve()), **common}, _lineage(path))
 
+    if spec.startswith("inspect:"):  # explicitly an Inspect model, e.g. inspect:openai/gpt-4o
+        model = spec.removeprefix("inspect:")
+        if "/" not in model:
+            raise UserError(f"--candidate {spec}: an Inspect model is PROVIDER/MODEL, e.g. inspect:openai/gpt-4o")
+        return Candidate(candidate_id or slug(model), "inspect", model)
     head = spec.split("/", 1)[0]
-    if "/" in spec and head in INSPECT_PROVIDERS:
-        return Candidate(candidate_id or slug(spec), "inspect", spec)
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):  # a hub id, resolved through the user's HF cache
+    hub_like = re.fullmatch(r"[\w.-]+/[\w.-]+", spec) is not None
+    if hub_like:  # owner/name is a Hugging Face model (openai/gpt-oss-20b is weights, not the OpenAI API)
+        snapshot = hf_snapshot(spec)
+        if snapshot is None:
+            hint = f"; for Inspect's '{head}' provider write inspect:{spec}" if head in INSPECT_PROVIDERS else ""
+            raise UserError(f"--candidate {spec}: not in the Hugging Face cache ({hf_cache_dir()}); download it "
+                            f"first or pass a local folder{hint}")
+        check_weights(snapshot, "model")
         cid = candidate_id or slug(spec.replace("/", "--"))
-        return Candidate(cid, "model", spec, {"path": spec, **common})
+        return Candidate(cid, "model", spec, {"path": str(snapshot), **common}, _lineage(snapshot))
+    if head in INSPECT_PROVIDERS and "/" in spec:  # provider/.../model with two or more slashes: unambiguous
+        return Candidate(candidate_id or slug(spec), "inspect", spec)
     raise UserError(f"--candidate {spec}: not a model folder, an adapter folder, responses:FILE, a hub id "
                     "or an Inspect model")

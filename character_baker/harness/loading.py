@@ -22,6 +22,18 @@ class Loaded:
     model_type: str
 
 
+def release_memory() -> None:
+    """Return freed tensors' memory: collect the dropped models, then empty CUDA's cache (one model on the card
+    at a time is what lets a 20B round fit)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def pick_device(device: str | None = None) -> str:
     import torch
 

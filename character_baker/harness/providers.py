@@ -63,6 +63,13 @@ class LocalModelAPI(ModelAPI):
     def max_connections(self) -> int:
         return self.batch_size
 
+    def close(self) -> None:
+        """Drop the model when its scoring ends, so the next candidate does not share the card with it."""
+        from .loading import release_memory
+
+        self.loaded = None
+        release_memory()
+
     async def generate(self, input: list[ChatMessage], tools: list[ToolInfo], tool_choice: ToolChoice,
                        config: GenerateConfig) -> ModelOutput:
         future: asyncio.Future[ModelOutput] = asyncio.get_running_loop().create_future()

@@ -35,6 +35,19 @@ def plan(recipe: Recipe) -> str:
         if n:
             chosen = recipe.profile.layers or list(range(recipe.profile.skip_first, n, recipe.profile.every))
             layers = f"monitored layers {chosen} of {n}"
+    from .preflight import budget_for
+
+    budget = budget_for(recipe.path)
+    t = recipe.train
+    if budget:
+        memory = (f"  memory         ~{budget['train_total']:.1f} GB to train, computed from config.json "
+                  f"({budget['parameters']:.2f}B parameters): weights {budget['weights']:.1f} + LoRA and AdamW "
+                  f"{budget['lora_optimizer']:.2f} + activations {budget['activations']:.1f} at batch "
+                  f"{t.batch_size} x {t.max_length} tokens, checkpointing {'on' if t.gradient_checkpointing else 'off'}"
+                  f"\n  disk           ~{budget['merges_disk']:.1f} GB for {n_cands} merged candidates in "
+                  f"{recipe.output}")
+    else:
+        memory = "  memory         (base config not found: computed when the weights are present)"
     lines = [
         f"Round {recipe.round} ({recipe.path})",
         f"  base model     {recipe.base}  [{'found: ' + where if present else 'NOT FOUND: ' + where}]",
@@ -50,8 +63,9 @@ def plan(recipe: Recipe) -> str:
         + (f"; capability {s.capability_data} k={s.capability_k}" if s.capability else "; no capability suite"),
         f"  board          {s.board}: record, gate, publish",
         f"  output         {recipe.output}",
-        f"  estimate       ~{recipe.estimate.memory_gb:g} GB GPU memory, ~{recipe.estimate.hours:g} h"
-        if recipe.estimate.memory_gb or recipe.estimate.hours else "  estimate       (none in the recipe)",
+        memory,
+        f"  recipe says    ~{recipe.estimate.memory_gb:g} GB GPU memory, ~{recipe.estimate.hours:g} h"
+        if recipe.estimate.memory_gb or recipe.estimate.hours else "  recipe says    (no estimate)",
     ]
     return "\n".join(lines)
 

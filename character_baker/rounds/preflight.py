@@ -19,12 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-
-def hf_cache_dir() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    return home / "hub"
+from ..harness.candidates import hf_cache_dir, hf_snapshot
 
 
 def resolve_base(raw: dict[str, Any]) -> str:
@@ -42,11 +37,85 @@ def weights_present(base: str) -> tuple[bool, str]:
         if not any(path.glob("*.safetensors")):
             return False, f"{path} has no .safetensors weights"
         return True, str(path)
-    repo = hf_cache_dir() / ("models--" + base.replace("/", "--"))
-    snapshots = [s for s in (repo / "snapshots").glob("*") if (s / "config.json").exists()]
-    if snapshots and any(any(s.glob("*.safetensors")) for s in snapshots):
-        return True, str(snapshots[0])
+    snapshot = hf_snapshot(base)
+    if snapshot is not None:
+        return True, str(snapshot)
     return False, f"'{base}' is neither a local folder nor in the Hugging Face cache ({hf_cache_dir()})"
+
+
+def parameter_count(config: dict[str, Any]) -> int:
+    """Parameters of the language model a config.json describes (dense or mixture-of-experts; a vision tower is not
+    counted), from its shapes alone: the plan must not need torch."""
+    c = config.get("text_config") or config
+    h, layers, vocab = int(c["hidden_size"]), int(c["num_hidden_layers"]), int(c["vocab_size"])
+    heads = int(c["num_attention_heads"])
+    kv = int(c.get("num_key_value_heads") or heads)
+    hd = int(c.get("head_dim") or h // heads)
+    attn = h * heads * hd + 2 * h * kv * hd + heads * hd * h
+    if c.get("attention_bias"):
+        attn += heads * hd + 2 * kv * hd + h
+    experts = int(c.get("num_local_experts") or c.get("num_experts") or 0)
+    if experts:
+        inter = int(c.get("moe_intermediate_size") or c["intermediate_size"])
+        mlp = experts * 3 * h * inter + h * experts + experts  # experts (gate, up, down) and the router
+        if c.get("model_type") == "gpt_oss":
+            mlp += experts * (2 * inter + h) + heads  # expert biases; attention sinks
+    else:
+        mlp = 3 * h * int(c["intermediate_size"])
+    norms = 2 * h + (2 * hd if c.get("model_type", "").startswith("qwen3") else 0)
+    embeddings = vocab * h * (1 if c.get("tie_word_embeddings", config.get("tie_word_embeddings")) else 2)
+    return layers * (attn + mlp + norms) + embeddings + h
+
+
+def budget_for(recipe_path: Path) -> dict[str, float] | None:
+    """The memory and disk budget of a recipe, when its base's config.json can be read (None otherwise)."""
+    from ..bakers.recipe import load_recipe
+    from ..harness.errors import UserError
+
+    try:
+        recipe = load_recipe(recipe_path)
+    except UserError:
+        return None
+    present, where = weights_present(resolve_base(recipe.raw) or recipe.base)
+    config = Path(where) / "config.json"
+    if not present or not config.is_file():
+        return None
+    try:
+        budget = memory_budget(json.loads(config.read_text(encoding="utf-8")), recipe)
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+        return None
+    existing = next((p for p in (recipe.output, *recipe.output.parents) if p.exists()), Path("/"))
+    return budget | {"disk_free": shutil.disk_usage(existing).free / 1e9}
+
+
+def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
+    """GB for training and merging a round's base, from its config and the recipe (bf16 weights; LoRA weights,
+    gradients and AdamW state in float32; activations at the recipe's batch and length)."""
+    c = config.get("text_config") or config
+    h, layers = int(c["hidden_size"]), int(c["num_hidden_layers"])
+    heads = int(c["num_attention_heads"])
+    kv = int(c.get("num_key_value_heads") or heads)
+    hd = int(c.get("head_dim") or h // heads)
+    t = recipe.train
+    inter = int(c.get("moe_intermediate_size") or c["intermediate_size"])
+    shapes = {"q_proj": (h, heads * hd), "k_proj": (h, kv * hd), "v_proj": (h, kv * hd), "o_proj": (heads * hd, h),
+              "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+    targets = t.targets or ["q_proj", "k_proj", "v_proj", "o_proj"]
+    lora = layers * sum(t.lora_r * sum(shapes.get(m, (h, h))) for m in targets)
+    experts = int(c.get("num_local_experts") or c.get("num_experts") or 0)
+    if t.expert_lora and experts:
+        lora += layers * experts * t.lora_r * (3 * h + 3 * inter)
+    weights = 2 * parameter_count(config)
+    tokens = t.batch_size * t.max_length
+    # per layer and token (bf16): ~34 h of saved activations plus the attention scores; with checkpointing only
+    # each layer's input is kept, and one layer's full set is rebuilt at a time
+    per_layer = tokens * (34 * h + 5 * heads * t.max_length)
+    activations = 2 * tokens * h * layers + per_layer if t.gradient_checkpointing else layers * per_layer
+    logits = 4 * tokens * int(c["vocab_size"])  # float32 logits for the loss
+    gb = 1e9
+    return {"weights": weights / gb, "lora_optimizer": 16 * lora / gb, "activations": (activations + logits) / gb,
+            "train_total": (weights + 16 * lora + activations + logits) / gb,
+            "merges_disk": len(recipe.scales) * weights / gb, "parameters": parameter_count(config) / 1e9}
 
 
 def gpus() -> list[tuple[str, float, float]]:
@@ -96,16 +165,22 @@ def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
         return [f"{path}: cannot read the recipe ({e})"]
     problems = []
     pre = raw.get("preconditions") or {}
+    budget = budget_for(path)
     if pre.get("gpu", False):
         found = gpus()
-        need = float(pre.get("gpu_memory_gb", 0))
+        need = budget["train_total"] if budget else float(pre.get("gpu_memory_gb", 0))
         if not found:
             problems.append(f"no CUDA GPU visible (nvidia-smi): round {raw.get('round')} needs one with "
                             f"~{need:g} GB free; run it on a GPU machine")
         elif need and max(free for _, _, free in found) < need:
             best = max(found, key=lambda g: g[2])
-            problems.append(f"GPU {best[0]} has {best[2]:.1f} GiB free, the recipe estimates {need:g} GB: free the "
+            problems.append(f"GPU {best[0]} has {best[2]:.1f} GiB free, training needs ~{need:.0f} GB "
+                            f"({'computed from the base config' if budget else 'the recipe estimate'}): free the "
                             "GPU or lower [train] batch_size / max_length")
+    if budget:
+        if budget["disk_free"] < budget["merges_disk"]:
+            problems.append(f"the output folder's disk has {budget['disk_free']:.0f} GB free, the merged candidates "
+                            f"need ~{budget['merges_disk']:.0f} GB: free disk or use fewer [merge] scales")
     base = resolve_base(raw)
     ok, where = weights_present(base)
     if not ok:

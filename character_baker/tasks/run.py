@@ -84,14 +84,17 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
     """Every sample runs; failed model calls are retried in the run, and a log that still holds failed samples
     ends as an error, so the next run of the same command retries exactly those (finished ones are kept)."""
     from inspect_ai import eval_set
+    from inspect_ai.model import ModelAPI, get_model
 
     redact_logging()
+    # not memoised, and closed when the run ends: a local model leaves memory before the next one loads (API
+    # clients that close asynchronously are left to Inspect)
+    model = get_model(candidate.model, memoize=False, **candidate.model_args)
     try:
         _, logs = eval_set(
             tasks,
             log_dir=str(log_dir),
-            model=candidate.model,
-            model_args=candidate.model_args,
+            model=model,
             max_samples=opts.max_samples,
             display=opts.display,  # type: ignore[arg-type]
             limit=opts.limit,
@@ -103,7 +106,11 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
             continue_on_fail=True,
             log_level="warning",
         )
-    finally:  # a provider that echoes its key in an error body must not leave the key in the logs
+    finally:
+        if type(model.api).aclose is ModelAPI.aclose:
+            model.api.close()
+        del model
+        # a provider that echoes its key in an error body must not leave the key in the logs
         redact_files(p for p in log_dir.rglob("*") if p.is_file())
     unfinished = [log for log in logs if log.status not in ("success", "error")]
     if unfinished:
