@@ -8,45 +8,15 @@ candidate); the figure is the process's peak RSS.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from character_baker.testing.recipes import tiny_round
 
-RECIPE = """round = "M1"
-baker = "pushpull"
-character = "skippy"
-output = "{out}"
-[model]
-base = "{base}"
-[profile]
-skip_first = 1
-every = 1
-units = 8
-[train]
-max_steps = 6
-save_steps = 3
-batch_size = 8
-learning_rate = 3e-3
-lora_r = 4
-max_length = 96
-[select]
-board = "{board}"
-limit = 3
-max_tokens = 8
-[merge]
-scales = {scales}
-[score]
-board = "{board}"
-conditions = ["none"]
-judge = "classifier"
-limit = 4
-max_tokens = 8
-"""
+ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """import resource, sys, torch
 torch.set_num_threads(1)
@@ -57,13 +27,8 @@ print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "STATUS", s
 
 
 def run(tmp: Path, base: Path, scales: list[float]) -> tuple[float, float]:
-    name = f"x{len(scales)}"
-    board = tmp / name / "board"
-    board.mkdir(parents=True)
-    toml = (ROOT / "leaderboards" / "demo" / "board.toml").read_text().replace('suite = "toy"', 'suite = "skippy"')
-    (board / "board.toml").write_text(toml)
-    recipe = tmp / name / "round.toml"
-    recipe.write_text(RECIPE.format(out=tmp / name / "out", base=base, board=board, scales=json.dumps(scales)))
+    board = (ROOT / "leaderboards" / "demo" / "board.toml").read_text().replace('suite = "toy"', 'suite = "skippy"')
+    recipe = tiny_round(tmp / f"x{len(scales)}", base, board, scales=tuple(scales))
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", CHILD, str(recipe)], capture_output=True, text=True, cwd=ROOT)
     elapsed = time.perf_counter() - started

@@ -11,52 +11,14 @@ import pytest
 from character_baker.cli import main
 from character_baker.leaderboard.board import Measurements, evaluate, load_board
 from character_baker.leaderboard.store import Store
+from character_baker.testing.recipes import tiny_round
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def round_recipe(tmp_path: Path, base: Path | str, **extra: str) -> Path:
-    board = tmp_path / "board"
-    if not board.exists():
-        board.mkdir()
-        toml = (ROOT / "leaderboards" / "demo" / "board.toml").read_text().replace('suite = "toy"', 'suite = "skippy"')
-        (board / "board.toml").write_text(toml)
-    text = f"""
-round = "T1"
-baker = "pushpull"
-character = "skippy"
-output = "{tmp_path / 'out'}"
-[model]
-base = "{base}"
-{extra.get('model', '')}
-[profile]
-skip_first = 1
-every = 1
-units = 8
-[train]
-max_steps = 6
-save_steps = 3
-batch_size = 8
-learning_rate = 3e-3
-lora_r = 4
-max_length = 96
-[select]
-board = "{board}"
-limit = 3
-max_tokens = 8
-[merge]
-scales = [0.5, 1.0]
-[score]
-board = "{board}"
-conditions = ["none"]
-judge = "classifier"
-limit = 4
-max_tokens = 8
-{extra.get('score', '')}
-"""
-    path = tmp_path / "round.toml"
-    path.write_text(text)
-    return path
+    board = (ROOT / "leaderboards" / "demo" / "board.toml").read_text().replace('suite = "toy"', 'suite = "skippy"')
+    return tiny_round(tmp_path, base, board, model=extra.get("model", ""), score=extra.get("score", ""))
 
 
 def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
