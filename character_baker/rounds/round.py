@@ -51,7 +51,8 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
     recipe = load_recipe(path)
     started = time.monotonic()
     state = _State(recipe)
-    steps = Steps(ROUND_STEPS if recipe.build else ROUND_STEPS[1:], show=progress)
+    # step headers and the results table are plain lines, printed in pipes and logs too; `progress` is the bars
+    steps = Steps(ROUND_STEPS if recipe.build else ROUND_STEPS[1:])
     quiet_libraries()
     if recipe.build:
         steps.start("build base", str(recipe.base))
@@ -103,8 +104,7 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
     doubts = unvalidated(board, store, chosen) if chosen else []
     result = verdict_line(recipe, board, chosen, verdicts.get(chosen, []) if chosen else [], measured, doubts)
     result.toy = recipe.build is not None
-    if progress:
-        steps.out.print(results_table(board, measured, ids, verdicts, chosen))
+    steps.out.print(results_table(board, measured, ids, verdicts, chosen))
     steps.start("publish")
     publish(board, store)
     steps.note(f"board published: {board.root / 'README.md'} (and results.csv, index.html, scales.png, rounds.png)")

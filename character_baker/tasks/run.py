@@ -105,6 +105,8 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
             fail_on_error=True,
             continue_on_fail=True,
             log_level="warning",
+            # logs of another eval set (an older harness, another model object) are left alone, not an error
+            log_dir_allow_dirty=True,
         )
     finally:
         if type(model.api).aclose is ModelAPI.aclose:
