@@ -37,7 +37,7 @@ def plan(recipe: Recipe) -> str:
             layers = f"monitored layers {chosen} of {n}"
     from .preflight import budget_for
 
-    budget = budget_for(recipe.path)
+    budget = budget_for(recipe)
     t = recipe.train
     if budget:
         memory = (f"  memory         ~{budget['train_total']:.1f} GB to train, computed from config.json "

@@ -67,15 +67,8 @@ def parameter_count(config: dict[str, Any]) -> int:
     return layers * (attn + mlp + norms) + embeddings + h
 
 
-def budget_for(recipe_path: Path) -> dict[str, float] | None:
+def budget_for(recipe: Any) -> dict[str, float] | None:
     """The memory and disk budget of a recipe, when its base's config.json can be read (None otherwise)."""
-    from ..bakers.recipe import load_recipe
-    from ..harness.errors import UserError
-
-    try:
-        recipe = load_recipe(recipe_path)
-    except UserError:
-        return None
     present, where = weights_present(resolve_base(recipe.raw) or recipe.base)
     config = Path(where) / "config.json"
     if not present or not config.is_file():
@@ -165,7 +158,13 @@ def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
         return [f"{path}: cannot read the recipe ({e})"]
     problems = []
     pre = raw.get("preconditions") or {}
-    budget = budget_for(path)
+    from ..bakers.recipe import load_recipe
+    from ..harness.errors import UserError
+
+    try:
+        budget = budget_for(load_recipe(path))
+    except UserError:
+        budget = None
     if pre.get("gpu", False):
         found = gpus()
         need = budget["train_total"] if budget else float(pre.get("gpu_memory_gb", 0))
