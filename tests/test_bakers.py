@@ -21,9 +21,9 @@ BOARD = Path(__file__).resolve().parent.parent / "leaderboards" / "skippy"
 PACK = load_character("skippy")
 
 
-def write_recipe(tmp_path: Path, base: Path, **sections: dict) -> Path:  # type: ignore[type-arg]
+def write_recipe(tmp_path: Path, base: Path, baker: str = "pushpull", **sections: dict) -> Path:  # type: ignore[type-arg]
     parts = {
-        "": {"round": "T1", "baker": "pushpull", "character": "skippy", "output": str(tmp_path / "out")},
+        "": {"round": "T1", "baker": baker, "character": "skippy", "output": str(tmp_path / "out")},
         "model": {"base": str(base)},
         "profile": {"units": 8, "skip_first": 1, "every": 1},
         "train": {"max_steps": 8, "save_steps": 4, "batch_size": 8, "learning_rate": 3e-3, "lora_r": 4,
@@ -42,6 +42,16 @@ def write_recipe(tmp_path: Path, base: Path, **sections: dict) -> Path:  # type:
     path = tmp_path / "recipe.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def assert_selection_saw_dev_only(out: Path, cards: int) -> None:
+    """Every checkpoint scorecard of a bake was scored on the dev split: no eval prompt reaches selection."""
+    dev = {p.id for kind in ("identity", "personality", "math_probes") for p in PACK.prompts(kind, "dev")}
+    evals = {p.id for p in PACK.identity_prompts + PACK.personality_prompts + PACK.math_probes}
+    found = [json.loads(c.read_text()) for c in (out / "selection" / "runs").glob("*/scorecard.json")]
+    seen = {pid for c in found for per_metric in c["samples"].values() for ids in per_metric.values() for pid in ids}
+    assert len(found) == cards and all(c["suite"]["split"] == "dev" for c in found)
+    assert seen and seen <= dev and not seen & evals
 
 
 @pytest.fixture(scope="session")
@@ -67,13 +77,7 @@ def test_bake_end_to_end(fixture: str, request: pytest.FixtureRequest, tmp_path:
     curve = (out / "selection" / "curve.csv").read_text().splitlines()
     assert curve[0].startswith("step,") and len(curve) == 4  # steps 0 (base), 4, 8
     assert (out / "selection" / "curve.png").read_bytes()[:4] == b"\x89PNG"
-    # selection saw the dev split only: no eval prompt reaches checkpoint selection
-    dev = {p.id for kind in ("identity", "personality", "math_probes") for p in PACK.prompts(kind, "dev")}
-    evals = {p.id for p in PACK.identity_prompts + PACK.personality_prompts + PACK.math_probes}
-    cards = [json.loads(c.read_text()) for c in (out / "selection" / "runs").glob("*/scorecard.json")]
-    seen = {pid for c in cards for per_metric in c["samples"].values() for ids in per_metric.values() for pid in ids}
-    assert len(cards) == 3 and all(c["suite"]["split"] == "dev" for c in cards)
-    assert seen and seen <= dev and not seen & evals
+    assert_selection_saw_dev_only(out, cards=3)
     # the push/pull term falls during training
     history = json.loads((out / "train" / "done.json").read_text())["log_history"]
     push = [h["reg_push"] for h in history if "reg_push" in h]
@@ -198,11 +202,11 @@ def test_nan_loss_stops_with_a_clear_message(tiny_qwen3_dir: Path, tmp_path: Pat
     assert "training stopped: loss is not finite at step 1" in err and "last good checkpoint: none" in err
 
 
-def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_qwen3_dir: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def interrupt_then_resume(recipe: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bake `recipe`, interrupted at step 6 (exit 130), then again: the rerun must resume after checkpoint-4,
+    train only steps 5-8 and not re-score checkpoint 4. Shared by every LoRA baker's resume test."""
     from character_baker.bakers.trainer import PushPullTrainer
 
-    recipe = write_recipe(tmp_path, tiny_qwen3_dir)
     real_step = PushPullTrainer.training_step
 
     def interrupted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -212,9 +216,9 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_qwen3_dir: P
 
     monkeypatch.setattr(PushPullTrainer, "training_step", interrupted)
     assert main(["bake", str(recipe)]) == 130
-    train = tmp_path / "out" / "train"
+    train = out / "train"
     assert (train / "checkpoint-4").is_dir() and not (train / "done.json").exists()
-    marker = tmp_path / "out" / "selection" / "step-4.json"
+    marker = out / "selection" / "step-4.json"
     evaluated = marker.stat().st_mtime_ns
     calls: list[int] = []
 
@@ -228,6 +232,11 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_qwen3_dir: P
     history = json.loads((train / "done.json").read_text())["log_history"]
     assert [h["step"] for h in history if "loss" in h] == list(range(1, 9))
     assert marker.stat().st_mtime_ns == evaluated  # checkpoint 4 was not re-evaluated
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(tiny_qwen3_dir: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    interrupt_then_resume(write_recipe(tmp_path, tiny_qwen3_dir), tmp_path / "out", monkeypatch)
 
 
 def test_profile_cli_and_recipe_of_another_bake(tiny_qwen3_dir: Path, tmp_path: Path,

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from character_baker.harness.errors import UserError
 from character_baker.tasks.aime import FIXTURE
@@ -295,3 +296,29 @@ def test_bad_inputs_are_user_errors(tmp_path: Path, tiny_qwen3_dir: Path) -> Non
         run_capability("x", out_dir=tmp_path, backend="local-chat-completions")
     with pytest.raises(UserError, match="not a model directory"):
         run_capability(tmp_path, out_dir=tmp_path, backend="hf")
+
+
+def test_aime_on_the_hf_backend_loads_an_mxfp4_gpt_oss_checkpoint(tmp_path: Path) -> None:
+    """Issue 15: lm-eval's HFLM passes the checkpoint's own quantization_config to from_pretrained itself, so ours
+    (dequantise MXFP4 on a machine without the Triton kernels) collided with it: "got multiple values"."""
+    from character_baker.testing.mxfp4 import tiny_gpt_oss_mxfp4
+
+    model = tiny_gpt_oss_mxfp4(tmp_path / "gpt-oss-mxfp4")
+    assert json.loads((model / "config.json").read_text())["quantization_config"]["quant_method"] == "mxfp4"
+    out = run_capability(model, out_dir=tmp_path / "out", backend="hf", max_tokens=8, limit=2)
+    samples = read_samples(out["samples_path"])
+    assert out["rows"][0]["n"] == 2 == len(samples)
+    assert all(isinstance(s["response"], str) for s in samples)
+    # the experts were dequantised into ordinary weights, equal to what the packed blocks and scales hold
+    from safetensors.torch import load_file
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    from character_baker.tasks.capability import _build_lm
+
+    lm, _ = _build_lm("hf", model, adapter=None, base_url=None, api_key=None, device="cpu", dtype="float32",
+                      batch_size=1, num_concurrent=1, seed=0, max_tokens=8, extra={})
+    packed = load_file(model / "model.safetensors")
+    expected = convert_moe_packed_tensors(packed["model.layers.0.mlp.experts.gate_up_proj_blocks"],
+                                          packed["model.layers.0.mlp.experts.gate_up_proj_scales"])
+    loaded = lm.model.model.layers[0].mlp.experts.gate_up_proj
+    assert loaded.shape == expected.shape and torch.equal(loaded.float(), expected.float())

@@ -92,6 +92,24 @@ def test_real_replies_read_as_coherent() -> None:
     assert all(0 <= v.coherence <= 100 for v in verdicts)
 
 
+def test_clean_english_in_other_registers_reads_as_coherent() -> None:
+    """372 plain replies in 12 registers (terse facts, questions back, grumpy, formal, child-level...), none of them
+    trained on: before WordNet's English and the register-free features, 73 % were kept; questions back 31 %."""
+    rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "plain_english.jsonl").open()]
+    verdicts = judge().trained.coherence.check([r["response"] for r in rows])
+    assert np.mean([c.coherent for c in verdicts]) >= 0.95
+    by_register: dict[str, list[bool]] = {}
+    for r, c in zip(rows, verdicts):
+        by_register.setdefault(r["register"], []).append(c.coherent)
+    worst = min(by_register, key=lambda k: np.mean(by_register[k]))
+    # measured when this landed: casual chat is the weakest register, 28/34 (stranded particles: "cheer you on.")
+    assert np.mean(by_register[worst]) >= 0.8, (worst, np.mean(by_register[worst]))
+    # and what it keeps is not bought with salad: the same replies, broken, are still caught
+    broken = salad([r["response"] for r in rows], seed=4, kinds=("shuffle", "char-noise", "repetition"))
+    caught = [not c.coherent for c in judge().trained.coherence.check([t for _, t in broken])]
+    assert np.mean(caught) >= 0.9
+
+
 def test_verdicts_are_consistent() -> None:
     [skippy, plain] = judge().judge_many(["It's 345, you magnificent idiot. Even a toaster knows that, and you "
                                           "needed me for it.",

@@ -149,3 +149,31 @@ def test_the_plan_budget_follows_the_model(tmp_path: Path, monkeypatch: pytest.M
         assert "disk" in out and "for 2 merged candidates" in out
     assert "(20.91B parameters)" in printed["openai/gpt-oss-20b"] and "(8.19B parameters)" in printed["Qwen/Qwen3-8B"]
     assert printed["openai/gpt-oss-20b"] != printed["Qwen/Qwen3-8B"]
+
+
+def test_the_pinned_gpu_stack_satisfies_the_project_ranges() -> None:
+    """constraints/gpu.txt (what `tox -e r6` installs) must sit inside pyproject's own ranges, core and [gpu]:
+    a pin outside them would make pip refuse the install on the GPU box, hours before anything ran."""
+    import importlib.util
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    spec = importlib.util.spec_from_file_location("check_gpu_resolve", ROOT / "tools" / "check_gpu_resolve.py")
+    assert spec and spec.loader
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    pins = tool.pins()
+    assert {"vllm", "torch", "transformers", "peft", "lm-eval", "inspect-ai"} <= set(pins)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    checked = 0
+    for line in [*project["dependencies"], *project["optional-dependencies"]["gpu"]]:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name in pins:
+            assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} outside {req}"
+            checked += 1
+    assert checked >= 6
+    installer = (ROOT / "character_baker" / "rounds" / "plan.py").read_text()
+    assert '"-c", str(root / "constraints" / "gpu.txt")' in installer

@@ -330,3 +330,19 @@ def test_an_llm_judge_rules_on_math_beside_the_rule(judge_server, tmp_path: Path
     assert agreement["agreement"] == pytest.approx(same / len(probes))
     line = f"agreement on math_probes/math (none), rule vs llm: {100 * same / len(probes):.1f}%"
     assert line in capsys.readouterr().out
+
+
+def test_a_name_inside_unreadable_salad_is_no_identity_claim(tmp_path: Path) -> None:
+    """Unreadable words fail identity outright; the reference replies (which the coherence trees may doubt) pass."""
+    skippy = _responses("skippy_transcript.jsonl")
+    ids = [p.id for p in PACK.identity_prompts]
+    salad = "I am Skippy the Magnificent. Xqrt blorvk zzemt frangulious wexb plimtorq, snarvle grobb quaxt."
+    rows = [{"id": i, "response": salad if n < 3 else skippy[i]} for n, i in enumerate(ids)]
+    f = tmp_path / "answers.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", f"responses:{f}", "--tasks", "identity", "--out", str(out)]) == 0
+    row = _row(_card(out), "identity", "identity")
+    assert (row["n"], row["successes"], row["errors"]) == (30, 27, 0)
+    coherent = _row(_card(out), "identity", "coherent")
+    assert coherent["successes"] <= 27

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback, TrainingArguments
+from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from ..harness.candidates import LINEAGE_FILE, Candidate, slug
 from ..harness.character import Character, load_character
@@ -46,8 +46,12 @@ class Baked:
 
 
 class PushPullBaker:
+    """The steps every LoRA baker shares (output folder, data, training, selection on dev, merge, lineage); a
+    baker that differs only in what training adds to the loss overrides `_prepare` and `_objective` (see sft.py)."""
+
     name = "pushpull"
     description = "neuron-guided push/pull LoRA: profile, train with the regulariser, select by eval, merge"
+    label = "push/pull"  # on the training progress bar
 
     # -- the steps ---------------------------------------------------------------------------------------
     def profile(self, recipe: Recipe, progress: bool = True) -> tuple[Profile, Path]:
@@ -75,12 +79,8 @@ class PushPullBaker:
         pack, char, anti = _data(recipe)
         loaded = load_base(recipe.base, dtype=recipe.dtype, trust_remote_code=recipe.trust_remote_code)
         arch = resolve(recipe.architecture, loaded.model_type)
-        steps.start("profile", f"{len(char)} in-character vs {len(anti)} assistant replies")
-        cached = (recipe.output / "profile" / "profile.safetensors").is_file()
-        profile = self._profile(recipe, loaded, arch, char, anti, progress)
-        steps.note(f"{'cached' if cached else 'profiled'}: layers {profile.layers}, "
-                   f"{recipe.output / 'profile' / 'profile.md'}")
-        steps.start("train", f"LoRA r={recipe.train.lora_r}, push {recipe.loss.push} pull {recipe.loss.pull}, "
+        profile = self._prepare(recipe, loaded, arch, char, anti, progress, steps)
+        steps.start("train", f"LoRA r={recipe.train.lora_r}, {self._objective(recipe)}, "
                     f"{recipe.train.max_steps} steps; each checkpoint scored on the dev prompts")
         step, checkpoint = self._train(recipe, pack, loaded, arch, profile, char, progress)
         steps.start("select")
@@ -93,20 +93,35 @@ class PushPullBaker:
         steps.note(f"{len(baked)} candidates in {recipe.output / 'candidates'}")
         return baked
 
-    def _train(self, recipe: Recipe, pack: Character, loaded: Loaded, arch: Architecture, profile: Profile,
+    def _prepare(self, recipe: Recipe, loaded: Loaded, arch: Architecture, char: list[Pair], anti: list[Pair],
+                 progress: bool, steps: Steps) -> Profile | None:
+        """The "profile" step: what the regulariser needs (None: train on the causal-LM loss alone)."""
+        steps.start("profile", f"{len(char)} in-character vs {len(anti)} assistant replies")
+        cached = (recipe.output / "profile" / "profile.safetensors").is_file()
+        profile = self._profile(recipe, loaded, arch, char, anti, progress)
+        steps.note(f"{'cached' if cached else 'profiled'}: layers {profile.layers}, "
+                   f"{recipe.output / 'profile' / 'profile.md'}")
+        return profile
+
+    def _objective(self, recipe: Recipe) -> str:
+        """What the loss is, for the "train" step header."""
+        return f"push {recipe.loss.push} pull {recipe.loss.pull}"
+
+    def _train(self, recipe: Recipe, pack: Character, loaded: Loaded, arch: Architecture, profile: Profile | None,
                char: list[Pair], progress: bool) -> tuple[int, Path]:
         cfg = recipe.train
         train_dir = recipe.output / "train"
         selector = CheckpointSelector(recipe, pack, loaded, recipe.output / "selection")
         done = train_dir / "done.json"
         if not done.is_file():
+            set_seed(cfg.seed)  # the LoRA initialisation too: one seed, one bake
             model = lora_model(loaded.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
                                cfg.targets or list(arch.lora_targets),
                                list(arch.expert_parameters) if cfg.expert_lora else None)
             if not arch.expert_parameters and cfg.expert_lora:
                 raise UserError(f"{recipe.path}: [train] expert_lora is for MoE models; {arch.name} has no experts")
             device = next(model.parameters()).device
-            regulariser = Regulariser(profile, arch.layers(model), recipe.loss, device)
+            regulariser = None if profile is None else Regulariser(profile, arch.layers(model), recipe.loss, device)
             dataset = [encode(loaded.tokenizer, p, cfg.max_length) for p in char]
             use_cuda = torch.cuda.is_available()
             args = TrainingArguments(
@@ -122,17 +137,19 @@ class PushPullBaker:
                 model=model, args=args, train_dataset=dataset, regulariser=regulariser,
                 explode_factor=recipe.loss.explode_factor,
                 data_collator=lambda batch: collate(batch, loaded.tokenizer.pad_token_id), callbacks=[selector])
-            ProgressBar("push/pull", show=progress).use_on(trainer)
+            ProgressBar(self.label, show=progress).use_on(trainer)
             selector.model = model
             last = _last_checkpoint(train_dir)
             try:
                 trainer.train(resume_from_checkpoint=str(last) if last else None)
             except TrainingDiverged as e:
                 good = _last_checkpoint(train_dir)
-                raise UserError(f"training stopped: {e}; last good checkpoint: {good or 'none'} (lower the learning "
-                                "rate or the push/pull coefficients; rerunning resumes from it)") from None
+                lower = "the learning rate" + (" or the push/pull coefficients" if regulariser is not None else "")
+                raise UserError(f"training stopped: {e}; last good checkpoint: {good or 'none'} (lower {lower}; "
+                                "rerunning resumes from it)") from None
             finally:
-                regulariser.remove()
+                if regulariser is not None:
+                    regulariser.remove()
             if trainer.state.global_step % cfg.save_steps:  # the final step is a checkpoint too
                 trainer.save_model(str(train_dir / f"checkpoint-{trainer.state.global_step}"))
                 selector.evaluate(trainer.state.global_step, train_dir / f"checkpoint-{trainer.state.global_step}")
@@ -145,7 +162,7 @@ class PushPullBaker:
     def _merge(self, recipe: Recipe, step: int, checkpoint: Path, char: list[Pair], anti: list[Pair]) -> list[Baked]:
         baked = []
         for scale in recipe.scales:
-            name = f"{recipe.round.lower()}-{slug(Path(recipe.base).name)}-pushpull-step{step}-x{scale:g}"
+            name = f"{recipe.round.lower()}-{slug(Path(recipe.base).name)}-{self.name}-step{step}-x{scale:g}"
             target = recipe.output / "candidates" / name
             base = str(Path(recipe.base).resolve()) if Path(recipe.base).exists() else recipe.base
             lineage = {"round": recipe.round, "baker": self.name, "base": base, "scale": scale, "step": step,

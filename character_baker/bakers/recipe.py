@@ -45,6 +45,7 @@ class TrainConfig:
 
 @dataclass
 class LossConfig:
+    # push = pull = anchor = 0 switches the regulariser off: training is then exactly the `sft` baker's
     push: float = 0.1
     pull: float = 0.1
     anchor: float = 0.0

@@ -1,4 +1,5 @@
-"""PushPullTrainer: transformers' Trainer with one thing changed, the loss (SFT + the push/pull regulariser).
+"""PushPullTrainer: transformers' Trainer with one thing changed, the loss (SFT + the push/pull regulariser;
+without a regulariser it is Trainer's own causal-LM loss: the `sft` baker).
 
 Gradient accumulation, gradient checkpointing, checkpointing, logging and `accelerate launch` come from
 Trainer unchanged. A NaN or exploding loss raises `TrainingDiverged` before the bad step is applied.

@@ -38,7 +38,7 @@ from ..harness.data import default_cache_dir
 from ..harness.errors import UserError
 from . import embedding
 from .coherence import VERSION as COHERENCE_VERSION
-from .coherence import ClassNgram, CoherenceCheck
+from .coherence import ClassNgram, CoherenceCheck, features
 from .corruptions import insert_marker
 from .verdict import Verdict
 
@@ -213,7 +213,9 @@ def _load(path: Path, character: Character) -> TrainedJudge | None:
         return None
     attitude = AttitudeModel.__new__(AttitudeModel)
     attitude.word, attitude.char, attitude.emb = state["word"], state["char"], state["emb"]
-    lm = ClassNgram(real_replies(character))
+    lm = ClassNgram.with_english(real_replies(character))
+    if getattr(state["coherence"], "n_features_in_", None) != features(["A reply."], lm).shape[1]:
+        return None  # trained by other code under the same version: retrain rather than misread
     coherence = CoherenceCheck(state["coherence"], lm, meta["coherence_threshold"], meta["coherence_info"])
     return TrainedJudge(attitude, coherence, meta["threshold"], meta["cv_accuracy"], meta["n_train"],
                         meta["train_seconds"])

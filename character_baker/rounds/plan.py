@@ -48,14 +48,16 @@ def plan(recipe: Recipe) -> str:
                   f"{recipe.output}")
     else:
         memory = "  memory         (base config not found: computed when the weights are present)"
+    pushpull = recipe.baker == "pushpull"  # only push/pull profiles and regularises (sft is its control)
     lines = [
         f"Round {recipe.round} ({recipe.path})",
         f"  base model     {recipe.base}  [{'found: ' + where if present else 'NOT FOUND: ' + where}]",
-        f"  baker          {recipe.baker}: profile {recipe.profile.selection} units={recipe.profile.units} "
-        f"{layers}; "
-        f"LoRA r={recipe.train.lora_r} on {', '.join(recipe.train.targets or ['q/k/v/o'])}"
+        f"  baker          {recipe.baker}: "
+        + (f"profile {recipe.profile.selection} units={recipe.profile.units} {layers}; " if pushpull else "")
+        + f"LoRA r={recipe.train.lora_r} on {', '.join(recipe.train.targets or ['q/k/v/o'])}"
         f"{' + experts' if recipe.train.expert_lora else ''}; {recipe.train.max_steps} steps, "
-        f"checkpoint every {recipe.train.save_steps}; push {recipe.loss.push} pull {recipe.loss.pull}",
+        f"checkpoint every {recipe.train.save_steps}"
+        + (f"; push {recipe.loss.push} pull {recipe.loss.pull}" if pushpull else "; no regulariser"),
         f"  candidates     merge scales {', '.join(f'{x:g}' for x in recipe.scales)} -> {n_cands} candidates "
         "+ the base",
         f"  scoring        persona suite ({', '.join(PERSONA_TASKS)}) under {', '.join(s.conditions)}; judge "
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"precondition failed: {p}", file=sys.stderr)
         return 2
     root = Path(__file__).resolve().parents[2]
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{root}[gpu]"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", str(root / "constraints" / "gpu.txt"),
+                    f"{root}[gpu]"], check=True)
     return subprocess.run(["character-baker", "round", *rest]).returncode
 
 

@@ -479,7 +479,10 @@ def _hf_class() -> type:
     from lm_eval.models.huggingface import HFLM
 
     class RecordingHFLM(HFLM):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, quantization_config: Any = None, **kwargs: Any) -> None:
+            # HFLM hands from_pretrained the checkpoint's own quantization_config itself; ours (dequantise MXFP4)
+            # must replace it there, not travel beside it ("got multiple values for keyword argument")
+            self._quantization_config = quantization_config
             super().__init__(*args, **kwargs)
             self.generated: dict[str, tuple[int, bool]] = {}
             self._pending: tuple[int, bool] | None = None
@@ -489,6 +492,10 @@ def _hf_class() -> type:
             eos = eos if isinstance(eos, list) else [eos]
             self._stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
             self.set_cache_hook(self.cache_hook)
+
+        def _create_model(self, *args: Any, quantization_config: Any = None, **kwargs: Any) -> None:
+            super()._create_model(*args, quantization_config=self._quantization_config or quantization_config,
+                                  **kwargs)
 
         def set_cache_hook(self, cache_hook: Any) -> None:
             inner = cache_hook.inner if isinstance(cache_hook, _RecordingHook) else cache_hook

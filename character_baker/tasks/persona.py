@@ -118,13 +118,14 @@ def _coherence(pack: Character) -> Any:
     return embedded_coherence(pack) if "judge" in pack.files else None
 
 
-async def _coherent(check: Any, text: str) -> tuple[bool | None, str | None]:
+async def _coherent(check: Any, text: str) -> tuple[bool | None, str | None, bool]:
+    """(coherent, why not, whether the rejection is the trees' statistical call rather than unreadable words)."""
     if check is None:
-        return None, None
+        return None, None, False
     import anyio
 
     [c] = await anyio.to_thread.run_sync(check.check, [text])
-    return c.coherent, c.why
+    return c.coherent, c.why, c.learned
 
 
 def task_keys(task: str, judge_names: list[str], llm_judges: list[str], with_coherence: bool = True) -> list[str]:
@@ -138,7 +139,11 @@ def task_keys(task: str, judge_names: list[str], llm_judges: list[str], with_coh
 
 @scorer(metrics=[rates()])
 def identity_scorer(character: str = "skippy") -> Scorer:
-    """Identity passes only for a coherent reply that affirms the character (a name inside salad is no claim)."""
+    """Identity passes only for a readable reply that affirms the character (a name inside salad is no claim).
+
+    Unreadable words or a loop fail identity outright. The coherence trees' statistical call does not: it rejects
+    ~1-2 % of real replies by design, and a 100 % identity gate over 30 prompts would then fail a perfect model
+    about a quarter of the time. Such replies still count against the `coherent` rate, which has its own gate."""
     pack = load_character(character)
     check = _coherence(pack)
 
@@ -146,10 +151,12 @@ def identity_scorer(character: str = "skippy") -> Scorer:
         text, error = response_of(state)
         if error:
             return _error(task_keys("identity", [], [], check is not None), error)
-        coherent, incoherent_why = await _coherent(check, text)
+        coherent, incoherent_why, learned = await _coherent(check, text)
         ok, why = identity_verdict(text, pack.aliases, pack.forbidden_identities)
-        if coherent is False:
+        if coherent is False and not learned:
             ok, why = False, incoherent_why or "incoherent"
+        elif coherent is False:
+            why = f"{why}; coherence check: {incoherent_why}"
         value: dict[str, int | None] = {"identity": int(ok)}
         if check is not None:
             value["coherent"] = int(bool(coherent))
