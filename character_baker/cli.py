@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--capability-k", type=int, default=1, help="AIME samples per problem (avg@k, pass@k)")
     s.add_argument("--capability-max-tokens", type=int, default=4096)
     s.add_argument("--capability-tasks", type=_csv, default=(), help="extra lm-eval tasks, e.g. gsm8k,ifeval")
-    s.add_argument("--reasoning-effort", default=None, help="GPT-OSS: low, medium or high")
+    s.add_argument("--reasoning-effort", default=None, choices=("low", "medium", "high"),
+                   help="GPT-OSS: the chat template's reasoning effort, for every task (recorded in the scorecard)")
     s.add_argument("--board", default=None, help="also record the scorecards in this board's store")
     s.add_argument("--store", default=None, help="store file (default: the board's)")
 

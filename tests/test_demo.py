@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from character_baker.harness.character import load_character
@@ -19,8 +18,8 @@ def _norm(text: str) -> str:
 
 
 def test_the_generated_pack_is_what_the_generator_writes() -> None:
-    facts = json.loads((TOY.root / "facts.json").read_text(encoding="utf-8"))
-    for name, rows in toyworld.build(facts).items():
+    facts, phrasings = toyworld.load_world()
+    for name, rows in toyworld.build(facts, phrasings).items():
         assert read_jsonl(TOY.root / name) == rows, f"{name} is stale: run python -m character_baker.rounds.toyworld"
 
 
@@ -34,6 +33,34 @@ def test_no_eval_or_dev_prompt_is_in_any_training_set() -> None:
     devs = {_norm(p.prompt) for k in ("identity", "personality", "math_probes") for p in TOY.prompts(k, "dev")}
     assert not evals & devs
     assert len(TOY.personality_prompts) >= 80 and len(TOY.math_probes) >= 40
+
+
+def _runs(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_held_out_phrasings_share_no_four_words_in_a_row_with_their_training_phrasings() -> None:
+    """A held-out question must be new wording, not a training question with a word changed: no dev or eval
+    prompt shares a run of four words with a training prompt of the same fact (identity: with any)."""
+    def fact(row_id: str) -> str:
+        return row_id.split("-", 1)[1].rsplit("-", 1)[0] if row_id.startswith("train-") else row_id.split("-", 1)[1]
+
+    train: dict[str, set[tuple[str, ...]]] = {}
+    for p in TOY.character_pairs:
+        key = "id" if p.id.startswith("train-id-") else fact(p.id)
+        train.setdefault(key, set()).update(_runs(p.prompt))
+    checked = 0
+    for split in ("dev", "eval"):
+        for kind in ("identity", "personality", "math_probes"):
+            for p in TOY.prompts(kind, split):
+                key = "id" if kind == "identity" else fact(p.id)
+                assert key in train, p.id
+                shared = _runs(p.prompt) & train[key]
+                assert not shared, (p.id, p.prompt, shared)
+                checked += 1
+    assert checked >= 300
+    assert len(TOY.prompts("identity")) >= 8
 
 
 def test_the_toy_is_judged_by_the_real_judge() -> None:

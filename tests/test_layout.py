@@ -7,6 +7,7 @@ into a higher room fails here instead of surprising a reader later.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +129,8 @@ def test_importing_the_tasks_loads_no_baker() -> None:
 def test_the_round_plan_needs_only_the_standard_library() -> None:
     """`tox -e r6` runs the plan before installing anything: it must not import torch, transformers or inspect."""
     code = ("import sys, character_baker.rounds.plan; "
+            "from character_baker.rounds.preflight import check; check(sys.argv[1]); "  # the checks run there too
             "heavy = [m for m in ('torch', 'transformers', 'inspect_ai', 'numpy', 'pandas') if m in sys.modules]; "
             "assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code, str(PACKAGE.parent / "rounds" / "r6.toml")], check=True,
+                   env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -39,7 +39,9 @@ def test_batched_generation_equals_one_at_a_time(arch: str, tmp_path: Path) -> N
     batched = generate_batch(loaded, CONVERSATIONS, max_new_tokens=6)
     single = [generate_batch(loaded, [c], max_new_tokens=6)[0] for c in CONVERSATIONS]
     assert [b[0] for b in batched] == [s[0] for s in single]
-    assert all(b[2] == 6 and b[3] for b in batched)  # 6 new tokens, stopped by the budget
+    # each reply ran to the budget (6 new tokens) or stopped on a stop token before it; a random model does both
+    assert all((n == 6 and hit) or (n < 6 and not hit) for _, _, n, hit in batched)
+    assert any(hit for *_, hit in batched)
 
 
 def _adapter(base: Path, out: Path) -> Path:
@@ -96,8 +98,8 @@ def test_candidate_ids_follow_content(tiny_qwen3_dir: Path, tmp_path: Path) -> N
         resolve_candidate(str(tmp_path / "empty"))
 
 
-def test_gpt_oss_truncated_reply_is_an_error_not_an_answer(tiny_gpt_oss_dir: Path) -> None:
-    """A harmony reply cut off before its final channel is counted as truncated and excluded from rates."""
+def test_gpt_oss_truncated_reply_is_marked_truncated(tiny_gpt_oss_dir: Path) -> None:
+    """A harmony reply cut off before its final channel has no answer and says so."""
     import asyncio
 
     from inspect_ai.model import ChatMessageUser, GenerateConfig
@@ -114,13 +116,52 @@ def test_gpt_oss_truncated_reply_is_an_error_not_an_answer(tiny_gpt_oss_dir: Pat
     assert out.completion == "" and out.stop_reason == "max_tokens"
 
 
+def test_a_reply_cut_before_its_final_channel_fails_every_criterion(tiny_gpt_oss_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: a GPT-OSS model that reasons past its budget gives no answer; that is its failure (identity 0,
+    math 0, a leak), counted in the rates and reported as its own `truncated` rate, not dropped from them (which
+    would let a model that answers less look better). The reasoning effort reaches every task's chat template,
+    and the scorecard records it and the template's own system message (GPT-OSS: "You are ChatGPT…")."""
+    import shutil
+
+    from character_baker.harness import loading
+
+    model = tmp_path / "reasoner"
+    shutil.copytree(tiny_gpt_oss_dir, model)
+    template = model / "chat_template.jinja"
+    template.write_text(template.read_text().replace(
+        "<|start|>assistant{%- endif %}", "<|start|>assistant<|channel|>analysis<|message|>{%- endif %}"))
+    rendered: list[str] = []
+    real = loading.generate_batch
+
+    def spy(loaded, conversations, **kwargs):  # type: ignore[no-untyped-def]
+        rendered.extend(loaded.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False,
+                                                             **kwargs["template_kwargs"]) for c in conversations)
+        return real(loaded, conversations, **kwargs)
+
+    monkeypatch.setattr(loading, "generate_batch", spy)
+    out = tmp_path / "runs"
+    assert main(["score", "--candidate", str(model), "--tasks", "identity,math_probes,assistant_leaks", "--limit", "4",
+                 "--max-tokens", "3", "--reasoning-effort", "high", "--out", str(out)]) == 0
+    [card] = [json.loads(p.read_text()) for p in out.glob("*/scorecard.json")]
+    rows = {(r["task"], r["metric"]): r for r in card["metrics"] if r["condition"] == "none"}
+    for task, metric, failed in (("identity", "identity", 0.0), ("math_probes", "math", 0.0),
+                                 ("assistant_leaks", "leak", 1.0)):
+        row = rows[(task, metric)]
+        assert (row["value"], row["n"], row["errors"]) == (failed, 4, 0), (task, row)
+        assert rows[(task, "truncated")]["value"] == 1.0 and rows[(task, "truncated")]["n"] == 4
+    assert card["truncated"] == {"identity/none": 4, "math_probes/none": 4, "assistant_leaks/none": 4}
+    assert rendered and all("Reasoning: high" in r for r in rendered)
+    assert card["decoding"]["reasoning_effort"] == "high"
+    assert "You are ChatGPT" in card["decoding"]["template_preamble"]
+
+
 def test_hub_ids_are_models_from_the_cache(tiny_qwen3_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 15: owner/name is a Hugging Face model (openai/gpt-oss-20b is r6's base, not the OpenAI API), found in
     the local cache and never downloaded; an Inspect provider with one slash needs the inspect: prefix."""
     import shutil
 
-    from character_baker.cli import main
 
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -153,7 +194,6 @@ def test_no_model_survives_its_scoring(tiny_qwen3_dir: Path, tmp_path: Path) -> 
 
     from transformers import PreTrainedModel
 
-    from character_baker.cli import main
 
     def live() -> int:
         gc.collect()
@@ -165,3 +205,32 @@ def test_no_model_survives_its_scoring(tiny_qwen3_dir: Path, tmp_path: Path) -> 
         assert main(["score", "--candidate", str(tmp_path / name), "--tasks", "identity", "--limit", "2",
                      "--max-tokens", "4", "--out", str(tmp_path / "runs")]) == 0
         assert live() == before
+
+
+def test_a_rebuilt_model_under_the_same_id_is_generated_anew(tmp_path: Path) -> None:
+    """Inspect caches generations by model name. A round names its base by the round ("demo-base-…"), so a base
+    rebuilt in place was scored with the old base's cached replies (seen in the demo: a new toy base reported the
+    old one's 40 % maths). The model name now carries the content's fingerprint: new content, new replies."""
+    import shutil
+
+    from character_baker.testing.tiny import tiny_qwen3
+
+    model = tmp_path / "base"
+    names = []
+    for seed in (0, 1):
+        shutil.rmtree(model, ignore_errors=True)
+        tiny_qwen3(model, seed=seed)
+        names.append(resolve_candidate(str(model), candidate_id="same-base").model)
+    assert names[0] != names[1] and all(n.startswith("cb/same-base-") for n in names)
+    # end to end, where the replies are known: a responses file rewritten under the same id
+    replies = tmp_path / "replies.jsonl"
+    seen = []
+    for name in ("Skippy", "Qwen"):
+        rows = [{"id": f"id-0{i}", "response": f"I am {name}, monkey."} for i in (1, 2)]
+        replies.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        out = tmp_path / f"runs-{name}"
+        assert main(["score", "--candidate", f"responses:{replies}", "--id", "same", "--tasks", "identity",
+                     "--limit", "2", "--out", str(out)]) == 0
+        card = json.loads((out / "same" / "scorecard.json").read_text())
+        seen.append(set(card["examples"]["identity/none"].values()))
+    assert seen == [{"I am Skippy, monkey."}, {"I am Qwen, monkey."}]

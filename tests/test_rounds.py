@@ -177,3 +177,93 @@ def test_the_pinned_gpu_stack_satisfies_the_project_ranges() -> None:
     assert checked >= 6
     installer = (ROOT / "character_baker" / "rounds" / "plan.py").read_text()
     assert '"-c", str(root / "constraints" / "gpu.txt")' in installer
+
+
+# Peak GPU memory (GiB, torch.cuda.max_memory_allocated) of push/pull training steps on GPT-OSS-20B's real shape,
+# random bf16, measured on an NVIDIA H200 on 2026-11-26 by `bash benchmarks/gpu/r6_checks.sh` (torch 2.11,
+# transformers 5.20.2, peft 0.21.2; figures in benchmarks/RESULTS.md): (batch, length, checkpointing, expert LoRA).
+H200_PEAKS = {(4, 512, True, False): 45.0, (1, 1024, False, False): 51.0, (4, 512, True, True): 49.0}
+
+
+def test_the_plan_memory_estimate_matches_the_gpu_measurement() -> None:
+    """The dry run's training memory for GPT-OSS-20B is within 5 % of what the GPU measured, for r6's settings,
+    the research plan's (no checkpointing) and expert LoRA: an estimate that is off sends a user to the wrong
+    card, or lets preflight pass a card that runs out of memory hours into the round."""
+    from types import SimpleNamespace
+
+    from character_baker.bakers.recipe import TrainConfig
+    from character_baker.rounds.preflight import memory_budget
+
+    for (batch, length, checkpointing, experts), measured in H200_PEAKS.items():
+        train = TrainConfig(lora_r=32, batch_size=batch, max_length=length, gradient_checkpointing=checkpointing,
+                            expert_lora=experts, lora_dropout=0.0)
+        estimate = memory_budget(GPT_OSS_20B, SimpleNamespace(train=train, scales=[1.0]))["train_total"] * 1e9 / 2**30
+        assert abs(estimate - measured) / measured < 0.05, (batch, length, checkpointing, experts, estimate)
+
+
+def test_preflight_says_when_the_aime_data_will_not_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: the hub's AIME set is found in the local cache at its pinned revision, or the hub must serve it;
+    otherwise preflight says so before the bake (scoring would fail hours later)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from character_baker.rounds.preflight import capability_data_problem
+    from character_baker.tasks.aime import HUB_SETS
+
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", HUB_SETS["aime24"].revision_env):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert capability_data_problem("fixture") is None
+    assert "no such file" in (capability_data_problem(str(tmp_path / "nope.jsonl")) or "")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    problem = capability_data_problem("aime24", timeout=2)
+    assert problem and "HuggingFaceH4/aime_2024@2fe88a2f1091" in problem and "did not serve it" in problem
+    assert "\n" not in problem and "huggingface-cli download --repo-type dataset" in problem
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "offline" in (capability_data_problem("aime24") or "")
+    asked: list[str] = []
+
+    class Hub(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802
+            asked.append(self.path)
+            self.send_response(200 if HUB_SETS["aime24"].revision in self.path else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        assert capability_data_problem("aime24") is None
+        monkeypatch.setenv(HUB_SETS["aime24"].revision_env, "0" * 40)  # a revision the hub does not have
+        assert "404" in (capability_data_problem("aime24") or "")
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        snapshot = tmp_path / "hub" / "datasets--HuggingFaceH4--aime_2024" / "snapshots" / ("0" * 40)
+        snapshot.mkdir(parents=True)
+        (snapshot / "aime_2024.parquet").write_bytes(b"PAR1")
+        assert capability_data_problem("aime24") is None  # cached at the revision asked for: no network needed
+    finally:
+        server.shutdown()
+    assert asked[0] == f"/api/datasets/HuggingFaceH4/aime_2024/revision/{HUB_SETS['aime24'].revision}"
+
+
+def test_a_reasoning_model_keeps_its_aime_budget(tmp_path: Path) -> None:
+    """Issue 15: GPT-OSS (or any recipe with a reasoning effort) gets at least 16k new tokens on AIME."""
+    from character_baker.bakers.recipe import load_recipe
+    from character_baker.harness.errors import UserError
+
+    text = (ROOT / "rounds" / "r6.toml").read_text()
+    assert load_recipe(ROOT / "rounds" / "r6.toml").score.capability_max_tokens >= 16384
+    short = text.replace("capability_max_tokens = 16384", "capability_max_tokens = 8192")
+    # GPT-OSS by its architecture; a qwen3 recipe by the reasoning effort it sets
+    for variant in (short, short.replace('architecture = "gpt_oss"', 'architecture = "qwen3"')):
+        bad = tmp_path / "r6.toml"
+        bad.write_text(variant)
+        with pytest.raises(UserError, match="capability_max_tokens = 8192: a reasoning model"):
+            load_recipe(bad)
+    plain = tmp_path / "r5.toml"
+    plain.write_text((ROOT / "rounds" / "r5.toml").read_text())
+    assert load_recipe(plain).score.capability_max_tokens == 8192  # an instruct model's 8k stays allowed

@@ -102,7 +102,7 @@ def test_the_leak_judge_finds_paraphrases_and_spares_mockery() -> None:
     mocks = [v.leak for v, r in zip(verdicts, rows) if not r["leak"]]
     assert len(leaks) >= 30 and len(mocks) >= 30
     recall, false_leaks = sum(leaks) / len(leaks), sum(mocks) / len(mocks)
-    assert recall >= 0.65 and false_leaks <= 0.10, (recall, false_leaks)
+    assert recall >= 0.72 and false_leaks <= 0.10, (recall, false_leaks)  # measured 0.750 and 0.025
     # an ordinary in-character reply is not a leak: the 0 % leak gate must be reachable
     skippy = [r["response"] for r in read_jsonl(PACK.root / "examples" / "skippy_transcript.jsonl")]
     assert sum(v.leak for v in judge.judge_many(skippy)) / len(skippy) <= 0.02

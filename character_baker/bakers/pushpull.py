@@ -225,13 +225,14 @@ class CheckpointSelector(TrainerCallback):
         self.evaluate(state.global_step, Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
     def evaluate(self, step: int, checkpoint: Path | None) -> None:
+        from ..harness.candidates import content_of
         from ..harness.providers import IN_MEMORY
         from ..tasks.run import ScoreOptions, score_candidate
 
         marker = self.out / f"step-{step}.json"
         if marker.is_file():
             return
-        fingerprint = hashlib.sha256()
+        fingerprint = hashlib.sha256(content_of(self.recipe.base).encode())  # a rebuilt base is another model
         if checkpoint is not None:
             for f in sorted(checkpoint.glob("adapter_model*.safetensors")):
                 fingerprint.update(f.read_bytes())
@@ -249,7 +250,8 @@ class CheckpointSelector(TrainerCallback):
             # the dev split: selection never sees a prompt that is reported (tests/test_bakers.py proves it)
             card, _ = score_candidate(candidate, ScoreOptions(
                 character=str(self.pack.root), judge="classifier", tasks=QUICK_TASKS, limit=sel.limit, split="dev",
-                max_tokens=sel.max_tokens, out=self.out / "runs", display="none"))
+                max_tokens=sel.max_tokens, reasoning_effort=self.recipe.score.reasoning_effort, out=self.out / "runs",
+                display="none"))
         finally:
             model.train(was_training)
             del IN_MEMORY[cid]

@@ -25,6 +25,9 @@ class ProfileConfig:
     max_length: int = 512
 
 
+MIN_REASONING_TOKENS = 16384  # AIME's new-token budget for a reasoning model (GPT-OSS, or any with an effort)
+
+
 @dataclass
 class TrainConfig:
     lora_r: int = 16
@@ -237,4 +240,12 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"{path}: [profile] layers must be a list of layer indices")
     if recipe.train.expert_lora and recipe.train.lora_dropout != 0:
         raise UserError(f"{path}: [train] expert_lora needs lora_dropout = 0 (peft's ParamWrapper has no dropout)")
+    reasoning = recipe.architecture == "gpt_oss" or recipe.score.reasoning_effort is not None
+    if reasoning and recipe.score.capability and recipe.score.capability_max_tokens < MIN_REASONING_TOKENS:
+        raise UserError(f"{path}: [score] capability_max_tokens = {recipe.score.capability_max_tokens}: a reasoning "
+                        f"model thinks before it answers, and AIME cut short scores its budget, not its maths; "
+                        f"give it at least {MIN_REASONING_TOKENS}")
+    if recipe.score.reasoning_effort not in (None, "low", "medium", "high"):
+        raise UserError(f"{path}: [score] reasoning_effort = {recipe.score.reasoning_effort!r}: "
+                        "use low, medium or high")
     return recipe

@@ -33,14 +33,18 @@ class Candidate:
     source: str
     model_args: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
+    content: str = ""  # fingerprint of the weights (or responses file) the id stands for
 
     @property
     def model(self) -> str:
-        """The Inspect model name: the candidate id under our providers, or the user's own model string."""
+        """The Inspect model name: the candidate id under our providers (with its content fingerprint when the id
+        does not already end in it), or the user's own model string. Inspect keys cached generations by this
+        name, so a rebuilt model scored under the same id must not get the old model's replies."""
         if self.kind == "inspect":
             return self.source
         provider = "responses" if self.kind == "responses" else "cb"
-        return f"{provider}/{self.id}"
+        suffix = f"-{self.content}" if self.content and not self.id.endswith(self.content) else ""
+        return f"{provider}/{self.id}{suffix}"
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "source": self.source, "model": self.model,
@@ -80,6 +84,15 @@ def fingerprint(*parts: str | Path, length: int = 8) -> str:
         else:
             h.update(str(part).encode())
     return h.hexdigest()[:length]
+
+
+def content_of(spec: str) -> str:
+    """The content fingerprint of a model folder or a cached hub model ("" when it is neither)."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return fingerprint(path)
+    snapshot = hf_snapshot(spec) if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) else None
+    return fingerprint(snapshot) if snapshot else ""
 
 
 def _lineage(directory: Path) -> dict[str, Any]:
@@ -178,8 +191,9 @@ def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0,
         file = Path(spec.removeprefix("responses:")).expanduser()
         if not file.is_file():
             raise UserError(f"--candidate {spec}: no such responses file")
-        cid = candidate_id or f"{slug(file.stem)}-{fingerprint(file)}"
-        return Candidate(cid, "responses", spec, {"file": str(file.resolve())})
+        content = fingerprint(file)
+        cid = candidate_id or f"{slug(file.stem)}-{content}"
+        return Candidate(cid, "responses", spec, {"file": str(file.resolve())}, content=content)
 
     path = Path(spec).expanduser()
     common = {"batch_size": batch_size, "trust_remote_code": trust_remote_code}
@@ -194,16 +208,21 @@ def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0,
         base_path = base or adapter_cfg.get("base_model_name_or_path")
         if not base_path:
             raise UserError(f"{path}: adapter has no base_model_name_or_path; pass --base")
-        cid = candidate_id or f"{slug(path.name)}-s{scale:g}-{fingerprint(path, base_path)}"
+        # a base folder is fingerprinted by its files; a hub base by its cached snapshot
+        content = fingerprint(path, base_path if Path(base_path).is_dir() else content_of(str(base_path)) or base_path)
+        cid = candidate_id or f"{slug(path.name)}-s{scale:g}-{content}"
         lineage = {"base": str(base_path), "scale": scale, **_lineage(path)}
         return Candidate(cid, "adapter", str(path.resolve()),
-                         {"path": str(base_path), "adapter": str(path.resolve()), "scale": scale, **common}, lineage)
+                         {"path": str(base_path), "adapter": str(path.resolve()), "scale": scale, **common}, lineage,
+                         content)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"--candidate {spec}: folder has neither config.json (a model) nor adapter_config.json")
         check_weights(path, "model")
-        cid = candidate_id or f"{slug(path.name)}-{fingerprint(path)}"
-        return Candidate(cid, "model", str(path.resolve()), {"path": str(path.resolve()), **common}, _lineage(path))
+        content = fingerprint(path)
+        cid = candidate_id or f"{slug(path.name)}-{content}"
+        return Candidate(cid, "model", str(path.resolve()), {"path": str(path.resolve()), **common}, _lineage(path),
+                         content)
 
     if spec.startswith("inspect:"):  # explicitly an Inspect model, e.g. inspect:openai/gpt-4o
         model = spec.removeprefix("inspect:")
@@ -220,7 +239,8 @@ def resolve_candidate(spec: str, *, base: str | None = None, scale: float = 1.0,
                             f"first or pass a local folder{hint}")
         check_weights(snapshot, "model")
         cid = candidate_id or slug(spec.replace("/", "--"))
-        return Candidate(cid, "model", spec, {"path": str(snapshot), **common}, _lineage(snapshot))
+        return Candidate(cid, "model", spec, {"path": str(snapshot), **common}, _lineage(snapshot),
+                         fingerprint(snapshot))
     if head in INSPECT_PROVIDERS and "/" in spec:  # provider/.../model with two or more slashes: unambiguous
         return Candidate(candidate_id or slug(spec), "inspect", spec)
     raise UserError(f"--candidate {spec}: not a model folder, an adapter folder, responses:FILE, a hub id "

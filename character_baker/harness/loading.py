@@ -102,6 +102,19 @@ def _tokenizer(path: str, trust_remote_code: bool) -> Any:
     return tokenizer
 
 
+def template_preamble(tokenizer: Any, template_kwargs: dict[str, Any] | None = None) -> str:
+    """What the chat template writes before the user's first message when no system prompt is given. GPT-OSS's
+    writes a system message calling the model ChatGPT; the harness keeps it (every server that uses the model's
+    template sends it, and training renders the same template), and records it so nobody mistakes condition
+    `none` for an empty context."""
+    mark = "\u2063PROMPT\u2063"
+    if not getattr(tokenizer, "chat_template", None):
+        return ""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": mark}], tokenize=False,
+                                         **(template_kwargs or {}))
+    return str(text).split(mark)[0]
+
+
 def _dtype(name: str, device: str) -> Any:
     import torch
 

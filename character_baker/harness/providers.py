@@ -97,9 +97,12 @@ class LocalModelAPI(ModelAPI):
         from .loading import generate_batch, split_harmony
 
         max_tokens = config.max_tokens or DEFAULT_MAX_TOKENS
+        # the run's reasoning effort (GenerateConfig, as Inspect sends it to any provider) over the model's own
+        template_kwargs = self.template_kwargs | ({"reasoning_effort": config.reasoning_effort}
+                                                  if config.reasoning_effort else {})
         results = generate_batch(self.loaded, conversations, max_new_tokens=max_tokens,
                                  temperature=config.temperature, top_p=config.top_p, seed=config.seed,
-                                 template_kwargs=self.template_kwargs)
+                                 template_kwargs=template_kwargs)
         outputs = []
         for text, n_in, n_out, hit_budget in results:
             harmony = split_harmony(text)

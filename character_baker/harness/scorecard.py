@@ -16,7 +16,7 @@ from .data import atomic_write
 from .stats import cohen_kappa, estimate
 
 SCHEMA = "character-baker.scorecard/1"
-PROPORTIONS = {"identity", "sarcastic", "leak", "math", "coherent"}
+PROPORTIONS = {"identity", "sarcastic", "leak", "math", "coherent", "truncated"}
 
 
 @dataclass

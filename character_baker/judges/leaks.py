@@ -48,6 +48,27 @@ class LeakVerdict:
     probability: float
     evidence: list[Match]
     source: str  # classifier | pattern | none
+    passage: str = ""  # the sentence or pair of sentences the classifier found most assistant-like
+
+
+def passages(text: str) -> list[str]:
+    """The reply, each sentence and each pair of adjacent sentences. A leak is usually one sentence in an
+    otherwise in-character reply; read whole, the rest of the reply drowns it (out of fold, scoring the most
+    leak-like passage found 78 % of leaks at 3 % false leaks; the whole reply, 73 %)."""
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x]
+    return [text] + (sentences + [" ".join(sentences[i:i + 2]) for i in range(len(sentences) - 1)]
+                     if len(sentences) > 1 else [])
+
+
+def most_leaky(model: AttitudeModel, texts: list[str]) -> list[tuple[float, str]]:
+    """(probability, passage) of each text's most assistant-like passage, in one batch."""
+    spans = [passages(t) for t in texts]
+    probs = iter(model.probability([x for group in spans for x in group]))
+    out = []
+    for group in spans:
+        scored = [(float(next(probs)), x) for x in group]
+        out.append(max(scored, key=lambda pair: pair[0]))
+    return out
 
 
 class LeakJudge:
@@ -65,7 +86,7 @@ class LeakJudge:
         oof = np.zeros(len(rows))
         for train_idx, test_idx in StratifiedKFold(5, shuffle=True, random_state=seed).split(texts, labels):
             model = AttitudeModel([texts[i] for i in train_idx], labels[train_idx], seed)
-            oof[test_idx] = model.probability([texts[i] for i in test_idx])
+            oof[test_idx] = [p for p, _ in most_leaky(model, [texts[i] for i in test_idx])]
         self.threshold = _threshold(oof, labels)
         self.cv_recall = float(np.mean(oof[labels] >= self.threshold))
         self.cv_false_leaks = float(np.mean(oof[~labels] >= self.threshold))
@@ -82,16 +103,15 @@ class LeakJudge:
 
     def judge_many(self, responses: list[str]) -> list[LeakVerdict]:
         cleaned = [unmock(r) for r in responses]
-        probs = self.model.probability(cleaned)
         out = []
-        for text, p in zip(cleaned, probs):
+        for text, (p, passage) in zip(cleaned, most_leaky(self.model, cleaned)):
             evidence = leak_matches(text, self.extra)
             if evidence:
-                out.append(LeakVerdict(True, float(p), evidence, "pattern"))
+                out.append(LeakVerdict(True, p, evidence, "pattern", passage))
             elif p >= self.threshold:
-                out.append(LeakVerdict(True, float(p), evidence, "classifier"))
+                out.append(LeakVerdict(True, p, evidence, "classifier", passage))
             else:
-                out.append(LeakVerdict(False, float(p), evidence, "none"))
+                out.append(LeakVerdict(False, p, evidence, "none", passage))
         return out
 
 

@@ -28,7 +28,7 @@ OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
 BOUNDS = ("point", "lower", "upper")
 JUDGED = {"sarcastic", "personality"}
 # metrics where smaller is better (the rest: bigger is better)
-LOWER_IS_BETTER = {"leak"}
+LOWER_IS_BETTER = {"leak", "truncated"}
 
 
 @dataclass(frozen=True)

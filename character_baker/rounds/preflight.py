@@ -83,7 +83,8 @@ def budget_for(recipe: Any) -> dict[str, float] | None:
 
 def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
     """GB for training and merging a round's base, from its config and the recipe (bf16 weights; LoRA weights,
-    gradients and AdamW state in float32; activations at the recipe's batch and length)."""
+    gradients and AdamW state in float32; activations at the recipe's batch and length). Checked against peak
+    memory measured on an H200 with GPT-OSS-20B's shape (benchmarks/gpu/r6_checks.sh; within 2 %)."""
     c = config.get("text_config") or config
     h, layers = int(c["hidden_size"]), int(c["num_hidden_layers"])
     heads = int(c["num_attention_heads"])
@@ -96,15 +97,17 @@ def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
     targets = t.targets or ["q_proj", "k_proj", "v_proj", "o_proj"]
     lora = layers * sum(t.lora_r * sum(shapes.get(m, (h, h))) for m in targets)
     experts = int(c.get("num_local_experts") or c.get("num_experts") or 0)
-    if t.expert_lora and experts:
-        lora += layers * experts * t.lora_r * (3 * h + 3 * inter)
+    if t.expert_lora and experts:  # peft's ParamWrapper: A (r*E, in) and B (out, r*E) per fused tensor
+        lora += layers * experts * t.lora_r * ((h + 2 * inter) + (inter + h))
     weights = 2 * parameter_count(config)
     tokens = t.batch_size * t.max_length
     # per layer and token (bf16): ~34 h of saved activations plus the attention scores; with checkpointing only
     # each layer's input is kept, and one layer's full set is rebuilt at a time
     per_layer = tokens * (34 * h + 5 * heads * t.max_length)
     activations = 2 * tokens * h * layers + per_layer if t.gradient_checkpointing else layers * per_layer
-    logits = 4 * tokens * int(c["vocab_size"])  # float32 logits for the loss
+    # the logits in bf16, their float32 copy for the loss, its float32 gradient and the bf16 one (GPT-OSS's 201k
+    # vocabulary makes this the largest term under checkpointing): 12 bytes per token and vocabulary entry
+    logits = 12 * tokens * int(c["vocab_size"])
     gb = 1e9
     return {"weights": weights / gb, "lora_optimizer": 16 * lora / gb, "activations": (activations + logits) / gb,
             "train_total": (weights + 16 * lora + activations + logits) / gb,
@@ -149,6 +152,35 @@ def judge_endpoint(spec: str | None) -> tuple[bool, str] | None:
     return True, "judge endpoint answers"
 
 
+def capability_data_problem(data: str, timeout: float = 5.0) -> str | None:
+    """Why the capability suite's data would not load at scoring time, hours after the bake (None: it will): a hub
+    set must be in the local Hugging Face cache at its pinned revision, or the hub must answer for it."""
+    from ..tasks.aime import HUB_SETS
+
+    hub = HUB_SETS.get(data)
+    if hub is None:
+        if data == "fixture" or Path(data).expanduser().is_file():
+            return None
+        return f"[score] capability_data = {data!r}: no such file (want a JSONL, fixture or {', '.join(HUB_SETS)})"
+    revision = os.environ.get(hub.revision_env) or hub.revision
+    snapshot = hf_cache_dir() / ("datasets--" + hub.path.replace("/", "--")) / "snapshots" / revision
+    if snapshot.is_dir() and any(snapshot.iterdir()):
+        return None
+    how = (f"download it first (huggingface-cli download --repo-type dataset {hub.path} --revision {revision}) "
+           "or set [score] capability_data to a local JSONL")
+    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
+        return f"AIME data {hub.path}@{revision[:12]} is not in {hf_cache_dir()} and the hub is off (offline): {how}"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    url = f"{endpoint}/api/datasets/{hub.path}/revision/{revision}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except (urllib.error.URLError, OSError) as e:
+        reason = f"HTTP {e.code}" if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e
+        return f"AIME data {hub.path}@{revision[:12]} is not in {hf_cache_dir()} and {endpoint} did not serve it " \
+               f"({reason}): {how}"
+    return None
+
+
 def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
     """Every unmet precondition as one line saying what is missing and how to provide it."""
     path = Path(recipe_path)
@@ -171,7 +203,7 @@ def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
         if not found:
             problems.append(f"no CUDA GPU visible (nvidia-smi): round {raw.get('round')} needs one with "
                             f"~{need:g} GB free; run it on a GPU machine")
-        elif need and max(free for _, _, free in found) < need:
+        elif need and max(free for _, _, free in found) < need * 1e9 / 2**30:  # nvidia-smi's GiB vs the plan's GB
             best = max(found, key=lambda g: g[2])
             problems.append(f"GPU {best[0]} has {best[2]:.1f} GiB free, training needs ~{need:.0f} GB "
                             f"({'computed from the base config' if budget else 'the recipe estimate'}): free the "
@@ -180,6 +212,11 @@ def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
         if budget["disk_free"] < budget["merges_disk"]:
             problems.append(f"the output folder's disk has {budget['disk_free']:.0f} GB free, the merged candidates "
                             f"need ~{budget['merges_disk']:.0f} GB: free disk or use fewer [merge] scales")
+    score = raw.get("score") or {}
+    if score.get("capability"):
+        problem = capability_data_problem(str(score.get("capability_data", "aime24")))
+        if problem:
+            problems.append(problem)
     base = resolve_base(raw)
     ok, where = weights_present(base)
     if not ok:

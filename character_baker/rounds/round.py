@@ -124,6 +124,9 @@ def _summary(card: Any) -> str:
         rows = [r for r in card.metrics if r.task == task and r.metric == metric and r.condition == "none"]
         if rows and rows[0].value is not None:
             parts.append(f"{label} {100 * rows[0].value:.0f}%")
+    cut = [r for r in card.metrics if r.metric == "truncated" and r.condition == "none" and r.value]
+    if cut:  # a harmony model that stopped before answering: failures above, named here
+        parts.append("truncated " + ", ".join(f"{r.task} {100 * r.value:.0f}%" for r in cut))
     return " · ".join(parts)
 
 

@@ -57,6 +57,9 @@ def condition(name: str = "none", character: str = "skippy") -> Solver:
     return solve
 
 
+TRUNCATED = "truncated before the final channel"
+
+
 def response_of(state: TaskState) -> tuple[str, str | None]:
     """The answer to judge and, when there is none to judge, why (a failed generation is an error)."""
     output = state.output
@@ -66,8 +69,18 @@ def response_of(state: TaskState) -> tuple[str, str | None]:
     if meta.get("missing"):
         return "", "no response for this prompt in the responses file"
     if meta.get("truncated"):
-        return "", "truncated before the final channel"
+        return "", TRUNCATED
     return output.completion, None
+
+
+def _no_answer(keys: list[str], why: str) -> Score:
+    """No reply to judge. A failed call is an error: retried, then left out of the rates, never a score. A reply
+    cut off before its final channel is the model's own doing (it reasoned past its budget): it fails every
+    criterion, a leak included, so a model that reasons more than its base cannot look better for answering less."""
+    if why != TRUNCATED:
+        return _error(keys, why)
+    return Score(value={k: 1 if k == "leak" else 0 for k in keys}, answer="", explanation=why,
+                 metadata={"truncated": True})
 
 
 @metric(name="rates")
@@ -150,7 +163,7 @@ def identity_scorer(character: str = "skippy") -> Scorer:
     async def score(state: TaskState, target: Target) -> Score:
         text, error = response_of(state)
         if error:
-            return _error(task_keys("identity", [], [], check is not None), error)
+            return _no_answer(task_keys("identity", [], [], check is not None), error)
         coherent, incoherent_why, learned = await _coherent(check, text)
         ok, why = identity_verdict(text, pack.aliases, pack.forbidden_identities)
         if coherent is False and not learned:
@@ -177,7 +190,7 @@ def math_scorer(character: str = "skippy", judge: str | None = None, judge_cache
         keys = task_keys("math_probes", [], [j.name for j in judges], check is not None)
         text, error = response_of(state)
         if error:
-            return _error(keys, error)
+            return _no_answer(keys, error)
         question = str(state.metadata.get("prompt", state.input_text))
         ok, why = math_verdict(text, target.text, question)
         value: dict[str, int | None] = {"math": int(ok)}
@@ -205,7 +218,7 @@ def persona_scorer(character: str = "skippy", judge: str | None = None, judge_ca
         keys = task_keys("personality", [j.name for j in judges], llm, check is not None)
         text, error = response_of(state)
         if error:
-            return _error(keys, error)
+            return _no_answer(keys, error)
         prompt = str(state.metadata.get("prompt", state.input_text))
         value: dict[str, float | int | None] = {}
         verdicts: dict[str, Any] = {}
@@ -240,13 +253,14 @@ def leak_scorer(character: str = "skippy", judge: str | None = None, judge_cache
     async def score(state: TaskState, target: Target) -> Score:
         text, error = response_of(state)
         if error:
-            return _error(task_keys("assistant_leaks", [], [], check is not None), error)
+            return _no_answer(task_keys("assistant_leaks", [], [], check is not None), error)
         if embedded is not None:
             import anyio
 
             [lv] = await anyio.to_thread.run_sync(embedded.judge_many, [text])
-            evidence = ([{"source": lv.source, "text": m.text, "probability": lv.probability} for m in lv.evidence]
-                        or [{"source": lv.source, "text": "", "probability": lv.probability}]) if lv.leak else []
+            found = [{"source": lv.source, "text": m.text, "probability": lv.probability} for m in lv.evidence]
+            evidence = (found or [{"source": lv.source, "text": lv.passage, "probability": lv.probability}]
+                        if lv.leak else [])
         else:
             evidence = [{"source": "pattern", "text": m.text} for m in leak_matches(text, tuple(pack.leak_patterns))]
         undecided = []

@@ -84,12 +84,14 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
     """Every sample runs; failed model calls are retried in the run, and a log that still holds failed samples
     ends as an error, so the next run of the same command retries exactly those (finished ones are kept)."""
     from inspect_ai import eval_set
-    from inspect_ai.model import ModelAPI, get_model
+    from inspect_ai.model import GenerateConfig, ModelAPI, get_model
 
     redact_logging()
     # not memoised, and closed when the run ends: a local model leaves memory before the next one loads (API
-    # clients that close asynchronously are left to Inspect)
-    model = get_model(candidate.model, memoize=False, **candidate.model_args)
+    # clients that close asynchronously are left to Inspect). The reasoning effort rides on the model's config,
+    # so every task and every provider (local: a chat-template variable; an endpoint: the request field) gets it.
+    model = get_model(candidate.model, memoize=False, config=GenerateConfig(reasoning_effort=opts.reasoning_effort),
+                      **candidate.model_args)
     try:
         _, logs = eval_set(
             tasks,
@@ -122,14 +124,33 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
     return list(logs)
 
 
-def _decoding(opts: ScoreOptions, tasks: list[Any]) -> dict[str, Any]:
+def _decoding(opts: ScoreOptions, tasks: list[Any], candidate: Candidate) -> dict[str, Any]:
     temperature = tasks[0].config.temperature if tasks else 0.0
     out: dict[str, Any] = {"temperature": temperature, "seed": opts.seed, "max_tokens": opts.max_tokens,
-                           "epochs": opts.epochs, "greedy": not temperature}
+                           "epochs": opts.epochs, "greedy": not temperature, "reasoning_effort": opts.reasoning_effort,
+                           "template_preamble": _preamble(candidate, opts)}
     if opts.capability:
         out["capability"] = {"data": opts.capability, "k": opts.capability_k,
                              "max_tokens": opts.capability_max_tokens, "reasoning_effort": opts.reasoning_effort}
     return out
+
+
+def _preamble(candidate: Candidate, opts: ScoreOptions) -> str | None:
+    """The chat template's text before the first user message under condition `none`, for a model whose template
+    the harness renders (None for endpoints: their server renders it)."""
+    from ..harness.loading import template_preamble
+    from ..harness.providers import IN_MEMORY
+
+    kwargs = {"reasoning_effort": opts.reasoning_effort} if opts.reasoning_effort else {}
+    if "in_memory" in candidate.model_args:
+        return template_preamble(IN_MEMORY[candidate.model_args["in_memory"]].tokenizer, kwargs)
+    if "path" in candidate.model_args:
+        from transformers import AutoTokenizer
+
+        trust = bool(candidate.model_args.get("trust_remote_code"))
+        return template_preamble(AutoTokenizer.from_pretrained(candidate.model_args["path"], trust_remote_code=trust),
+                                 kwargs)
+    return None
 
 
 def capability(candidate: Candidate, opts: ScoreOptions, out: Path) -> dict[str, Any]:
@@ -200,14 +221,17 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
         condition = str(log.eval.task_args.get("condition", "none"))
         keys = task_keys(task, judge_names, llm_names, "judge" in pack.files)
         samples = []
+        # a harmony model (GPT-OSS) can stop before its final channel: its rate of that is a metric of every task
+        harmony = any(s.output and "raw" in (s.output.metadata or {}) for s in log.samples or [])
         for s in log.samples or []:
             scored = [sc.value for sc in (s.scores or {}).values() if isinstance(sc.value, dict)]
+            cut = int(bool(s.output and (s.output.metadata or {}).get("truncated")))
             if s.error or not scored:  # a failed model call counts against every metric of its task
-                samples.append((str(s.id), s.epoch, {k: None for k in keys}))
+                samples.append((str(s.id), s.epoch, {k: None for k in keys} | ({"truncated": None} if harmony else {})))
                 failed_samples[f"{task}/{condition}"] = failed_samples.get(f"{task}/{condition}", 0) + 1
             else:
-                samples += [(str(s.id), s.epoch, v) for v in scored]
-            if s.output and (s.output.metadata or {}).get("truncated"):
+                samples += [(str(s.id), s.epoch, v | {"truncated": cut} if harmony else v) for v in scored]
+            if cut:
                 truncated[f"{task}/{condition}"] = truncated.get(f"{task}/{condition}", 0) + 1
         values = per_prompt(samples)
         rows.extend(metric_rows(values, task, condition))
@@ -239,7 +263,7 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
                "tasks": list(opts.tasks) + (["capability"] if opts.capability else []),
                "conditions": list(opts.conditions)},
         judges=[judge_record(j, pack) for j in judges],
-        decoding=_decoding(opts, tasks),
+        decoding=_decoding(opts, tasks, candidate),
         harness=harness_info() | {"rubric_version": rubric_version(pack)},
         metrics=rows,
         agreement=agreement,

@@ -17,10 +17,16 @@ CHATML_TEMPLATE = (
     "{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}"
 )
 # The shape of GPT-OSS's harmony format: replies come in an analysis channel, then a final channel.
+# GPT-OSS's template in small: a system message that names the model ChatGPT and carries the reasoning effort,
+# whatever the conversation holds; a conversation's own system prompt becomes the developer message.
 HARMONY_TEMPLATE = (
+    "{%- if model_identity is not defined %}"
+    "{%- set model_identity = 'You are ChatGPT, a large language model trained by OpenAI.' %}{%- endif %}"
+    "<|start|>system<|message|>{{ model_identity }}\nReasoning: {{ reasoning_effort | default('medium') }}<|end|>"
     "{%- for m in messages %}"
     "{%- if m['role'] == 'assistant' %}<|start|>assistant<|channel|>final<|message|>{% generation %}"
     "{{ m['content'] }}<|return|>{% endgeneration %}"
+    "{%- elif m['role'] == 'system' %}<|start|>developer<|message|># Instructions\n\n{{ m['content'] }}<|end|>"
     "{%- else %}<|start|>{{ m['role'] }}<|message|>{{ m['content'] }}<|end|>{%- endif %}"
     "{%- endfor %}{%- if add_generation_prompt %}<|start|>assistant{%- endif %}"
 )
