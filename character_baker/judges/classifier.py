@@ -91,15 +91,10 @@ def judge_rows(character: Character) -> list[JudgeRow]:
 
 
 def real_replies(character: Character) -> list[str]:
-    """Every reply of the judge split, sarcastic or not, leaks included: what real text looks like to the
-    coherence check."""
-    from ..harness.data import iter_jsonl
-
-    out = [r.response for r in judge_rows(character)]
-    if "judge_leaks" in character.files:
-        out += [obj["response"] for _, obj in iter_jsonl(character.path("judge_leaks"))
-                if isinstance(obj.get("response"), str)]
-    return out
+    """Every reply of the judge split, sarcastic or not: what real text looks like to the coherence check. Not the
+    leak split: its replies are mostly in character, and when 320 more of them joined, the check's idea of real
+    English leaned toward Skippy's register (clean casual chat kept 28/34 -> 25/34, overall 96.8 % -> 95.2 %)."""
+    return [r.response for r in judge_rows(character)]
 
 
 class AttitudeModel:
@@ -294,9 +289,9 @@ class ClassifierJudge:
 
 
 def judge_key(character: Character) -> str:
-    """What the judge's verdicts depend on: the judge split, the markers, the code versions."""
-    files = [*character.judge_files(), *(["judge_leaks"] if "judge_leaks" in character.files else [])]
-    h = hashlib.sha256(character.files_hash(*files).encode())
+    """What the judge's verdicts depend on: the judge split, the markers, the code versions (the leak judge keys
+    its own split)."""
+    h = hashlib.sha256(character.files_hash(*character.judge_files()).encode())
     h.update("\0".join(character.markers).encode())
     h.update(f"{CLASSIFIER_VERSION}\0{embedding.VERSION}\0{COHERENCE_VERSION}".encode())
     return h.hexdigest()[:12]

@@ -36,7 +36,8 @@ import numpy as np
 from . import embedding
 from .corruptions import CORRUPTIONS, salad
 
-VERSION = "coh5"  # coh3: interjections are sentences; coh5: WordNet English, no register features, keeps 98 %
+VERSION = "coh6"  # coh3: interjections are sentences; coh5: WordNet English, no register features, keeps 98 %;
+# coh6: real replies are the judge split alone (not the leak split)
 TOKEN = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)*|\d+(?:[.,]\d+)*|[.,!?;:]")
 MIN_REAL_WORDS = 0.6  # below this share of dictionary words a reply is salad, no model needed
 SHORT = 4  # replies of fewer words are judged by the lexical check alone
