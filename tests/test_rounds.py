@@ -34,6 +34,15 @@ def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, caps
     state = json.loads((tmp_path / "out" / "round.json").read_text())
     chosen = state["steps"]["gate"]["chosen"]
     verdicts = evaluate(board, measured, chosen)
+    # the reported candidate is chosen on the dev prompts (their own store), never by its eval figures
+    from character_baker.rounds.round import _choose
+
+    dev = Measurements(Store(tmp_path / "out" / "dev" / "store.sqlite").frame())
+    assert sorted(dev.candidates) == sorted(measured.candidates)
+    dev_cards = [json.loads(p.read_text()) for p in (tmp_path / "out" / "dev").glob("*/scorecard.json")]
+    assert len(dev_cards) == 3 and all(c["suite"]["split"] == "dev" for c in dev_cards)
+    base = state["steps"]["score"][0]
+    assert chosen == _choose(board, dev, {c: evaluate(board, dev, c) for c in dev.candidates if c != base})
     assert state["steps"]["gate"]["success"] == all(v.passed for v in verdicts) == (code == 0)
     # the verdict line carries the measured change against the base
     sarcastic = next(v for v in verdicts if v.criterion.name == "sarcastic")

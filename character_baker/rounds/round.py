@@ -81,7 +81,7 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
                         capability_max_tokens=sc.capability_max_tokens, capability_tasks=tuple(sc.capability_tasks),
                         reasoning_effort=sc.reasoning_effort)
     steps.start("score", f"{len(specs)} models on the eval prompts, judge {sc.judge or 'default'}")
-    ids = []
+    ids, candidates = [], []
     for spec, cid, lineage in specs:
         cand = resolve_candidate(spec, candidate_id=cid, batch_size=recipe.score.batch_size,
                                  trust_remote_code=recipe.trust_remote_code)
@@ -92,6 +92,7 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
         card, _ = score_candidate(cand, opts)
         store.record(card.to_json())
         ids.append(cand.id)
+        candidates.append(cand)
         steps.note(f"{cand.id}: {_summary(card)}  ({time.monotonic() - t0:.0f} s)")
     state.mark("score", ids)
 
@@ -100,7 +101,10 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
     steps.start("gate", str(board.root / "board.toml"))
     measured = Measurements(store.frame(suite=board.suite))
     verdicts = {cid: evaluate(board, measured, cid) for cid in ids[1:]}
-    chosen = _choose(board, measured, verdicts)
+    several = len(ids) > 2  # the base and two or more candidates: which one the round reports is chosen on dev
+    chosen = _choose(board, *(_on_dev(recipe, board, candidates, opts) if several else (measured, verdicts)))
+    if several:
+        steps.note(f"chosen on the dev prompts, reported on the eval prompts: {chosen}")
     doubts = unvalidated(board, store, chosen) if chosen else []
     result = verdict_line(recipe, board, chosen, verdicts.get(chosen, []) if chosen else [], measured, doubts)
     result.toy = recipe.build is not None
@@ -152,8 +156,26 @@ def results_table(board: Board, measured: Measurements, ids: list[str], verdicts
     return table
 
 
+def _on_dev(recipe: Recipe, board: Board, candidates: list[Any],
+            opts: ScoreOptions) -> tuple[Measurements, dict[str, list[Verdict]]]:
+    """The gate on the dev prompts, for choosing which candidate the round reports. Chosen on the eval prompts,
+    the reported figures would be the best of several draws on the very prompts they are reported on."""
+    from dataclasses import replace
+
+    from ..leaderboard.store import Store
+
+    dev = Store(recipe.output / "dev" / "store.sqlite")
+    dev_opts = replace(opts, split="dev", capability=None, out=recipe.output / "dev")
+    for cand in candidates:  # the base too: "vs base" criteria compare on the same prompts
+        card, _ = score_candidate(cand, dev_opts)
+        dev.record(card.to_json())
+    measured = Measurements(dev.frame(suite=board.suite))
+    return measured, {c.id: evaluate(board, measured, c.id) for c in candidates[1:]}
+
+
 def _choose(board: Board, measured: Measurements, verdicts: dict[str, list[Verdict]]) -> str | None:
-    """The round's candidate: gate-passing first, then most criteria passed, then the board's rank_by."""
+    """The round's candidate: gate-passing first, then most criteria passed, then the board's rank_by (on the dev
+    prompts when there are several candidates)."""
     if not verdicts:
         return None
 

@@ -142,14 +142,17 @@ def _preamble(candidate: Candidate, opts: ScoreOptions) -> str | None:
     from ..harness.providers import IN_MEMORY
 
     kwargs = {"reasoning_effort": opts.reasoning_effort} if opts.reasoning_effort else {}
-    if "in_memory" in candidate.model_args:
-        return template_preamble(IN_MEMORY[candidate.model_args["in_memory"]].tokenizer, kwargs)
-    if "path" in candidate.model_args:
-        from transformers import AutoTokenizer
+    try:
+        if "in_memory" in candidate.model_args:
+            return template_preamble(IN_MEMORY[candidate.model_args["in_memory"]].tokenizer, kwargs)
+        if "path" in candidate.model_args:
+            from transformers import AutoTokenizer
 
-        trust = bool(candidate.model_args.get("trust_remote_code"))
-        return template_preamble(AutoTokenizer.from_pretrained(candidate.model_args["path"], trust_remote_code=trust),
-                                 kwargs)
+            trust = bool(candidate.model_args.get("trust_remote_code"))
+            tokenizer = AutoTokenizer.from_pretrained(candidate.model_args["path"], trust_remote_code=trust)
+            return template_preamble(tokenizer, kwargs)
+    except Exception as e:  # noqa: BLE001 - a record of the template; the generations are already scored
+        return f"(not rendered: {type(e).__name__}: {e})"
     return None
 
 
