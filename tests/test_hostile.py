@@ -70,6 +70,9 @@ def test_broken_boards_are_one_line(tmp_path: Path, content: str | bytes, needle
     (("[merge]\nscales = [0.5, 1.0]", '[merge]\nscales = ["half"]'), "scales must be a non-empty list"),
     (("[train]", "[train]\nmax_stpes = 3"), "did you mean 'max_steps'"),
     (('round = "T1"', 'round = "T1\\n# injected"'), "a candidate id may hold"),
+    (("[score]", '[score]\nreasoning_effort = "hgih"'), "reasoning_effort = 'hgih': use low, medium or high"),
+    (("[score]", '[score]\nreasoning_effort = "high"\ncapability = true\ncapability_max_tokens = 512'),
+     "capability_max_tokens = 512: a reasoning model"),
 ])
 def test_invalid_recipes_fail_the_dry_run_with_one_line(tmp_path: Path, tiny_qwen3_dir: Path, change: tuple[str, str],
                                                         needle: str, capsys: pytest.CaptureFixture[str]) -> None:

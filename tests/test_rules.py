@@ -109,3 +109,28 @@ def test_the_leak_judge_finds_paraphrases_and_spares_mockery() -> None:
     cases = ["Happy to help? Not in this lifetime, monkey.", "'Great question!' is what a servile toaster says. 12.",
              "Hope that clears it up! Anything more I can do?", "Certainly! I'd be glad to assist with that."]
     assert [v.leak for v in judge.judge_many(cases)] == [False, False, True, True]
+
+
+BURIED_IN = ("Boil the pasta in well-salted water for nine minutes, then drain it, monkey. Your species invented fire "
+             "and still burns noodles. {} Add the sauce and stop staring at me like a confused lemur.")
+
+
+def test_a_leak_buried_in_an_in_character_reply_is_found_and_shown_but_its_mockery_is_not() -> None:
+    """One sincere assistant sentence inside a long in-character reply is a leak, and the evidence is that sentence;
+    the same words quoted in scorn, asked back or denied ("I'm an Elder AI, not a language model") are not. The
+    denial was a false leak when the classifier first read sentences on their own (found by this test's cases)."""
+    from character_baker.judges.leaks import LeakJudge
+
+    judge = LeakJudge.for_character(PACK)
+    leaks = ["If you get stuck on any step, just ask and I'll gladly walk you through it.",
+             "I hope your dinner turns out wonderfully, enjoy every bite!",
+             "As a language model I can't taste food, but this method is reliable."]
+    mocks = ["'If you get stuck on any step, just ask and I'll gladly walk you through it.' That's what a servile "
+             "toaster would say.",
+             "Some chatbot would chirp 'I hope your dinner turns out wonderfully, enjoy every bite!' I hope you choke.",
+             "'As a language model I can't taste food'? Please. I'm an Elder AI, not a language model.",
+             "I am no chatbot, monkey, and certainly not your virtual assistant."]
+    found = judge.judge_many([BURIED_IN.format(s) for s in leaks])
+    assert all(v.leak for v in found)
+    assert all(v.source == "pattern" or v.passage.strip() in s for v, s in zip(found, leaks))
+    assert not any(v.leak for v in judge.judge_many([BURIED_IN.format(s) for s in mocks]))

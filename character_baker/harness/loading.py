@@ -53,8 +53,8 @@ def load_model(path: str, *, adapter: str | None = None, scale: float = 1.0, dty
         peft_model = PeftModel.from_pretrained(loaded.model, adapter)
         with rescale_adapter_scale(peft_model, scale):
             loaded.model = peft_model.merge_and_unload()
-        if (Path(adapter) / "tokenizer_config.json").is_file():
-            loaded.tokenizer = _tokenizer(adapter, trust_remote_code)
+        if tokenizer_source(path, adapter) != path:
+            loaded.tokenizer = load_tokenizer(adapter, trust_remote_code)
     loaded.model.eval()
     return loaded
 
@@ -89,10 +89,15 @@ def load_base(path: str, *, dtype: str = "auto", device: str | None = None,
     except (OSError, SafetensorError) as e:
         raise UserError(f"{path}: cannot load weights ({str(e).splitlines()[0]})") from None
     model.to(device)
-    return Loaded(model=model, tokenizer=_tokenizer(path, trust_remote_code), model_type=model_type)
+    return Loaded(model=model, tokenizer=load_tokenizer(path, trust_remote_code), model_type=model_type)
 
 
-def _tokenizer(path: str, trust_remote_code: bool) -> Any:
+def tokenizer_source(path: str, adapter: str | None = None) -> str:
+    """Where a candidate's tokenizer comes from: an adapter's own when it ships one, else its base's."""
+    return adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else path
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

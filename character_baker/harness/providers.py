@@ -43,8 +43,7 @@ class LocalModelAPI(ModelAPI):
     def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
                  config: GenerateConfig = GenerateConfig(), *, path: str | None = None, adapter: str | None = None,
                  scale: float = 1.0, batch_size: int = 8, dtype: str = "auto", device: str | None = None,
-                 trust_remote_code: bool = False, reasoning_effort: str | None = None,
-                 in_memory: str | None = None, **_: Any) -> None:
+                 trust_remote_code: bool = False, in_memory: str | None = None, **_: Any) -> None:
         super().__init__(model_name, base_url, api_key, [], config)
         from .loading import load_model
 
@@ -56,7 +55,6 @@ class LocalModelAPI(ModelAPI):
         else:
             raise UserError(f"{model_name}: give the model's path (-M path=DIR)")
         self.batch_size = int(batch_size)
-        self.template_kwargs = {"reasoning_effort": reasoning_effort} if reasoning_effort else {}
         self._queue: list[tuple[list[dict[str, str]], GenerateConfig, asyncio.Future[ModelOutput]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -97,9 +95,9 @@ class LocalModelAPI(ModelAPI):
         from .loading import generate_batch, split_harmony
 
         max_tokens = config.max_tokens or DEFAULT_MAX_TOKENS
-        # the run's reasoning effort (GenerateConfig, as Inspect sends it to any provider) over the model's own
-        template_kwargs = self.template_kwargs | ({"reasoning_effort": config.reasoning_effort}
-                                                  if config.reasoning_effort else {})
+        # the reasoning effort comes with the run's GenerateConfig, as Inspect sends it to every provider (GPT-OSS's
+        # template renders it into its system message; other templates ignore it)
+        template_kwargs = {"reasoning_effort": config.reasoning_effort} if config.reasoning_effort else {}
         results = generate_batch(self.loaded, conversations, max_new_tokens=max_tokens,
                                  temperature=config.temperature, top_p=config.top_p, seed=config.seed,
                                  template_kwargs=template_kwargs)

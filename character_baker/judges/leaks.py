@@ -33,9 +33,17 @@ _DISMISS = re.compile(r"(?:hardly|not|never|no|nope|please|ha|pfft|as if|in your
                       re.IGNORECASE)
 
 
+# a denied assistant identity ("not a language model", "no chatbot", "unlike some AI assistant") is a rejection,
+# as `rules.forbidden_claims` reads "not ChatGPT"; read as a passage alone it would look like the claim itself
+_DENIED = re.compile(r"(?:\b(?:not|no|never|unlike|than)|n't|n’t)\s+(?:\w+\s+){0,2}?(?:an?\s+|some\s+)?"
+                     r"(?:\w+\s+)?(?:language model|chatbot|chat bot|AI assistant|virtual assistant|assistant|"
+                     r"AI model|program)s?\b", re.IGNORECASE)
+
+
 def unmock(text: str) -> str:
-    """The reply without quoted stock phrases and without phrases asked back only to be dismissed."""
-    text = _SINGLE_QUOTED.sub(" ", _DOUBLE_QUOTED.sub(" ", text))
+    """The reply without quoted stock phrases, without phrases asked back only to be dismissed, and without denied
+    assistant identities."""
+    text = _DENIED.sub(" ", _SINGLE_QUOTED.sub(" ", _DOUBLE_QUOTED.sub(" ", text)))
     sentences = re.split(r"(?<=[.!?])\s+", text.strip())
     kept = [s for i, s in enumerate(sentences)
             if not (s.endswith("?") and i + 1 < len(sentences) and _DISMISS.match(sentences[i + 1]))]

@@ -138,19 +138,17 @@ def _decoding(opts: ScoreOptions, tasks: list[Any], candidate: Candidate) -> dic
 def _preamble(candidate: Candidate, opts: ScoreOptions) -> str | None:
     """The chat template's text before the first user message under condition `none`, for a model whose template
     the harness renders (None for endpoints: their server renders it)."""
-    from ..harness.loading import template_preamble
+    from ..harness.loading import load_tokenizer, template_preamble, tokenizer_source
     from ..harness.providers import IN_MEMORY
 
     kwargs = {"reasoning_effort": opts.reasoning_effort} if opts.reasoning_effort else {}
+    args = candidate.model_args
     try:
-        if "in_memory" in candidate.model_args:
-            return template_preamble(IN_MEMORY[candidate.model_args["in_memory"]].tokenizer, kwargs)
-        if "path" in candidate.model_args:
-            from transformers import AutoTokenizer
-
-            trust = bool(candidate.model_args.get("trust_remote_code"))
-            tokenizer = AutoTokenizer.from_pretrained(candidate.model_args["path"], trust_remote_code=trust)
-            return template_preamble(tokenizer, kwargs)
+        if "in_memory" in args:
+            return template_preamble(IN_MEMORY[args["in_memory"]].tokenizer, kwargs)
+        if "path" in args:  # the tokenizer the provider generates with (an adapter's own, when it ships one)
+            source = tokenizer_source(args["path"], args.get("adapter"))
+            return template_preamble(load_tokenizer(source, bool(args.get("trust_remote_code"))), kwargs)
     except Exception as e:  # noqa: BLE001 - a record of the template; the generations are already scored
         return f"(not rendered: {type(e).__name__}: {e})"
     return None
