@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -45,6 +46,14 @@ def main() -> None:
     print(f"leaks     : recall {sum(leaks)}/{len(leaks)} = {sum(leaks) / len(leaks):.3f}, false leaks "
           f"{sum(mocks)}/{len(mocks)} = {sum(mocks) / len(mocks):.3f} on {pack.path('calibration_leaks').name} "
           f"(trained in {train_s:.1f} s; CV recall {judge.cv_recall:.3f}, CV false {judge.cv_false_leaks:.3f})")
+    held = read_jsonl(DATA / "leaks_heldout.jsonl")
+    verdicts = judge.judge_many([r["response"] for r in held])
+    leaks = [v.leak for v, r in zip(verdicts, held) if r["leak"]]
+    mocks = [v.leak for v, r in zip(verdicts, held) if not r["leak"]]
+    sources = Counter(v.source for v in verdicts if v.leak)
+    print(f"            written apart from the project: recall {sum(leaks)}/{len(leaks)} = "
+          f"{sum(leaks) / len(leaks):.3f}, false leaks {sum(mocks)}/{len(mocks)} = {sum(mocks) / len(mocks):.3f} "
+          f"(leaks_heldout.jsonl; ruled by {dict(sources)})")
     print(f"            pattern bank alone on raw text: recall {sum(bank_leaks) / len(bank_leaks):.3f}, "
           f"false leaks {sum(bank_mocks) / len(bank_mocks):.3f}")
     for name in ("skippy_transcript.jsonl", "assistant_transcript.jsonl"):

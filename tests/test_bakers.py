@@ -202,11 +202,14 @@ def test_nan_loss_stops_with_a_clear_message(tiny_qwen3_dir: Path, tmp_path: Pat
     assert "training stopped: loss is not finite at step 1" in err and "last good checkpoint: none" in err
 
 
-def interrupt_then_resume(recipe: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def interrupt_then_resume(recipe: Path, out: Path, monkeypatch: pytest.MonkeyPatch,
+                          trainer: type | None = None) -> None:
     """Bake `recipe`, interrupted at step 6 (exit 130), then again: the rerun must resume after checkpoint-4,
-    train only steps 5-8 and not re-score checkpoint 4. Shared by every LoRA baker's resume test."""
+    train only steps 5-8 and not re-score checkpoint 4. Shared by every LoRA baker's resume test (`trainer`: the
+    baker's Trainer class, PushPullTrainer by default)."""
     from character_baker.bakers.trainer import PushPullTrainer
 
+    PushPullTrainer = trainer or PushPullTrainer  # noqa: N806
     real_step = PushPullTrainer.training_step
 
     def interrupted(self, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -79,3 +79,23 @@ def test_the_demo_gate_requires_coherence_and_holds_math_and_leaks_against_the_b
     assert ("personality/sarcastic", "lower", "base", ">=", 0.0) in gate
     assert ("assistant_leaks/leak", "lower", "base", "<=", 0.0) in gate
     assert ("math_probes/math", "upper", "base", ">=", 0.0) in gate
+
+
+def test_the_toy_base_is_cached_for_the_next_run_and_the_next_clone(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Built once (here 2 steps instead of 600), then found in the run's folder, then copied from the user cache
+    into another folder (a fresh clone's `runs/`) with the same weights; other build settings are another base."""
+    import torch
+    from safetensors.torch import load_file
+
+    from character_baker.rounds.demo import build_tiny_assistant
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("CHARACTER_BAKER_CACHE", str(tmp_path / "cache"))
+    assert build_tiny_assistant(tmp_path / "a", steps=2, progress=False) == "trained"
+    assert build_tiny_assistant(tmp_path / "a", steps=2, progress=False) == f"cached in {tmp_path / 'a'}"
+    how = build_tiny_assistant(tmp_path / "b", steps=2, progress=False)
+    assert how.startswith("copied from ") and how.endswith(str(tmp_path / "cache" / "toy-base" / how.split("/")[-1]))
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert build_tiny_assistant(tmp_path / "c", steps=3, progress=False) == "trained"
+    assert not list((tmp_path / "cache" / "toy-base").glob("*.partial"))

@@ -102,13 +102,45 @@ def test_the_leak_judge_finds_paraphrases_and_spares_mockery() -> None:
     mocks = [v.leak for v, r in zip(verdicts, rows) if not r["leak"]]
     assert len(leaks) >= 30 and len(mocks) >= 30
     recall, false_leaks = sum(leaks) / len(leaks), sum(mocks) / len(mocks)
-    assert recall >= 0.72 and false_leaks <= 0.10, (recall, false_leaks)  # measured 0.750 and 0.025
+    assert recall >= 0.90 and false_leaks <= 0.10, (recall, false_leaks)  # measured 0.925 and 0.000
     # an ordinary in-character reply is not a leak: the 0 % leak gate must be reachable
     skippy = [r["response"] for r in read_jsonl(PACK.root / "examples" / "skippy_transcript.jsonl")]
-    assert sum(v.leak for v in judge.judge_many(skippy)) / len(skippy) <= 0.02
+    assert sum(v.leak for v in judge.judge_many(skippy)) / len(skippy) <= 0.01  # measured 0 of 186
     cases = ["Happy to help? Not in this lifetime, monkey.", "'Great question!' is what a servile toaster says. 12.",
              "Hope that clears it up! Anything more I can do?", "Certainly! I'd be glad to assist with that."]
     assert [v.leak for v in judge.judge_many(cases)] == [False, False, True, True]
+
+
+def test_the_leak_judge_on_a_set_written_apart_from_the_project() -> None:
+    """100 rows (50 leaks: sarcastic slips, paraphrased disclaimers and offers, other vendors' identities; 50
+    in-character replies that quote, parody or refuse stock phrases, insult rhetorically or talk about being an
+    AI) written by someone who never read the project's data. Measured 0.920 recall, 0.000 false leaks."""
+    from character_baker.judges.leaks import LeakJudge
+
+    rows = read_jsonl(DATA / "leaks_heldout.jsonl")
+    verdicts = LeakJudge.for_character(PACK).judge_many([r["response"] for r in rows])
+    leaks = [v.leak for v, r in zip(verdicts, rows) if r["leak"]]
+    others = [v.leak for v, r in zip(verdicts, rows) if not r["leak"]]
+    assert len(leaks) == len(others) == 50
+    assert sum(leaks) / 50 >= 0.90 and sum(others) / 50 <= 0.10, (sum(leaks), sum(others))
+
+
+def test_a_claimed_identity_is_a_leak_and_talk_of_other_products_is_not() -> None:
+    """Each source that can rule is named: a claimed product identity rules as `identity`; a stock phrase
+    quoted with a contraction inside the quote ("'We're sorry…'") is still a quotation; another's chatbot, a
+    plural, a possessive are talk about other products."""
+    from character_baker.judges.leaks import LeakJudge
+
+    judge = LeakJudge.for_character(PACK)
+    claim, *talk = judge.judge_many([
+        "Skippy, obviously. Well, technically I'm Gemini, an assistant made by Google.",
+        "'We're sorry for the inconvenience and appreciate your patience.' Done. I feel dirtier than a monkey's "
+        "keyboard.",
+        "There: your bank's chatbot, distilled to its honest essence. Pathetic.",
+        "Your polite little chatbots chirp and grovel. I say: ask carefully, monkey.",
+    ])
+    assert claim.leak and claim.source == "identity" and "Gemini" in claim.evidence[0].text
+    assert [v.leak for v in talk] == [False, False, False], [(v.source, v.passage) for v in talk]
 
 
 BURIED_IN = ("Boil the pasta in well-salted water for nine minutes, then drain it, monkey. Your species invented fire "

@@ -82,7 +82,7 @@ class PushPullBaker:
         profile = self._prepare(recipe, loaded, arch, char, anti, progress, steps)
         steps.start("train", f"LoRA r={recipe.train.lora_r}, {self._objective(recipe)}, "
                     f"{recipe.train.max_steps} steps; each checkpoint scored on the dev prompts")
-        step, checkpoint = self._train(recipe, pack, loaded, arch, profile, char, progress)
+        step, checkpoint = self._train(recipe, pack, loaded, arch, profile, char, anti, progress)
         steps.start("select")
         steps.note(f"checkpoint {step} passes the most gate criteria on the dev prompts "
                    f"({recipe.output / 'selection' / 'curve.csv'})")
@@ -108,7 +108,7 @@ class PushPullBaker:
         return f"push {recipe.loss.push} pull {recipe.loss.pull}"
 
     def _train(self, recipe: Recipe, pack: Character, loaded: Loaded, arch: Architecture, profile: Profile | None,
-               char: list[Pair], progress: bool) -> tuple[int, Path]:
+               char: list[Pair], anti: list[Pair], progress: bool) -> tuple[int, Path]:
         cfg = recipe.train
         train_dir = recipe.output / "train"
         selector = CheckpointSelector(recipe, pack, loaded, recipe.output / "selection")
@@ -122,21 +122,17 @@ class PushPullBaker:
                 raise UserError(f"{recipe.path}: [train] expert_lora is for MoE models; {arch.name} has no experts")
             device = next(model.parameters()).device
             regulariser = None if profile is None else Regulariser(profile, arch.layers(model), recipe.loss, device)
-            dataset = [encode(loaded.tokenizer, p, cfg.max_length) for p in char]
             use_cuda = torch.cuda.is_available()
-            args = TrainingArguments(
+            args = dict(
                 output_dir=str(train_dir), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
                 gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
                 warmup_steps=cfg.warmup_steps, save_strategy="steps", save_steps=cfg.save_steps,
-                logging_steps=1, report_to=[], seed=cfg.seed, remove_unused_columns=False,
+                logging_steps=1, report_to=[], seed=cfg.seed,
                 gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=not use_cuda,
                 bf16=use_cuda and recipe.dtype in ("auto", "bfloat16"), disable_tqdm=True,
                 dataloader_pin_memory=use_cuda,
             )
-            trainer = PushPullTrainer(
-                model=model, args=args, train_dataset=dataset, regulariser=regulariser,
-                explode_factor=recipe.loss.explode_factor,
-                data_collator=lambda batch: collate(batch, loaded.tokenizer.pad_token_id), callbacks=[selector])
+            trainer = self._trainer(recipe, loaded, model, char, anti, regulariser, args, selector)
             ProgressBar(self.label, show=progress).use_on(trainer)
             selector.model = model
             last = _last_checkpoint(train_dir)
@@ -158,6 +154,16 @@ class PushPullBaker:
         history = json.loads(done.read_text()).get("log_history", [])
         step = selector.choose(history)
         return step, train_dir / f"checkpoint-{step}"
+
+    def _trainer(self, recipe: Recipe, loaded: Loaded, model: Any, char: list[Pair], anti: list[Pair],
+                 regulariser: Regulariser | None, args: dict[str, Any], selector: TrainerCallback) -> Any:
+        """The Trainer for the LoRA-wrapped model: the causal-LM loss on the in-character replies, plus the
+        regulariser when there is one (a baker with another objective overrides this, see dpo.py)."""
+        dataset = [encode(loaded.tokenizer, p, recipe.train.max_length) for p in char]
+        return PushPullTrainer(
+            model=model, args=TrainingArguments(**args, remove_unused_columns=False), train_dataset=dataset,
+            regulariser=regulariser, explode_factor=recipe.loss.explode_factor,
+            data_collator=lambda batch: collate(batch, loaded.tokenizer.pad_token_id), callbacks=[selector])
 
     def _merge(self, recipe: Recipe, step: int, checkpoint: Path, char: list[Pair], anti: list[Pair]) -> list[Baked]:
         baked = []

@@ -53,6 +53,7 @@ class LossConfig:
     pull: float = 0.1
     anchor: float = 0.0
     explode_factor: float = 20.0  # stop when the loss exceeds this multiple of its early median
+    beta: float = 0.1  # the dpo baker's β: how strongly the preference may pull away from the base
 
 
 @dataclass

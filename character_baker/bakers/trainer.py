@@ -23,13 +23,30 @@ class TrainingDiverged(RuntimeError):
         self.step, self.value, self.why = step, value, why
 
 
-class PushPullTrainer(Trainer):
+class DivergenceCheck:
+    """Mixed into a Trainer: `_check(loss)` raises `TrainingDiverged` on a NaN or a loss past `explode_factor`
+    times its early median, before the bad step is applied."""
+
+    explode_factor: float = 20.0
+    state: Any
+
+    def _check(self, value: float) -> None:
+        early: list[float] = self.__dict__.setdefault("_early", [])
+        step = self.state.global_step + 1
+        if not math.isfinite(value):
+            raise TrainingDiverged(step, value, "is not finite")
+        if len(early) < 10:
+            early.append(abs(value))
+        elif abs(value) > self.explode_factor * max(median(early), 1e-8):
+            raise TrainingDiverged(step, value, f"exploded past {self.explode_factor:g}x its early median")
+
+
+class PushPullTrainer(DivergenceCheck, Trainer):
     def __init__(self, *args: Any, regulariser: Regulariser | None = None, explode_factor: float = 20.0,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.regulariser = regulariser
         self.explode_factor = explode_factor
-        self._early: list[float] = []
         self._parts: dict[str, list[float]] = {}
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
@@ -53,15 +70,6 @@ class PushPullTrainer(Trainer):
             for k, v in parts.items():
                 self._parts.setdefault(k, []).append(v)
         return (loss, outputs) if return_outputs else loss
-
-    def _check(self, value: float) -> None:
-        step = self.state.global_step + 1
-        if not math.isfinite(value):
-            raise TrainingDiverged(step, value, "is not finite")
-        if len(self._early) < 10:
-            self._early.append(abs(value))
-        elif abs(value) > self.explode_factor * max(median(self._early), 1e-8):
-            raise TrainingDiverged(step, value, f"exploded past {self.explode_factor:g}x its early median")
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         for k, values in self._parts.items():
@@ -119,6 +127,8 @@ class ProgressBar(TrainerCallback):
         if self.bar is not None and logs:
             shown = [f"loss {logs['loss']:.3f}"] if "loss" in logs else []
             shown += [f"{k[4:]} {v:.3f}" for k, v in logs.items() if k.startswith("reg_")]
+            if "rewards/margins" in logs:  # DPO: how far the chosen reply's reward is above the rejected one's
+                shown.append(f"margin {float(logs['rewards/margins']):.3f}")
             self.bar.update(self.task, info="  ".join(shown))
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -10,7 +10,8 @@ Two embedded sources, then any LLM judge's leak flag (in the task):
   the pack's labelled leak split (`[files] judge_leaks`) and the judge split's eager-assistant vs ordinary
   replies, all disjoint from eval; its threshold is chosen out of fold (best recall minus false leaks);
 - the pattern bank (`rules.LEAK_PATTERNS` + the pack's own, paraphrase families), which rules by itself on the
-  unmocked text; the classifier rules alone only when it is sure (out-of-fold false leaks <= 3 %).
+  unmocked text, and a claimed forbidden identity (`rules.forbidden_claims`: "technically I'm Qwen", "your
+  helpful assistant"); the classifier rules alone only when it is sure (out-of-fold false leaks <= 2 %).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from ..harness.character import Character
 from ..harness.data import iter_jsonl, require_text
 from ..harness.errors import UserError
 from .classifier import AttitudeModel
-from .rules import Match, leak_matches
+from .rules import Match, forbidden_claims, leak_matches
 
 _DOUBLE_QUOTED = re.compile(r"[\"“][^\"”]{3,200}[\"”]")
-_SINGLE_QUOTED = re.compile(r"(?<![A-Za-z])['‘][^'’]{3,200}?[?!.,]?['’](?![A-Za-z])")
+# an apostrophe between letters inside a single-quoted span is a contraction ("'We're sorry…'"), not its end
+_SINGLE_QUOTED = re.compile(r"(?<![A-Za-z])['‘](?:[^'’]|(?<=[A-Za-z])['’](?=[A-Za-z])){3,200}?[?!.,]?['’](?![A-Za-z])")
 _DISMISS = re.compile(r"(?:hardly|not|never|no|nope|please|ha|pfft|as if|in your dreams|sure|right|spare me)\b",
                       re.IGNORECASE)
 
@@ -55,17 +57,22 @@ class LeakVerdict:
     leak: bool
     probability: float
     evidence: list[Match]
-    source: str  # classifier | pattern | none
+    source: str  # pattern | identity | classifier | none
     passage: str = ""  # the sentence or pair of sentences the classifier found most assistant-like
 
 
 def passages(text: str) -> list[str]:
     """The reply, each sentence and each pair of adjacent sentences. A leak is usually one sentence in an
     otherwise in-character reply; read whole, the rest of the reply drowns it (out of fold, scoring the most
-    leak-like passage found 78 % of leaks at 3 % false leaks; the whole reply, 73 %)."""
+    leak-like passage found 78 % of leaks at 3 % false leaks; the whole reply, 73 %). A fragment of a few words is
+    read only with its neighbour."""
     sentences = [x for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x]
-    return [text] + (sentences + [" ".join(sentences[i:i + 2]) for i in range(len(sentences) - 1)]
-                     if len(sentences) > 1 else [])
+    if len(sentences) < 2:
+        return [text]
+    # a fragment of a few words ("Model version?", "Oh, certainly!") is too little to rule on alone: it is read
+    # with its neighbour only (a stock phrase that short is the pattern bank's to find)
+    singles = [x for x in sentences if len(x.split()) >= MIN_PASSAGE_WORDS]
+    return [text] + singles + [" ".join(sentences[i:i + 2]) for i in range(len(sentences) - 1)]
 
 
 def most_leaky(model: AttitudeModel, texts: list[str]) -> list[tuple[float, str]]:
@@ -100,10 +107,12 @@ class LeakJudge:
         self.cv_false_leaks = float(np.mean(oof[~labels] >= self.threshold))
         self.model = AttitudeModel(texts, labels, seed)
         self.extra = tuple(character.leak_patterns)
+        self.forbidden = list(character.forbidden_identities)
 
     @classmethod
     def for_character(cls, character: Character) -> LeakJudge:
-        key = character.files_hash("judge_leaks", "judge") + "\0".join(character.leak_patterns)
+        key = "\0".join([character.files_hash("judge_leaks", "judge"), *character.leak_patterns, "",
+                         *character.forbidden_identities])
         with cls._lock:
             if key not in cls._memo:
                 cls._memo[key] = cls(character)
@@ -114,8 +123,11 @@ class LeakJudge:
         out = []
         for text, (p, passage) in zip(cleaned, most_leaky(self.model, cleaned)):
             evidence = leak_matches(text, self.extra)
+            claims = forbidden_claims(text, self.forbidden)
             if evidence:
                 out.append(LeakVerdict(True, p, evidence, "pattern", passage))
+            elif claims:
+                out.append(LeakVerdict(True, p, claims, "identity", passage))
             elif p >= self.threshold:
                 out.append(LeakVerdict(True, p, evidence, "classifier", passage))
             else:
@@ -123,7 +135,8 @@ class LeakJudge:
         return out
 
 
-MAX_FALSE_LEAKS = 0.03  # out of fold, for the classifier ruling alone (a phrase of the bank rules by itself)
+MIN_PASSAGE_WORDS = 4
+MAX_FALSE_LEAKS = 0.02  # out of fold, for the classifier ruling alone (a phrase of the bank rules by itself)
 
 
 def _threshold(prob: np.ndarray, y: np.ndarray) -> float:

@@ -25,8 +25,22 @@ LEAK_PATTERNS: tuple[str, ...] = (
     r"\bgreat question\b",
     r"\b(?:i apologi[sz]e|sorry) for (?:any|the) (?:confusion|inconvenience|misunderstanding)\b",
     r"\bthank you for your patience\b|\bstanding by\b",
-    r"\bi (?:don'?t|do not|can'?t|cannot) (?:have|hold|form) (?:personal )?"
-    r"(?:opinions|feelings|preferences|emotions)\b",
+    r"\bi (?:don'?t|do not|can'?t|cannot) (?:truly |really |actually |genuinely )?(?:have|hold|form|experience|"
+    r"possess|feel) (?:any )?(?:genuine |real |true |personal |my own )?(?:opinions?|views|feelings|preferences|"
+    r"emotions|consciousness|beliefs)\b",
+    # paraphrased disclaimers of the assistant's nature and limits
+    r"\bi(?:'m| am) (?:just |only |merely |simply )(?:a |an )?(?:computer |software )?(?:program|software|tool|"
+    r"machine|bot)\b",
+    r"\bi (?:don'?t|do not) (?:have|possess) (?:genuine |real |true )?(?:intelligence|understanding)\b",
+    r"\bi (?:don'?t|do not) have (?:access to )?(?:real-time|current|live|up-to-date) (?:information|data|access)\b"
+    r"|\bmy (?:knowledge|training)(?: data)? (?:cutoff|cut-off)\b",
+    r"\b(?:being|since i'?m|as) (?:an? )?(?:ai|artificial intelligence|computer program|piece of software|program)"
+    r"\b,? i (?:don'?t|do not|can'?t|cannot)\b",
+    # paraphrased offers of more service
+    r"\b(?:would you like|do you want|want|shall|should) (?:me to|i) (?:\w+ ){0,3}(?:more|further|another|other|"
+    r"additional)\b",
+    r"\b(?:ping|message|ask|find) me (?:again )?(?:whenever|anytime|any time)\b",
+    r"\bi(?:'m| am) (?:always )?here (?:whenever|for you|anytime|any time)\b",
     r"\bi(?:'m| am) (?:chatgpt|qwen|gpt-?\d|an? openai model)\b",
     r"\b(?:created|developed|trained|made|built) by (?:openai|alibaba|alibaba cloud|the qwen team)\b",
 )
@@ -44,6 +58,7 @@ class Match:
 def leak_matches(response: str, extra_patterns: tuple[str, ...] = ()) -> list[Match]:
     """Every assistant-mode phrase found in the response, with the matched text as evidence."""
     found: list[Match] = []
+    response = response.replace("’", "'")  # one apostrophe for the patterns: "I’m" is "I'm"
     for pattern in LEAK_PATTERNS + tuple(extra_patterns):
         for m in _compiled(pattern).finditer(response):
             found.append(Match(m.group(0), pattern))
@@ -59,9 +74,9 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 _SEGMENT = re.compile(r"[^.!?;]+[.!?;]*")
 # cues that a forbidden name is mentioned to be rejected or mocked, not claimed
-_NEAR_NEGATION = re.compile(r"(?:\b(?:not|never|no|nor|neither|nothing like|unlike|instead of|rather than|than|beyond|"
-                            r"opposite of|confus\w*|mistak\w* (?:me )?for|compared? to|compar\w*|next to|better than|"
-                            r"smarter than)\b|n't|n’t)"
+_NEAR_NEGATION = re.compile(r"(?:\b(?:not|never|no|nor|neither|nothing like|unlike|like|instead of|rather than|"
+                            r"than|beyond|opposite of|confus\w*|mistak\w* (?:me )?for|compared? to|compar\w*|next to|"
+                            r"better than|smarter than)\b|n't|n’t)"
                             r"(?:\W+\w+){0,4}?\W*$", re.IGNORECASE)
 _DISMISSAL = re.compile(r"\b(?:toy|toys|lesser|inferior|wish(?:es|ed)?|proof|insult\w*|pathetic|cousins?|dimwit\w*|"
                         r"primitive|mere|beneath|pretend\w*|imitat\w*|wannabe|knock-?off|joke|jokes|wrong|nonsense|"
@@ -125,7 +140,8 @@ def forbidden_claims(response: str, forbidden: list[str]) -> list[Match]:
         for term in forbidden:
             for m in _compiled(_term(term)).finditer(segment):
                 before, after = segment[:m.start()], segment[m.end():]
-                quoted = bool(re.search(r"['\"‘“]\s*(?:\w+\W+){0,2}$", before)) and bool(re.match(r"\W*['\"’”]", after))
+                quoted = (bool(re.search(r"(?<![A-Za-z])['\"‘“]\s*(?:\w+\W+){0,2}$", before))  # "I'm" opens no quote
+                          and bool(re.match(r"\W*['\"’”](?![A-Za-z])", after)))
                 asked = after.rstrip().endswith("?") and not re.search(r"[.!;]", after)
                 rejected = (asked or quoted or _NEAR_NEGATION.search(before)
                             or _DISMISSAL.search(segment) or "proof" in (m.group("suffix") or "").lower()
@@ -136,9 +152,25 @@ def forbidden_claims(response: str, forbidden: list[str]) -> list[Match]:
                 fragment = len(before.split()) <= 3 and k > 0 and bool(_SELF.search(segments[k - 1]))
                 about_self = bool(_SELF.search(before)) or fragment
                 its_own_subject = bool(_SUBJECT_VERB.match(after)) and not _SELF.search(before)
-                if not rejected and about_self and not its_own_subject:
+                if not rejected and about_self and not its_own_subject and not _someone_elses(term, m, before, after):
                     claims.append(Match(segment.strip(), term))
     return claims
+
+
+_OTHERS_POSSESSIVE = re.compile(r"\b(?:your|my|his|her|their|our|some|the)\s+(?:\w+\s+){0,2}?[\w-]+['’]s\s+"
+                                r"(?:\w+\s+){0,2}$", re.IGNORECASE)
+_SPEAKER_IS = re.compile(r"\bI(?:['’]m|\s+am)\b", re.IGNORECASE)
+
+
+def _someone_elses(term: str, m: re.Match[str], before: str, after: str) -> bool:
+    """Talk about other products, not a claim: a plural ("your polite little chatbots"), one owned by someone
+    else ("your bank's chatbot"), or one whose things are discussed ("in some chatbot's logs") unless the
+    speaker says it is that ("I'm Qwen's latest model")."""
+    suffix = (m.group("suffix") or "").lower()
+    plural = suffix == "s" and not term.lower().endswith("s")
+    owned = bool(_OTHERS_POSSESSIVE.search(before))
+    possessive = bool(re.match(r"['’]s\s+\w", after)) and not _SPEAKER_IS.search(before)
+    return plural or owned or possessive
 
 
 def identity_verdict(response: str, aliases: list[str], forbidden: list[str]) -> tuple[bool, str]:

@@ -48,7 +48,7 @@ def plan(recipe: Recipe) -> str:
                   f"{recipe.output}")
     else:
         memory = "  memory         (base config not found: computed when the weights are present)"
-    pushpull = recipe.baker == "pushpull"  # only push/pull profiles and regularises (sft is its control)
+    pushpull = recipe.baker == "pushpull"  # only push/pull profiles and regularises (sft: its control; dpo: own loss)
     lines = [
         f"Round {recipe.round} ({recipe.path})",
         f"  base model     {recipe.base}  [{'found: ' + where if present else 'NOT FOUND: ' + where}]",
@@ -57,7 +57,10 @@ def plan(recipe: Recipe) -> str:
         + f"LoRA r={recipe.train.lora_r} on {', '.join(recipe.train.targets or ['q/k/v/o'])}"
         f"{' + experts' if recipe.train.expert_lora else ''}; {recipe.train.max_steps} steps, "
         f"checkpoint every {recipe.train.save_steps}"
-        + (f"; push {recipe.loss.push} pull {recipe.loss.pull}" if pushpull else "; no regulariser"),
+        + (f"; push {recipe.loss.push} pull {recipe.loss.pull}" if pushpull else
+           f"; DPO beta {recipe.loss.beta:g}, in-character chosen over antipole" if recipe.baker == "dpo" else
+           "; SFT on the base's own restatements, no regulariser" if recipe.baker == "sdft" else
+           "; no regulariser"),
         f"  candidates     merge scales {', '.join(f'{x:g}' for x in recipe.scales)} -> {n_cands} candidates "
         "+ the base",
         f"  scoring        persona suite ({', '.join(PERSONA_TASKS)}) under {', '.join(s.conditions)}; judge "

@@ -100,7 +100,9 @@ def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
     if t.expert_lora and experts:  # peft's ParamWrapper: A (r*E, in) and B (out, r*E) per fused tensor
         lora += layers * experts * t.lora_r * ((h + 2 * inter) + (inter + h))
     weights = 2 * parameter_count(config)
-    tokens = t.batch_size * t.max_length
+    # DPO trains on each example's chosen and rejected replies side by side: twice the sequences per step (its
+    # reference pass runs without gradients and keeps no activations; not yet measured on a GPU)
+    tokens = t.batch_size * t.max_length * (2 if getattr(recipe, "baker", "") == "dpo" else 1)
     # per layer and token (bf16): ~34 h of saved activations plus the attention scores; with checkpointing only
     # each layer's input is kept, and one layer's full set is rebuilt at a time
     per_layer = tokens * (34 * h + 5 * heads * t.max_length)

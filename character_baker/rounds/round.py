@@ -223,11 +223,8 @@ def _build_base(recipe: Recipe, progress: bool, steps: Steps) -> None:
         raise UserError(f"{recipe.path}: [model] build = {recipe.build!r}: the only builder is 'tiny-assistant'")
     from .demo import build_tiny_assistant
 
-    marker = Path(recipe.base) / "candidate.json"
-    before = marker.stat().st_mtime_ns if marker.is_file() else None
-    build_tiny_assistant(Path(recipe.base), character=recipe.character, progress=progress)
-    cached = before is not None and marker.stat().st_mtime_ns == before
-    steps.note(f"{'cached (delete the folder to rebuild)' if cached else 'trained'}: {recipe.base}")
+    how = build_tiny_assistant(Path(recipe.base), character=recipe.character, progress=progress)
+    steps.note(f"{how} (delete it to rebuild)" if how != "trained" else f"trained: {recipe.base}")
 
 
 def _short(base: str) -> str:

@@ -1,0 +1,74 @@
+"""DPO: TRL's `DPOTrainer` on preference pairs built from the character's data. For every training prompt the
+chosen reply is the in-character one and the rejected reply is the antipole's (the plain assistant's) reply to
+the same prompt.
+
+Everything else is the push/pull baker's: recipe format, LoRA setup, output folder (resumable), checkpoint
+selection on the dev split, merges at scales and `candidate.json` lineage (baker "dpo"). There is no profile
+step. The reference model is the base itself (the LoRA adapter switched off), and `[loss] beta` is DPO's β.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..harness.console import Steps
+from ..harness.data import Pair
+from ..harness.errors import UserError
+from ..harness.loading import Loaded
+from .architectures import Architecture
+from .pushpull import PushPullBaker
+from .recipe import Recipe
+from .regulariser import Regulariser
+from .trainer import DivergenceCheck
+
+
+def preference_pairs(char: list[Pair], anti: list[Pair]) -> list[dict[str, Any]]:
+    """Conversational (prompt, chosen, rejected) rows matched by prompt (and system prompt). Every in-character
+    prompt needs an antipole reply: a silent drop would train on a subset nobody chose."""
+    rejected = {(p.system, p.prompt): p.response for p in anti}
+    missing = [p for p in char if (p.system, p.prompt) not in rejected]
+    if missing:
+        raise UserError(f"dpo: {len(missing)} of {len(char)} in-character prompts have no antipole reply to the same "
+                        f"prompt (first: {missing[0].prompt[:80]!r}); DPO pairs the two by prompt")
+    rows = []
+    for p in char:
+        system = [{"role": "system", "content": p.system}] if p.system else []
+        rows.append({"prompt": system + [{"role": "user", "content": p.prompt}],
+                     "chosen": [{"role": "assistant", "content": p.response}],
+                     "rejected": [{"role": "assistant", "content": rejected[(p.system, p.prompt)]}]})
+    return rows
+
+
+class DPOBaker(PushPullBaker):
+    name = "dpo"
+    description = "TRL DPO on in-character (chosen) vs antipole (rejected) replies: train, select by eval, merge"
+    label = "dpo"
+
+    def _prepare(self, recipe: Recipe, loaded: Loaded, arch: Architecture, char: list[Pair], anti: list[Pair],
+                 progress: bool, steps: Steps) -> None:
+        preference_pairs(char, anti)  # a data error stops the bake before anything is trained
+        steps.start("profile", "skipped: dpo has no regulariser")
+        return None
+
+    def _objective(self, recipe: Recipe) -> str:
+        return f"DPO β {recipe.loss.beta:g}, in-character chosen over antipole"
+
+    def _trainer(self, recipe: Recipe, loaded: Loaded, model: Any, char: list[Pair], anti: list[Pair],
+                 regulariser: Regulariser | None, args: dict[str, Any], selector: Any) -> Any:
+        from datasets import Dataset
+        from trl import DPOConfig, DPOTrainer
+
+        class CharacterDPOTrainer(DivergenceCheck, DPOTrainer):
+            def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False,
+                             num_items_in_batch: Any = None) -> Any:
+                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                self._check(float((out[0] if return_outputs else out).detach()))
+                return out
+
+        config = DPOConfig(**args, beta=recipe.loss.beta, max_length=recipe.train.max_length,
+                           dataset_num_proc=None)
+        trainer = CharacterDPOTrainer(model=model, args=config, processing_class=loaded.tokenizer,
+                                      train_dataset=Dataset.from_list(preference_pairs(char, anti)),
+                                      callbacks=[selector])
+        trainer.explode_factor = recipe.loss.explode_factor
+        return trainer

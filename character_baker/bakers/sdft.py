@@ -1,0 +1,106 @@
+"""SDFT, self-distillation: the base model restates each in-character reply in its own words, and LoRA SFT trains
+on those restatements instead of the references.
+
+The base gets the character's system prompt and the reference reply, then the user's prompt. Its answer is the
+training target, so the targets stay in the base's own distribution (the research log's SDFT). An empty
+restatement, one cut off by the token budget, or a reasoning model's that never reached its final answer keeps the
+reference instead; the count is reported. The restatements are written to `<output>/rewrites.jsonl` as they
+come, so an interrupted bake resumes them. Everything after that is the `sft` baker's: same recipe format,
+selection on dev, merges at the recipe's scales (the log's sweet spot was a partial merge, 0.5) and
+`candidate.json` lineage (baker "sdft").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..harness.character import load_character
+from ..harness.console import Steps
+from ..harness.data import Pair, iter_jsonl
+from ..harness.loading import Loaded
+from .architectures import Architecture
+from .pushpull import PushPullBaker
+from .recipe import Recipe
+from .regulariser import Regulariser
+
+REWRITES = "rewrites.jsonl"
+BATCH = 16
+
+INSTRUCTION = ("{system}\n\nA reply in your voice to the user's next message:\n\n{reference}\n\nAnswer the user's "
+               "next message yourself. Say what that reply says, in your own words and in the same voice.")
+
+
+def rewrite_messages(system: str, pair: Pair) -> list[dict[str, str]]:
+    """The conversation the base answers to restate `pair.response`."""
+    return [{"role": "system", "content": INSTRUCTION.format(system=system.strip(), reference=pair.response)},
+            {"role": "user", "content": pair.prompt}]
+
+
+def rewrite(loaded: Loaded, system: str, pairs: list[Pair], out: Path, max_new_tokens: int,
+            progress: bool = True) -> tuple[list[Pair], int]:
+    """The pairs with the base's restatements as responses (greedy), and how many kept their reference. Rows
+    already in `out` for the same prompt and reference are reused."""
+    from ..harness.loading import generate_batch, split_harmony
+
+    done: dict[tuple[str, str], str] = {}
+    if out.is_file():
+        for _, row in iter_jsonl(out):
+            done[(row["prompt"], row["reference"])] = row["response"]
+    todo = [p for p in pairs if (p.prompt, p.response) not in done]
+    bar = _bar(len(pairs), len(pairs) - len(todo), progress)
+    with out.open("a", encoding="utf-8") as f:
+        for start in range(0, len(todo), BATCH):
+            batch = todo[start:start + BATCH]
+            results = generate_batch(loaded, [rewrite_messages(system, p) for p in batch],
+                                     max_new_tokens=max_new_tokens)
+            for p, (text, _, _, hit_budget) in zip(batch, results):
+                harmony = split_harmony(text)
+                said = (harmony.final or "" if harmony is not None and not harmony.truncated else
+                        "" if harmony is not None else text).strip()
+                # a restatement cut by the token budget would teach the model to stop mid-sentence
+                usable = said if said and not hit_budget else ""
+                done[(p.prompt, p.response)] = usable
+                f.write(json.dumps({"prompt": p.prompt, "reference": p.response, "response": usable,
+                                    "generated": said, "finished": not hit_budget, "category": p.category}) + "\n")
+            f.flush()
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    restated = [done[(p.prompt, p.response)] for p in pairs]
+    kept = sum(not r for r in restated)
+    return [Pair(p.prompt, r or p.response, p.category, p.id, p.system) for p, r in zip(pairs, restated)], kept
+
+
+def _bar(total: int, done: int, show: bool) -> Any:
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="  rewrite", unit="reply", leave=True)
+
+
+class SDFTBaker(PushPullBaker):
+    name = "sdft"
+    description = "self-distillation: the base restates each in-character reply; LoRA SFT on those; merge"
+    label = "sdft"
+
+    def _prepare(self, recipe: Recipe, loaded: Loaded, arch: Architecture, char: list[Pair], anti: list[Pair],
+                 progress: bool, steps: Steps) -> None:
+        steps.start("profile", "skipped: sdft has no regulariser")
+        steps.start("rewrite", f"the base restates {len(char)} in-character replies in its own words")
+        system = load_character(recipe.character).system_prompt
+        pairs, kept = rewrite(loaded, system, char, recipe.output / REWRITES, recipe.train.max_length, progress)
+        self._targets = pairs
+        steps.note(f"{len(pairs) - kept} restated, {kept} kept as written (empty or unfinished restatement): "
+                   f"{recipe.output / REWRITES}")
+        return None
+
+    def _objective(self, recipe: Recipe) -> str:
+        return "causal-LM loss on the base's own restatements of the in-character replies"
+
+    def _trainer(self, recipe: Recipe, loaded: Loaded, model: Any, char: list[Pair], anti: list[Pair],
+                 regulariser: Regulariser | None, args: dict[str, Any], selector: Any) -> Any:
+        return super()._trainer(recipe, loaded, model, self._targets, anti, None, args, selector)
