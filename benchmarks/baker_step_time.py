@@ -39,7 +39,9 @@ def step_seconds(baker_name: str, model_dir: Path, work: Path) -> float:
     torch.manual_seed(0)
     model = lora_model(loaded.model, 16, 32, 0.0, list(arch.lora_targets))
     args = dict(output_dir=str(work / baker_name / "train"), max_steps=STEPS, per_device_train_batch_size=8,
-                learning_rate=1e-4, save_strategy="no", logging_steps=1, report_to=[], use_cpu=True, disable_tqdm=True)
+                learning_rate=1e-4, save_strategy="no", logging_steps=1, report_to=[], use_cpu=True, disable_tqdm=True,
+                # as the bake sets them: TRL's configs default to bf16 autocast and gradient checkpointing
+                bf16=False, gradient_checkpointing=False)
     baker = get_baker(baker_name)
     trainer = baker._trainer(recipe, loaded, model, pack.character_pairs,  # type: ignore[attr-defined]
                              pack.antipole_pairs, None, args, TrainerCallback())

@@ -224,7 +224,9 @@ def _build_base(recipe: Recipe, progress: bool, steps: Steps) -> None:
     from .demo import build_tiny_assistant
 
     how = build_tiny_assistant(Path(recipe.base), character=recipe.character, progress=progress)
-    steps.note(f"{how} (delete it to rebuild)" if how != "trained" else f"trained: {recipe.base}")
+    rebuild = " (delete the folder to rebuild)" if how.startswith("cached") else \
+        f" (delete that folder and {recipe.base} to rebuild)" if how.startswith("copied") else f": {recipe.base}"
+    steps.note(how + rebuild)
 
 
 def _short(base: str) -> str:
