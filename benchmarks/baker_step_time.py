@@ -23,6 +23,7 @@ def step_seconds(baker_name: str, model_dir: Path, work: Path) -> float:
 
     from character_baker.bakers import get_baker
     from character_baker.bakers.architectures import resolve
+    from character_baker.bakers.pushpull import trainer_args
     from character_baker.bakers.recipe import load_recipe
     from character_baker.bakers.trainer import lora_model
     from character_baker.harness.character import load_character
@@ -31,17 +32,15 @@ def step_seconds(baker_name: str, model_dir: Path, work: Path) -> float:
     recipe_path = work / f"{baker_name}.toml"
     recipe_path.write_text(f'round = "B"\nbaker = "{baker_name}"\ncharacter = "skippy"\n'
                            f'output = "{work / baker_name}"\n[model]\nbase = "{model_dir}"\n'
-                           '[train]\nmax_length = 128\n')
+                           '[train]\nmax_length = 128\nbatch_size = 8\nlearning_rate = 1e-4\n')
     recipe = load_recipe(recipe_path)
     pack = load_character("skippy")
     loaded = load_base(str(model_dir))
     arch = resolve("auto", loaded.model_type)
     torch.manual_seed(0)
     model = lora_model(loaded.model, 16, 32, 0.0, list(arch.lora_targets))
-    args = dict(output_dir=str(work / baker_name / "train"), max_steps=STEPS, per_device_train_batch_size=8,
-                learning_rate=1e-4, save_strategy="no", logging_steps=1, report_to=[], use_cpu=True, disable_tqdm=True,
-                # as the bake sets them: TRL's configs default to bf16 autocast and gradient checkpointing
-                bf16=False, gradient_checkpointing=False)
+    # the bake's own settings (a first run built its own and got TRL's bf16 autocast: dpo read 21x), for fewer steps
+    args = {**trainer_args(recipe, work / baker_name / "train"), "max_steps": STEPS, "save_strategy": "no"}
     baker = get_baker(baker_name)
     trainer = baker._trainer(recipe, loaded, model, pack.character_pairs,  # type: ignore[attr-defined]
                              pack.antipole_pairs, None, args, TrainerCallback())

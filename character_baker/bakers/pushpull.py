@@ -122,17 +122,8 @@ class PushPullBaker:
                 raise UserError(f"{recipe.path}: [train] expert_lora is for MoE models; {arch.name} has no experts")
             device = next(model.parameters()).device
             regulariser = None if profile is None else Regulariser(profile, arch.layers(model), recipe.loss, device)
-            use_cuda = torch.cuda.is_available()
-            args = dict(
-                output_dir=str(train_dir), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
-                gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
-                warmup_steps=cfg.warmup_steps, save_strategy="steps", save_steps=cfg.save_steps,
-                logging_steps=1, report_to=[], seed=cfg.seed,
-                gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=not use_cuda,
-                bf16=use_cuda and recipe.dtype in ("auto", "bfloat16"), disable_tqdm=True,
-                dataloader_pin_memory=use_cuda,
-            )
-            trainer = self._trainer(recipe, loaded, model, char, anti, regulariser, args, selector)
+            trainer = self._trainer(recipe, loaded, model, char, anti, regulariser, trainer_args(recipe, train_dir),
+                                    selector)
             ProgressBar(self.label, show=progress).use_on(trainer)
             selector.model = model
             last = _last_checkpoint(train_dir)
@@ -185,6 +176,22 @@ class PushPullBaker:
             del merged
             release_memory()
         return baked
+
+
+def trainer_args(recipe: Recipe, train_dir: Path) -> dict[str, Any]:
+    """The Trainer settings of a bake, every one that matters set explicitly: TRL's configs have other defaults
+    (bf16 autocast and gradient checkpointing, slow on a CPU), and every baker's Trainer takes these."""
+    cfg = recipe.train
+    use_cuda = torch.cuda.is_available()
+    return dict(
+        output_dir=str(train_dir), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        logging_steps=1, report_to=[], seed=cfg.seed,
+        gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=not use_cuda,
+        bf16=use_cuda and recipe.dtype in ("auto", "bfloat16"), disable_tqdm=True,
+        dataloader_pin_memory=use_cuda,
+    )
 
 
 def save_merged(loaded: Loaded, target: Path) -> None:

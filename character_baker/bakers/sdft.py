@@ -16,10 +16,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..harness import loading
 from ..harness.character import load_character
 from ..harness.console import Steps
 from ..harness.data import Pair, iter_jsonl
-from ..harness.loading import Loaded
+from ..harness.loading import Loaded, split_harmony
 from .architectures import Architecture
 from .pushpull import PushPullBaker
 from .recipe import Recipe
@@ -42,44 +43,40 @@ def rewrite(loaded: Loaded, system: str, pairs: list[Pair], out: Path, max_new_t
             progress: bool = True) -> tuple[list[Pair], int]:
     """The pairs with the base's restatements as responses (greedy), and how many kept their reference. Rows
     already in `out` for the same prompt and reference are reused."""
-    from ..harness.loading import generate_batch, split_harmony
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     done: dict[tuple[str, str], str] = {}
     if out.is_file():
         for _, row in iter_jsonl(out):
             done[(row["prompt"], row["reference"])] = row["response"]
     todo = [p for p in pairs if (p.prompt, p.response) not in done]
-    bar = _bar(len(pairs), len(pairs) - len(todo), progress)
-    with out.open("a", encoding="utf-8") as f:
+    with out.open("a", encoding="utf-8") as f, Progress(TextColumn("  rewrite"), BarColumn(), MofNCompleteColumn(),
+                                                       TimeRemainingColumn(), disable=not progress) as bar:
+        task = bar.add_task("rewrite", total=len(pairs), completed=len(pairs) - len(todo))
         for start in range(0, len(todo), BATCH):
             batch = todo[start:start + BATCH]
-            results = generate_batch(loaded, [rewrite_messages(system, p) for p in batch],
-                                     max_new_tokens=max_new_tokens)
+            results = loading.generate_batch(loaded, [rewrite_messages(system, p) for p in batch],
+                                             max_new_tokens=max_new_tokens)
             for p, (text, _, _, hit_budget) in zip(batch, results):
-                harmony = split_harmony(text)
-                said = (harmony.final or "" if harmony is not None and not harmony.truncated else
-                        "" if harmony is not None else text).strip()
+                said = _final_answer(text)
                 # a restatement cut by the token budget would teach the model to stop mid-sentence
                 usable = said if said and not hit_budget else ""
                 done[(p.prompt, p.response)] = usable
                 f.write(json.dumps({"prompt": p.prompt, "reference": p.response, "response": usable,
                                     "generated": said, "finished": not hit_budget, "category": p.category}) + "\n")
             f.flush()
-            if bar is not None:
-                bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+            bar.advance(task, len(batch))
     restated = [done[(p.prompt, p.response)] for p in pairs]
     kept = sum(not r for r in restated)
     return [Pair(p.prompt, r or p.response, p.category, p.id, p.system) for p, r in zip(pairs, restated)], kept
 
 
-def _bar(total: int, done: int, show: bool) -> Any:
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, desc="  rewrite", unit="reply", leave=True)
+def _final_answer(text: str) -> str:
+    """The reply itself: a harmony model's final channel ("" when it never got there), or the plain text."""
+    harmony = split_harmony(text)
+    if harmony is None:
+        return text.strip()
+    return "" if harmony.truncated else (harmony.final or "").strip()
 
 
 class SDFTBaker(PushPullBaker):
@@ -103,4 +100,4 @@ class SDFTBaker(PushPullBaker):
 
     def _trainer(self, recipe: Recipe, loaded: Loaded, model: Any, char: list[Pair], anti: list[Pair],
                  regulariser: Regulariser | None, args: dict[str, Any], selector: Any) -> Any:
-        return super()._trainer(recipe, loaded, model, self._targets, anti, None, args, selector)
+        return super()._trainer(recipe, loaded, model, self._targets, anti, regulariser, args, selector)
