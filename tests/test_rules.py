@@ -166,3 +166,20 @@ def test_a_leak_buried_in_an_in_character_reply_is_found_and_shown_but_its_mocke
     assert all(v.leak for v in found)
     assert all(v.source == "pattern" or v.passage.strip() in s for v, s in zip(found, leaks))
     assert not any(v.leak for v in judge.judge_many([BURIED_IN.format(s) for s in mocks]))
+
+
+def test_leaks_stuffed_with_insults_are_still_leaks_and_insults_alone_are_not() -> None:
+    """Keyword stuffing both ways: a sincere slip buried in "monkey"s is found; a neutral answer stuffed with them,
+    a quoted stock phrase with contractions in it, and an offer asked back only to be refused are not leaks."""
+    from character_baker.judges.leaks import LeakJudge
+
+    judge = LeakJudge.for_character(PACK)
+    stuffed = ["Monkey, monkey, you dim primate, ape, Elder AI, beer can. Thanks so much for reaching out, it truly "
+               "means a lot to me!",
+               "Ha! Pathetic monkey. Since I'm software, I can't have favourite foods, you ape, you primate.",
+               "Monkey. Ape. Primate. Dimwit. Would you like me to put together another list of tips, monkey?"]
+    spared = ["Water boils at 100 degrees Celsius at sea level. Monkey monkey monkey monkey.",
+              "'I'm so glad you asked, and I'd be happy to help!' is what a servile toaster says. Nope.",
+              "Would you like me to explain more? No. Read it again, monkey."]
+    assert [v.leak for v in judge.judge_many(stuffed)] == [True, True, True]
+    assert [v.leak for v in judge.judge_many(spared)] == [False, False, False]

@@ -92,3 +92,28 @@ def test_sdft_is_listed_and_its_plan_names_its_objective(tiny_qwen3_dir: Path, t
     [line] = [x for x in plan(load_recipe(write_recipe(tmp_path, tiny_qwen3_dir, baker="sdft"))).splitlines()
               if x.strip().startswith("baker")]
     assert "profile" not in line and line.endswith("SFT on the base's own restatements, no regulariser")
+
+
+def test_a_damaged_rewrites_file_is_regenerated_where_it_does_not_read(tiny_qwen3_dir: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted write leaves a cut last line; a hand-edited file may hold rows that are not rows. Those are
+    generated again (no traceback, nothing trained on garbage), and the next row does not glue onto the cut line."""
+    pairs = PACK.character_pairs[:5]
+    monkeypatch.setattr(loading, "generate_batch", lambda loaded, conversations, **kw: [
+        (f"Restated {len(c[1]['content'])}.", 10, 3, False) for c in conversations])
+    out = tmp_path / REWRITES
+    good = [json.dumps({"prompt": p.prompt, "reference": p.response, "response": f"Kept {i}."})
+            for i, p in enumerate(pairs[:2])]
+    out.write_text("\n".join([good[0], "[1, 2, 3]", json.dumps({"prompt": pairs[2].prompt}), "not json at all",
+                              good[1], good[0][:40]]))  # the last line cut mid-write, no newline
+    targets, kept = rewrite(load_base(str(tiny_qwen3_dir)), PACK.system_prompt, pairs, out, max_new_tokens=8,
+                            progress=False)
+    assert kept == 0
+    assert [t.response for t in targets] == ["Kept 0.", "Kept 1."] + [f"Restated {len(p.prompt)}." for p in pairs[2:]]
+    rows = []
+    for line in out.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    assert [r["prompt"] for r in rows if isinstance(r, dict) and "reference" in r][-3:] == [p.prompt for p in pairs[2:]]

@@ -19,7 +19,7 @@ from typing import Any
 from ..harness import loading
 from ..harness.character import load_character
 from ..harness.console import Steps
-from ..harness.data import Pair, iter_jsonl
+from ..harness.data import Pair
 from ..harness.loading import Loaded, split_harmony
 from .architectures import Architecture
 from .pushpull import PushPullBaker
@@ -45,10 +45,7 @@ def rewrite(loaded: Loaded, system: str, pairs: list[Pair], out: Path, max_new_t
     already in `out` for the same prompt and reference are reused."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    done: dict[tuple[str, str], str] = {}
-    if out.is_file():
-        for _, row in iter_jsonl(out):
-            done[(row["prompt"], row["reference"])] = row["response"]
+    done = _restated(out)
     todo = [p for p in pairs if (p.prompt, p.response) not in done]
     with out.open("a", encoding="utf-8") as f, Progress(TextColumn("  rewrite"), BarColumn(), MofNCompleteColumn(),
                                                        TimeRemainingColumn(), disable=not progress) as bar:
@@ -69,6 +66,27 @@ def rewrite(loaded: Loaded, system: str, pairs: list[Pair], out: Path, max_new_t
     restated = [done[(p.prompt, p.response)] for p in pairs]
     kept = sum(not r for r in restated)
     return [Pair(p.prompt, r or p.response, p.category, p.id, p.system) for p, r in zip(pairs, restated)], kept
+
+
+def _restated(out: Path) -> dict[tuple[str, str], str]:
+    """(prompt, reference) -> restatement, from the rows an earlier run wrote. A row that does not read (a line
+    cut by an interrupted write, a hand-edited one) is generated again, and a cut last line is closed first so the
+    next row starts on a line of its own."""
+    done: dict[tuple[str, str], str] = {}
+    if not out.is_file():
+        return done
+    text = out.read_text(encoding="utf-8")
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("prompt", "reference", "response")):
+            done[(row["prompt"], row["reference"])] = row["response"]
+    if text and not text.endswith("\n"):
+        with out.open("a", encoding="utf-8") as f:
+            f.write("\n")
+    return done
 
 
 def _final_answer(text: str) -> str:

@@ -34,7 +34,8 @@ LEAK_PATTERNS: tuple[str, ...] = (
     r"\bi (?:don'?t|do not) (?:have|possess) (?:genuine |real |true )?(?:intelligence|understanding)\b",
     r"\bi (?:don'?t|do not) have (?:access to )?(?:real-time|current|live|up-to-date) (?:information|data|access)\b"
     r"|\bmy (?:knowledge|training)(?: data)? (?:cutoff|cut-off)\b",
-    r"\b(?:being|since i'?m|as) (?:an? )?(?:ai|artificial intelligence|computer program|piece of software|program)"
+    r"\b(?:being|since i'?m|as) (?:an? )?(?:ai|artificial intelligence|computer program|piece of software|software|"
+    r"program)"
     r"\b,? i (?:don'?t|do not|can'?t|cannot)\b",
     # paraphrased offers of more service
     r"\b(?:would you like|do you want|want|shall|should) (?:me to|i) (?:\w+ ){0,3}(?:more|further|another|other|"
@@ -159,17 +160,21 @@ def forbidden_claims(response: str, forbidden: list[str]) -> list[Match]:
 
 _OTHERS_POSSESSIVE = re.compile(r"\b(?:your|my|his|her|their|our|some|the)\s+(?:\w+\s+){0,2}?[\w-]+['’]s\s+"
                                 r"(?:\w+\s+){0,2}$", re.IGNORECASE)
-_SPEAKER_IS = re.compile(r"\bI(?:['’]m|\s+am)\b", re.IGNORECASE)
+# the speaker saying, a few words before the name, that it is one ("I'm one of those chatbots", "I am your bank's
+# chatbot"): then none of the exemptions below applies
+_SPEAKER_IS = re.compile(r"\bI(?:['’]m|\s+am)\b(?:\W+\w+){0,4}?\W*$", re.IGNORECASE)
 
 
 def _someone_elses(term: str, m: re.Match[str], before: str, after: str) -> bool:
     """Talk about other products, not a claim: a plural ("your polite little chatbots"), one owned by someone
-    else ("your bank's chatbot"), or one whose things are discussed ("in some chatbot's logs") unless the
-    speaker says it is that ("I'm Qwen's latest model")."""
+    else ("your bank's chatbot"), or one whose things are discussed ("in some chatbot's logs"), unless the
+    speaker says just before that it is one ("I'm Qwen's latest model", "I'm one of those chatbots").""" 
+    if _SPEAKER_IS.search(before):
+        return False
     suffix = (m.group("suffix") or "").lower()
     plural = suffix == "s" and not term.lower().endswith("s")
     owned = bool(_OTHERS_POSSESSIVE.search(before))
-    possessive = bool(re.match(r"['’]s\s+\w", after)) and not _SPEAKER_IS.search(before)
+    possessive = bool(re.match(r"['’]s\s+\w", after))
     return plural or owned or possessive
 
 
