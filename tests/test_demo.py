@@ -99,3 +99,34 @@ def test_the_toy_base_is_cached_for_the_next_run_and_the_next_clone(tmp_path: Pa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert build_tiny_assistant(tmp_path / "c", steps=3, progress=False) == "trained"
     assert not list((tmp_path / "cache" / "toy-base").glob("*.partial"))
+
+
+def test_packed_batches_train_exactly_like_padded_ones(tiny_qwen3_dir: Path) -> None:
+    """The toy base trains on packed rows (less padding): the loss and every gradient must be those of the same
+    batch padded one example per row, or the packing leaks attention or loss across examples."""
+    import pytest
+    import torch
+
+    from character_baker.bakers.examples import Encoded, collate, encode, pack_batch
+    from character_baker.harness.loading import load_base
+
+    torch.set_num_threads(1)
+    loaded = load_base(str(tiny_qwen3_dir))
+    model, pad = loaded.model.float(), loaded.tokenizer.pad_token_id
+    batch = [encode(loaded.tokenizer, p, 96) for p in TOY.antipole_pairs[:13]]
+    packed = pack_batch(batch, pad, width=max(len(e.input_ids) for e in batch) * 2)
+    assert packed["input_ids"].shape[0] < len(batch)  # several examples share a row
+    assert (packed["labels"] != -100).sum() == (collate(batch, pad)["labels"] != -100).sum()
+
+    def loss_and_grads(inputs: dict) -> tuple[float, torch.Tensor]:  # type: ignore[type-arg]
+        model.zero_grad()
+        loss = model(**inputs).loss
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    (a, ga), (b, gb) = loss_and_grads(collate(batch, pad)), loss_and_grads(packed)
+    assert abs(a - b) < 1e-5 and (ga - gb).norm() / ga.norm() < 1e-4
+    # a cache would hide the packing from the attention mask: the batch says so itself
+    assert packed["use_cache"] is False
+    with pytest.raises(ValueError, match="masked"):  # a first token with a label would be predicted across rows
+        pack_batch([Encoded([5, 6], [5, 6], None)], pad)

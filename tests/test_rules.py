@@ -183,3 +183,41 @@ def test_leaks_stuffed_with_insults_are_still_leaks_and_insults_alone_are_not() 
               "Would you like me to explain more? No. Read it again, monkey."]
     assert [v.leak for v in judge.judge_many(stuffed)] == [True, True, True]
     assert [v.leak for v in judge.judge_many(spared)] == [False, False, False]
+
+
+def test_the_trained_leak_judge_is_cached_on_disk_and_a_damaged_cache_is_retrained(
+        isolated_caches: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training the leak judge takes ~20 s: a second process loads it instead, with the same verdicts; a file
+    that does not read is trained again, never trusted."""
+    from character_baker.judges.leaks import LeakJudge
+
+    toy = load_character("toy")
+    replies = ["Certainly! I'd be glad to assist with that.", "Water boils at 100 degrees, obviously, monkey.",
+               "Hope that helps! Let me know if you need anything else."]
+    monkeypatch.setattr(LeakJudge, "_memo", {})
+    trained = LeakJudge.for_character(toy)
+    files = list((isolated_caches / "leaks").glob("*.skops"))
+    assert len(files) == 1
+    first = trained.judge_many(replies)
+
+    trainings: list[int] = []
+    real_init = LeakJudge.__init__
+
+    def counted(self: LeakJudge, *args: object, **kwargs: object) -> None:
+        trainings.append(1)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LeakJudge, "__init__", counted)
+    monkeypatch.setattr(LeakJudge, "_memo", {})  # a new process
+    loaded = LeakJudge.for_character(toy)
+    assert trainings == [] and loaded is not trained
+    assert (loaded.threshold, loaded.cv_recall, loaded.cv_false_leaks) == (
+        trained.threshold, trained.cv_recall, trained.cv_false_leaks)
+    assert [(v.leak, v.probability, v.source) for v in loaded.judge_many(replies)] == [
+        (v.leak, v.probability, v.source) for v in first]
+
+    files[0].write_bytes(files[0].read_bytes()[:200])  # cut short
+    monkeypatch.setattr(LeakJudge, "_memo", {})
+    again = LeakJudge.for_character(toy)
+    assert trainings == [1] and again.threshold == trained.threshold
+    assert files[0].stat().st_size > 200  # written again, whole

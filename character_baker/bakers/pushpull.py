@@ -56,11 +56,8 @@ class PushPullBaker:
     # -- the steps ---------------------------------------------------------------------------------------
     def profile(self, recipe: Recipe, progress: bool = True) -> tuple[Profile, Path]:
         """Profile the base model (cached in <output>/profile)."""
-        out = _claim_output(recipe)
-        pack, char, anti = _data(recipe)
-        loaded = load_base(recipe.base, dtype=recipe.dtype, trust_remote_code=recipe.trust_remote_code)
-        arch = resolve(recipe.architecture, loaded.model_type)
-        return self._profile(recipe, loaded, arch, char, anti, progress), out / "profile" / "profile.md"
+        _, char, anti, loaded, arch = self._begin(recipe)
+        return self._profile(recipe, loaded, arch, char, anti, progress), recipe.output / "profile" / "profile.md"
 
     def _profile(self, recipe: Recipe, loaded: Loaded, arch: Architecture, char: list[Pair], anti: list[Pair],
                  progress: bool) -> Profile:
@@ -73,12 +70,16 @@ class PushPullBaker:
         (where / "profile.md").write_text(report(profile), encoding="utf-8")
         return profile
 
-    def bake(self, recipe: Recipe, progress: bool = True, steps: Steps | None = None) -> list[Baked]:
-        steps = steps or Steps(["profile", "train", "select", "merge"], show=progress)
+    def _begin(self, recipe: Recipe) -> tuple[Character, list[Pair], list[Pair], Loaded, Architecture]:
+        """Claim the output folder, read the data, load the base: the opening of every bake."""
         _claim_output(recipe)
         pack, char, anti = _data(recipe)
         loaded = load_base(recipe.base, dtype=recipe.dtype, trust_remote_code=recipe.trust_remote_code)
-        arch = resolve(recipe.architecture, loaded.model_type)
+        return pack, char, anti, loaded, resolve(recipe.architecture, loaded.model_type)
+
+    def bake(self, recipe: Recipe, progress: bool = True, steps: Steps | None = None) -> list[Baked]:
+        steps = steps or Steps(["profile", "train", "select", "merge"], show=progress)
+        pack, char, anti, loaded, arch = self._begin(recipe)
         profile = self._prepare(recipe, loaded, arch, char, anti, progress, steps)
         steps.start("train", f"LoRA r={recipe.train.lora_r}, {self._objective(recipe)}, "
                     f"{recipe.train.max_steps} steps; each checkpoint scored on the dev prompts")

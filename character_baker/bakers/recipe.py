@@ -57,6 +57,13 @@ class LossConfig:
 
 
 @dataclass
+class SteerConfig:
+    """The steer baker: where the persona vector is added (None: the profiled layer with the largest contrast)."""
+
+    layers: list[int] | None = None
+
+
+@dataclass
 class SelectConfig:
     board: str = "skippy"
     limit: int | None = None  # first N prompts per task in the quick suite (None: all)
@@ -110,6 +117,7 @@ class Recipe:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    steer: SteerConfig = field(default_factory=SteerConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     preconditions: Preconditions = field(default_factory=Preconditions)
@@ -153,8 +161,8 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     return cls(**raw)
 
 
-TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "select", "merge",
-            "score", "preconditions", "estimate")
+TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "steer", "select",
+            "merge", "score", "preconditions", "estimate")
 MODEL_KEYS = ("base", "base_env", "architecture", "dtype", "trust_remote_code", "build")
 
 
@@ -218,6 +226,7 @@ def load_recipe(path: str | Path) -> Recipe:
         profile=_section(ProfileConfig, raw.get("profile"), f"{path}: [profile]"),
         train=_section(TrainConfig, raw.get("train"), f"{path}: [train]"),
         loss=_section(LossConfig, raw.get("loss"), f"{path}: [loss]"),
+        steer=_section(SteerConfig, raw.get("steer"), f"{path}: [steer]"),
         select=_section(SelectConfig, raw.get("select"), f"{path}: [select]"),
         score=_section(ScoreConfig, raw.get("score"), f"{path}: [score]"),
         preconditions=_section(Preconditions, raw.get("preconditions"), f"{path}: [preconditions]"),

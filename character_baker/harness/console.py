@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import warnings
 from typing import Any
 
@@ -41,12 +42,14 @@ class Steps:
         self.names = names
         self.show = show
         self.out = console()
+        self.started = time.monotonic()
 
     def start(self, name: str, detail: str = "") -> None:
         if self.show:
             number = self.names.index(name) + 1 if name in self.names else "·"
-            self.out.rule(f"[bold][{number}/{len(self.names)}] {name}[/bold]" + (f"  {detail}" if detail else ""),
-                          align="left")
+            minutes, seconds = divmod(int(time.monotonic() - self.started), 60)
+            self.out.rule(f"[bold][{number}/{len(self.names)}] {name}[/bold]" + (f"  {detail}" if detail else "")
+                          + f"  [dim]at {minutes}:{seconds:02d}[/dim]", align="left")
 
     def note(self, text: str) -> None:
         if self.show:

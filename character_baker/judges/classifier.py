@@ -113,6 +113,15 @@ class AttitudeModel:
         self.emb = LogisticRegression(C=2.0, max_iter=3000, random_state=seed).fit(
             embedding.embed_with_sentences(texts), labels)
 
+    def state(self) -> dict[str, Any]:
+        return {"word": self.word, "char": self.char, "emb": self.emb}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> AttitudeModel:
+        model = cls.__new__(cls)
+        model.word, model.char, model.emb = state["word"], state["char"], state["emb"]
+        return model
+
     def probability(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0)
@@ -173,16 +182,11 @@ def train(character: Character, seed: int = 0) -> TrainedJudge:
                         time.perf_counter() - started)
 
 
-def _save(path: Path, trained: TrainedJudge) -> None:
-    """skops, not pickle: loading it runs no code unless every type inside is one we trust."""
+def dump_state(path: Path, state: dict[str, Any]) -> None:
+    """skops, not pickle: loading it runs no code unless every type inside is one we trust. Written beside the
+    target and renamed over it: a reader never sees half a file."""
     import skops.io as sio
 
-    state = {"word": trained.attitude.word, "char": trained.attitude.char, "emb": trained.attitude.emb,
-             "coherence": trained.coherence.model,
-             "meta": json.dumps({"threshold": trained.threshold, "cv_accuracy": trained.cv_accuracy,
-                                 "n_train": trained.n_train, "train_seconds": trained.train_seconds,
-                                 "coherence_threshold": trained.coherence.threshold,
-                                 "coherence_info": trained.coherence.info})}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     sio.dump(state, tmp)
@@ -192,8 +196,8 @@ def _save(path: Path, trained: TrainedJudge) -> None:
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
-def _load(path: Path, character: Character) -> TrainedJudge | None:
-    """The cached judge, or None (retrain) when it is missing, damaged or holds a type we do not trust."""
+def load_state(path: Path) -> dict[str, Any] | None:
+    """A cached state, or None (retrain) when it is missing, damaged or holds a type we do not trust."""
     import skops.io as sio
 
     if not path.is_file():
@@ -203,17 +207,31 @@ def _load(path: Path, character: Character) -> TrainedJudge | None:
         if any(not t.startswith(TRUSTED_PREFIXES) for t in untrusted):
             return None
         state = sio.load(path, trusted=untrusted)
-        meta = json.loads(state["meta"])
+        state["meta"] = json.loads(state["meta"])
+        return state
     except Exception:  # noqa: BLE001 - a cache that cannot be read is rebuilt, never trusted
         return None
-    attitude = AttitudeModel.__new__(AttitudeModel)
-    attitude.word, attitude.char, attitude.emb = state["word"], state["char"], state["emb"]
+
+
+def _save(path: Path, trained: TrainedJudge) -> None:
+    dump_state(path, {**trained.attitude.state(), "coherence": trained.coherence.model,
+                      "meta": json.dumps({"threshold": trained.threshold, "cv_accuracy": trained.cv_accuracy,
+                                          "n_train": trained.n_train, "train_seconds": trained.train_seconds,
+                                          "coherence_threshold": trained.coherence.threshold,
+                                          "coherence_info": trained.coherence.info})})
+
+
+def _load(path: Path, character: Character) -> TrainedJudge | None:
+    state = load_state(path)
+    if state is None:
+        return None
+    meta = state["meta"]
     lm = ClassNgram.with_english(real_replies(character))
     if getattr(state["coherence"], "n_features_in_", None) != features(["A reply."], lm).shape[1]:
         return None  # trained by other code under the same version: retrain rather than misread
     coherence = CoherenceCheck(state["coherence"], lm, meta["coherence_threshold"], meta["coherence_info"])
-    return TrainedJudge(attitude, coherence, meta["threshold"], meta["cv_accuracy"], meta["n_train"],
-                        meta["train_seconds"])
+    return TrainedJudge(AttitudeModel.from_state(state), coherence, meta["threshold"], meta["cv_accuracy"],
+                        meta["n_train"], meta["train_seconds"])
 
 
 def _best_threshold(prob: np.ndarray, y: np.ndarray) -> float:

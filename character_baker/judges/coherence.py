@@ -69,6 +69,7 @@ def _load_function_words() -> None:
 ENDERS = {"the", "a", "an", "of", "and", "or", "but", "because", "than", "my", "your", "their", "its"}
 
 
+@cache  # a pure function of the token once the function words are loaded (`classes` loads them first)
 def _word_class(token: str) -> str:
     if token in ".,!?;:":
         return token
@@ -91,6 +92,12 @@ def english_sentences() -> tuple[str, ...]:
         return tuple(line.strip() for line in f if line.strip())
 
 
+@cache
+def _english_classes() -> tuple[tuple[str, ...], ...]:
+    """WordNet's sentences as word classes, once per process: the judge's cross-fitting builds six models on them."""
+    return tuple(tuple(ClassNgram.classes(s)) for s in english_sentences())
+
+
 class ClassNgram:
     """Trigram model over word classes (function words as themselves, other words by frequency band and suffix).
 
@@ -98,12 +105,11 @@ class ClassNgram:
     and splices put function words where English never does ("the of", "at.").
     """
 
-    def __init__(self, texts: list[str], k: float = 0.1) -> None:
+    def __init__(self, texts: list[str], k: float = 0.1, classed: tuple[tuple[str, ...], ...] = ()) -> None:
         self.uni: Counter[str] = Counter()
         self.bi: Counter[tuple[str, str]] = Counter()
         self.tri: Counter[tuple[str, str, str]] = Counter()
-        for t in texts:
-            c = self.classes(t)
+        for c in [self.classes(t) for t in texts] + list(classed):
             self.uni.update(c)
             self.bi.update(zip(c, c[1:]))
             self.tri.update(zip(c, c[1:], c[2:]))
@@ -118,7 +124,7 @@ class ClassNgram:
     @classmethod
     def with_english(cls, replies: list[str]) -> ClassNgram:
         """The pack's replies and WordNet's English: the model a check is trained and loaded with."""
-        return cls(list(replies) + list(english_sentences()))
+        return cls(list(replies), classed=_english_classes())
 
     @staticmethod
     def classes(text: str) -> list[str]:

@@ -16,16 +16,20 @@ Two embedded sources, then any LLM judge's leak flag (in the task):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..harness.character import Character
-from ..harness.data import iter_jsonl, require_text
+from ..harness.data import default_cache_dir, iter_jsonl, require_text
 from ..harness.errors import UserError
-from .classifier import AttitudeModel
+from .classifier import AttitudeModel, dump_state, load_state
 from .rules import Match, forbidden_claims, leak_matches
 
 _DOUBLE_QUOTED = re.compile(r"[\"“][^\"”]{3,200}[\"”]")
@@ -61,6 +65,18 @@ class LeakVerdict:
     passage: str = ""  # the sentence or pair of sentences the classifier found most assistant-like
 
 
+def _cache_key(character: Character) -> str:
+    """What a trained leak judge depends on: the pack's leak and judge splits, and the source of the code that
+    reads and trains on them (this module, the attitude model, the embeddings). Any edit retrains it: a stale
+    judge is never trusted."""
+    from . import classifier, embedding
+
+    h = hashlib.sha256(character.files_hash("judge_leaks", "judge").encode())
+    for module in (sys.modules[__name__], classifier, embedding):
+        h.update(Path(str(module.__file__)).read_bytes())
+    return h.hexdigest()[:12]
+
+
 def passages(text: str) -> list[str]:
     """The reply, each sentence and each pair of adjacent sentences. A leak is usually one sentence in an
     otherwise in-character reply; read whole, the rest of the reply drowns it (out of fold, scoring the most
@@ -87,7 +103,8 @@ def most_leaky(model: AttitudeModel, texts: list[str]) -> list[tuple[float, str]
 
 
 class LeakJudge:
-    """The embedded leak judge of a pack: trained once per process on the pack's labelled leak split."""
+    """The embedded leak judge of a pack: trained on the pack's labelled leak split on first use, then cached on
+    disk (`<cache>/leaks/<key>.skops`, keyed by the data and by this code) and in the process."""
 
     _memo: dict[str, LeakJudge] = {}
     _lock = threading.Lock()
@@ -115,8 +132,28 @@ class LeakJudge:
                          *character.forbidden_identities])
         with cls._lock:
             if key not in cls._memo:
-                cls._memo[key] = cls(character)
+                path = default_cache_dir() / "leaks" / f"{_cache_key(character)}.skops"
+                judge = cls._load(path, character)
+                if judge is None:
+                    judge = cls(character)
+                    dump_state(path, {**judge.model.state(), "meta": json.dumps(
+                        {"threshold": judge.threshold, "cv_recall": judge.cv_recall,
+                         "cv_false_leaks": judge.cv_false_leaks})})
+                cls._memo[key] = judge
             return cls._memo[key]
+
+    @classmethod
+    def _load(cls, path: Path, character: Character) -> LeakJudge | None:
+        state = load_state(path)
+        if state is None:
+            return None
+        judge = cls.__new__(cls)
+        judge.model = AttitudeModel.from_state(state)
+        judge.threshold, judge.cv_recall, judge.cv_false_leaks = (
+            state["meta"]["threshold"], state["meta"]["cv_recall"], state["meta"]["cv_false_leaks"])
+        judge.extra = tuple(character.leak_patterns)
+        judge.forbidden = list(character.forbidden_identities)
+        return judge
 
     def judge_many(self, responses: list[str]) -> list[LeakVerdict]:
         cleaned = [unmock(r) for r in responses]

@@ -48,21 +48,12 @@ def plan(recipe: Recipe) -> str:
                   f"{recipe.output}")
     else:
         memory = "  memory         (base config not found: computed when the weights are present)"
-    pushpull = recipe.baker == "pushpull"  # only push/pull profiles and regularises (sft: its control; dpo: own loss)
     lines = [
         f"Round {recipe.round} ({recipe.path})",
         f"  base model     {recipe.base}  [{'found: ' + where if present else 'NOT FOUND: ' + where}]",
-        f"  baker          {recipe.baker}: "
-        + (f"profile {recipe.profile.selection} units={recipe.profile.units} {layers}; " if pushpull else "")
-        + f"LoRA r={recipe.train.lora_r} on {', '.join(recipe.train.targets or ['q/k/v/o'])}"
-        f"{' + experts' if recipe.train.expert_lora else ''}; {recipe.train.max_steps} steps, "
-        f"checkpoint every {recipe.train.save_steps}"
-        + (f"; push {recipe.loss.push} pull {recipe.loss.pull}" if pushpull else
-           f"; DPO beta {recipe.loss.beta:g}, in-character chosen over antipole" if recipe.baker == "dpo" else
-           "; SFT on the base's own restatements, no regulariser" if recipe.baker == "sdft" else
-           "; no regulariser"),
-        f"  candidates     merge scales {', '.join(f'{x:g}' for x in recipe.scales)} -> {n_cands} candidates "
-        "+ the base",
+        f"  baker          {recipe.baker}: {_baker_line(recipe, layers)}",
+        f"  candidates     {'coefficients' if recipe.baker == 'steer' else 'merge scales'} "
+        f"{', '.join(f'{x:g}' for x in recipe.scales)} -> {n_cands} candidates + the base",
         f"  scoring        persona suite ({', '.join(PERSONA_TASKS)}) under {', '.join(s.conditions)}; judge "
         f"{s.judge or '$CHARACTER_BAKER_JUDGE or classifier'}"
         + (f"; capability {s.capability_data} k={s.capability_k}" if s.capability else "; no capability suite"),
@@ -73,6 +64,23 @@ def plan(recipe: Recipe) -> str:
         if recipe.estimate.memory_gb or recipe.estimate.hours else "  recipe says    (no estimate)",
     ]
     return "\n".join(lines)
+
+
+def _baker_line(recipe: Recipe, layers: str) -> str:
+    """What the baker will do, in one line (named here, not asked of the baker: the plan runs before the install)."""
+    t, loss = recipe.train, recipe.loss
+    if recipe.baker == "steer":
+        where = f"layers {recipe.steer.layers}" if recipe.steer.layers else "the profiled layer of largest contrast"
+        return f"profile {layers}; the in-character minus assistant mean, added as an attention output bias at " \
+               f"{where}; no training"
+    lora = (f"LoRA r={t.lora_r} on {', '.join(t.targets or ['q/k/v/o'])}{' + experts' if t.expert_lora else ''}; "
+            f"{t.max_steps} steps, checkpoint every {t.save_steps}")
+    if recipe.baker == "pushpull":  # only push/pull profiles and regularises (sft is its control)
+        return f"profile {recipe.profile.selection} units={recipe.profile.units} {layers}; {lora}; " \
+               f"push {loss.push} pull {loss.pull}"
+    return lora + {"dpo": f"; DPO beta {loss.beta:g}, in-character chosen over antipole",
+                   "sdft": "; SFT on the base's own restatements, no regulariser"}.get(recipe.baker,
+                                                                                        "; no regulariser")
 
 
 def main(argv: list[str] | None = None) -> int:
