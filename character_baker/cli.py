@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("recipe", type=Path)
     rd.add_argument("--dry-run", action="store_true", help="print the plan and the preconditions; do nothing")
 
+    bo = sub.add_parser("bakeoff", help="several bakers on one round recipe, one board, each compared with the control")
+    bo.add_argument("config", type=Path, help="a bake-off file (rounds/bakeoff.toml)")
+
     pb = sub.add_parser("publish", help="write README.md, results.csv, index.html and plots into the board folder")
     board_args(pb)
     pb.add_argument("--out", type=Path, default=None)
@@ -377,9 +380,16 @@ def cmd_round(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def cmd_bakeoff(args: argparse.Namespace) -> int:
+    from .rounds.bakeoff import run_bakeoff
+
+    return run_bakeoff(args.config, progress=sys.stderr.isatty())
+
+
 COMMANDS = {"score": cmd_score, "judge": cmd_judge, "calibrate": cmd_calibrate, "record": cmd_record,
             "import-history": cmd_import_history, "gate": cmd_gate, "regress": cmd_regress, "publish": cmd_publish,
-            "bakers": cmd_bakers, "profile": cmd_profile, "bake": cmd_bake, "round": cmd_round}
+            "bakers": cmd_bakers, "profile": cmd_profile, "bake": cmd_bake, "round": cmd_round,
+            "bakeoff": cmd_bakeoff}
 
 
 def main(argv: list[str] | None = None) -> int:

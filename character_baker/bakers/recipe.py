@@ -184,6 +184,12 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"{path}: invalid TOML ({e})") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8") from None
+    return recipe_from(raw, path)
+
+
+def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
+    """A recipe from its table; `path` is where relative paths in it are read from (the bake-off derives one
+    recipe per baker from a round's table)."""
     check_keys(raw, TOP_KEYS, str(path))
     for name in ("model", "data", "merge"):
         if not isinstance(raw.get(name, {}), dict):

@@ -135,7 +135,7 @@ def _summary(card: Any) -> str:
 
 
 def results_table(board: Board, measured: Measurements, ids: list[str], verdicts: dict[str, list[Verdict]],
-                  chosen: str | None) -> Any:
+                  chosen: str | None, names: dict[str, str] | None = None) -> Any:
     """Base and candidates side by side: each summary metric with its interval and counts, and the gate."""
     from rich.table import Table
 
@@ -151,7 +151,7 @@ def results_table(board: Board, measured: Measurements, ids: list[str], verdicts
         cols = [Column(f"{task}/{metric}", judge=board.judge if metric == "sarcastic" else None)
                 for task, metric, _ in SUMMARY]
         gate = "base" if cid == ids[0] else ("PASS" if all(v.passed for v in verdicts.get(cid, [])) else "FAIL")
-        name = cid + (" ◀ chosen" if cid == chosen else "")
+        name = (names or {}).get(cid, cid) + (" ◀ chosen" if cid == chosen else "")
         table.add_row(name, *[cell(measured.get(cid, c), c) for c in cols], gate)
     return table
 
