@@ -1,5 +1,6 @@
-"""Step time of each LoRA baker relative to `sft`, on the same tiny model, data, batch and LoRA, each through its
-own Trainer (`baker._trainer`) for the same number of steps; the runs alternate, twice each, medians reported.
+"""Step time of each training baker relative to `sft` (steer trains nothing), on the same tiny model, data,
+batch and LoRA, each through its own Trainer (`baker._trainer`) for the same number of steps; the runs
+alternate, twice each, medians reported.
 
     python benchmarks/baker_step_time.py
 """
@@ -32,7 +33,8 @@ def step_seconds(baker_name: str, model_dir: Path, work: Path) -> float:
     recipe_path = work / f"{baker_name}.toml"
     recipe_path.write_text(f'round = "B"\nbaker = "{baker_name}"\ncharacter = "skippy"\n'
                            f'output = "{work / baker_name}"\n[model]\nbase = "{model_dir}"\n'
-                           '[train]\nmax_length = 128\nbatch_size = 8\nlearning_rate = 1e-4\n')
+                           '[train]\nmax_length = 128\nbatch_size = 8\nlearning_rate = 1e-4\n'
+                           '[grpo]\ngenerations = 4\nmax_completion_length = 32\n')
     recipe = load_recipe(recipe_path)
     pack = load_character("skippy")
     loaded = load_base(str(model_dir))
@@ -54,7 +56,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = tiny_qwen3(Path(tmp) / "m", layers=6, hidden=128)
-        times: dict[str, list[float]] = {"sft": [], "dpo": []}
+        # grpo: a step is 2 prompts x 4 sampled replies of <= 32 tokens, judged, then the policy-gradient update
+        times: dict[str, list[float]] = {"sft": [], "dpo": [], "grpo": []}
         for _ in range(2):
             for name in times:
                 times[name].append(step_seconds(name, model_dir, Path(tempfile.mkdtemp(dir=tmp))))

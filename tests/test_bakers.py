@@ -98,7 +98,7 @@ def test_bake_end_to_end(fixture: str, request: pytest.FixtureRequest, tmp_path:
 
 
 def test_profiling_stats_equal_a_one_shot_computation(tiny_qwen3_dir: Path) -> None:
-    from character_baker.bakers.profiling import profile_model
+    from character_baker.bakers.tracker import profile_model
 
     loaded = load_base(str(tiny_qwen3_dir))
     arch = resolve("auto", loaded.model_type)
@@ -129,7 +129,7 @@ def test_profiling_stats_equal_a_one_shot_computation(tiny_qwen3_dir: Path) -> N
 
 
 def test_regulariser_gradient_reaches_the_lora_weights(tiny_qwen3_dir: Path) -> None:
-    from character_baker.bakers.profiling import profile_model
+    from character_baker.bakers.tracker import profile_model
     from character_baker.bakers.trainer import lora_model
 
     loaded = load_base(str(tiny_qwen3_dir))

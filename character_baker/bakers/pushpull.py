@@ -30,10 +30,9 @@ from ..harness.errors import UserError
 from ..harness.loading import Loaded, load_base, load_model, release_memory
 from .architectures import Architecture, resolve
 from .examples import collate, encode
-from .profiling import profile_model
 from .recipe import Recipe
 from .regulariser import Regulariser
-from .tracker import Profile, report
+from .tracker import Profile, profile_model, report
 from .trainer import ProgressBar, PushPullTrainer, TrainingDiverged, lora_model
 
 QUICK_TASKS = ("identity", "personality", "math_probes")
@@ -104,6 +103,10 @@ class PushPullBaker:
                    f"{recipe.output / 'profile' / 'profile.md'}")
         return profile
 
+    def _lineage(self, recipe: Recipe) -> dict[str, Any]:
+        """What a baker adds to each candidate's lineage (grpo: the judge it was rewarded by)."""
+        return {}
+
     def _objective(self, recipe: Recipe) -> str:
         """What the loss is, for the "train" step header."""
         return f"push {recipe.loss.push} pull {recipe.loss.pull}"
@@ -164,7 +167,8 @@ class PushPullBaker:
             target = recipe.output / "candidates" / name
             base = str(Path(recipe.base).resolve()) if Path(recipe.base).exists() else recipe.base
             lineage = {"round": recipe.round, "baker": self.name, "base": base, "scale": scale, "step": step,
-                       "parent": str(checkpoint), "data_hash": _data_hash(char, anti), "recipe_hash": recipe.hash()}
+                       "parent": str(checkpoint), "data_hash": _data_hash(char, anti), "recipe_hash": recipe.hash(),
+                       **self._lineage(recipe)}
             if (target / LINEAGE_FILE).is_file() and json.loads((target / LINEAGE_FILE).read_text()).get(
                     "lineage") == lineage:
                 baked.append(Baked(target, lineage))

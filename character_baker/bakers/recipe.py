@@ -53,7 +53,7 @@ class LossConfig:
     pull: float = 0.1
     anchor: float = 0.0
     explode_factor: float = 20.0  # stop when the loss exceeds this multiple of its early median
-    beta: float = 0.1  # the dpo baker's β: how strongly the preference may pull away from the base
+    beta: float = 0.1  # dpo's β (how far the preference may pull from the base); grpo's KL coefficient to the base
 
 
 @dataclass
@@ -61,6 +61,15 @@ class SteerConfig:
     """The steer baker: where the persona vector is added (None: the profiled layer with the largest contrast)."""
 
     layers: list[int] | None = None
+
+
+@dataclass
+class GRPOSettings:
+    """The grpo baker's sampling: replies per prompt, their length and temperature (KL: `[loss] beta`)."""
+
+    generations: int = 4
+    max_completion_length: int = 64
+    temperature: float = 1.0
 
 
 @dataclass
@@ -118,6 +127,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     steer: SteerConfig = field(default_factory=SteerConfig)
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
     select: SelectConfig = field(default_factory=SelectConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     preconditions: Preconditions = field(default_factory=Preconditions)
@@ -161,8 +171,8 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     return cls(**raw)
 
 
-TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "steer", "select",
-            "merge", "score", "preconditions", "estimate")
+TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "steer", "grpo",
+            "select", "merge", "score", "preconditions", "estimate")
 MODEL_KEYS = ("base", "base_env", "architecture", "dtype", "trust_remote_code", "build")
 
 
@@ -233,6 +243,7 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         train=_section(TrainConfig, raw.get("train"), f"{path}: [train]"),
         loss=_section(LossConfig, raw.get("loss"), f"{path}: [loss]"),
         steer=_section(SteerConfig, raw.get("steer"), f"{path}: [steer]"),
+        grpo=_section(GRPOSettings, raw.get("grpo"), f"{path}: [grpo]"),
         select=_section(SelectConfig, raw.get("select"), f"{path}: [select]"),
         score=_section(ScoreConfig, raw.get("score"), f"{path}: [score]"),
         preconditions=_section(Preconditions, raw.get("preconditions"), f"{path}: [preconditions]"),

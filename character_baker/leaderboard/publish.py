@@ -50,6 +50,7 @@ class BoardView:
             if json.loads(info.get("lineage") or "{}").get("role") == "base":
                 row["gate"], verdicts = "base", []  # the reference of a round: relative criteria compare to it
 
+            row["trained_against"] = trained_against(board, json.loads(info.get("lineage") or "{}"))
             row["failed"] = [v.criterion.describe() + f" ({v.reason})" for v in verdicts if not v.passed]
             row["unvalidated"] = [] if row["reported"] else unvalidated(board, store, cand)
             self.rows.append(row)
@@ -65,6 +66,14 @@ class BoardView:
     def champion(self, round_rows: list[dict[str, Any]]) -> dict[str, Any]:
         """A round's representative: its best candidate by rank_by, preferring the gate-passing ones."""
         return sorted(round_rows, key=lambda r: (r["gate"] != "PASS", -r["_rank"]))[0]
+
+
+def trained_against(board: Board, lineage: dict[str, Any]) -> str | None:
+    """A warning when the candidate was trained with a reward from the judge this board scores with."""
+    reward = str(lineage.get("reward_judge") or "")
+    if reward and reward.split("@")[0].split(":")[0] == str(board.judge or "classifier").split("@")[0].split(":")[0]:
+        return f"rewarded by {reward} during training; this board's judge is {board.judge}"
+    return None
 
 
 def cell(m: dict[str, Any] | None, col: Column, with_ci: bool = True) -> str:
@@ -97,7 +106,8 @@ def render_readme(view: BoardView) -> str:
     header = ["#", "candidate", "round", "scale", *[c.label for c in b.columns], "gate"]
     lines += ["## Leaderboard", "", _md_row(header), _md_row(["---"] * len(header))]
     for i, r in enumerate(view.rows, start=1):
-        name = r["candidate"] + (" †" if r["reported"] else "") + (" ‡" if r["unvalidated"] else "")
+        name = r["candidate"] + (" †" if r["reported"] else "") + (" ‡" if r["unvalidated"] else "") + (
+            " §" if r["trained_against"] else "")
         lines.append(_md_row([str(i), name, str(r["round"] or ""), _scale(r["scale"]),
                               *[cell(r[c.label], c) for c in b.columns], r["gate"]]))
     doubts = [f"- ‡ `{_md(r['candidate'])}`: " + _md("; ".join(r["unvalidated"]))
@@ -105,6 +115,10 @@ def render_readme(view: BoardView) -> str:
     if doubts:
         lines += ["", "‡ scored by a judge whose validity card is missing or misses a floor: its persona numbers "
                   "are not evidence until the judge is calibrated.", "", *doubts]
+    against = [f"- § `{_md(r['candidate'])}`: {_md(r['trained_against'])}" for r in view.rows if r["trained_against"]]
+    if against:
+        lines += ["", "§ trained against this board's judge: a reward from the judge that scores it can be learnt as "
+                  "the judge's blind spots rather than the character; confirm with another judge.", "", *against]
     rounds = view.rounds()
     names = list(rounds)
     if len(names) >= 2:

@@ -32,6 +32,7 @@ from ..harness.candidates import resolve_candidate
 from ..harness.console import Steps, quiet_libraries
 from ..harness.data import atomic_write, check_keys
 from ..harness.errors import UserError
+from ..harness.scorecard import PROPORTIONS
 from ..leaderboard.board import Board, Measurements, Verdict, evaluate
 from ..tasks.run import ScoreOptions, score_candidate
 from .preflight import check as preflight_check
@@ -111,7 +112,7 @@ def run_bakeoff(path: str | Path, progress: bool = True) -> int:
     """0 when every baker produced a candidate and the bake-off was published (a bake-off reports, it does not
     gate); the comparisons say which baker did better or worse than the control."""
     from ..bakers import get_baker
-    from ..leaderboard.publish import publish
+    from ..leaderboard.publish import publish, trained_against
 
     bakeoff = load_bakeoff(path)
     started = time.monotonic()
@@ -166,7 +167,8 @@ def run_bakeoff(path: str | Path, progress: bool = True) -> int:
             if pick is None:
                 raise UserError(f"bake-off: no candidate of {baker} could be chosen")
             chosen[baker] = pick
-        steps.note(f"{baker}: {chosen[baker]}")
+        warning = trained_against(board, next(c for c in cands if c.id == chosen[baker]).lineage)
+        steps.note(f"{baker}: {chosen[baker]}" + (f"  [yellow](warning: {warning})[/yellow]" if warning else ""))
     verdicts = {cid: evaluate(board, measured, cid) for cid in chosen.values()}
 
     steps.start("compare", f"each baker against the control ({bakeoff.control}), paired on the eval prompts")
@@ -210,14 +212,15 @@ def compare_with_control(store: Any, board: Board, chosen: dict[str, str], contr
                 significant = comp.p_value < 0.05 and comp.change != 0
                 up = (comp.change > 0) != lower_is_better
                 word = ("better" if up else "worse") if significant else "same"
-                lines.append(f"{word} {comp.name}: {_pct(comp.baseline)} -> {_pct(comp.candidate)} "
+                pct = comp.metric in PROPORTIONS
+                lines.append(f"{word} {comp.name}: {_fmt(comp.baseline, pct)} → {_fmt(comp.candidate, pct)} "
                              f"(p={comp.p_value:.3g}, n={comp.n})")
         out[baker] = lines
     return out
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%" if 0 <= x <= 1 else f"{x:.2f}"
+def _fmt(x: float, pct: bool) -> str:
+    return f"{100 * x:.1f}%" if pct else f"{x:.2f}"
 
 
 def pareto_plot(board: Board, measured: Measurements, ids: dict[str, list[str]], base: str) -> bytes:
