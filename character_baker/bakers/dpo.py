@@ -19,7 +19,7 @@ from .architectures import Architecture
 from .pushpull import PushPullBaker
 from .recipe import Recipe
 from .regulariser import Regulariser
-from .trainer import DivergenceCheck
+from .trainer import CheckedLoss
 
 
 def preference_pairs(char: list[Pair], anti: list[Pair]) -> list[dict[str, Any]]:
@@ -58,12 +58,8 @@ class DPOBaker(PushPullBaker):
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
 
-        class CharacterDPOTrainer(DivergenceCheck, DPOTrainer):
-            def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False,
-                             num_items_in_batch: Any = None) -> Any:
-                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-                self._check(float((out[0] if return_outputs else out).detach()))
-                return out
+        class CharacterDPOTrainer(CheckedLoss, DPOTrainer):
+            pass
 
         config = DPOConfig(**args, beta=recipe.loss.beta, max_length=recipe.train.max_length,
                            dataset_num_proc=None)

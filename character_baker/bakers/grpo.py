@@ -30,7 +30,7 @@ from .architectures import Architecture
 from .pushpull import PushPullBaker
 from .recipe import Recipe
 from .regulariser import Regulariser
-from .trainer import DivergenceCheck
+from .trainer import CheckedLoss
 
 
 def reference_answer(reference: str) -> str | None:
@@ -116,12 +116,8 @@ class GRPOBaker(PushPullBaker):
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
 
-        class CharacterGRPOTrainer(DivergenceCheck, GRPOTrainer):
-            def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False,
-                             num_items_in_batch: Any = None) -> Any:
-                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-                self._check(float((out[0] if return_outputs else out).detach()))
-                return out
+        class CharacterGRPOTrainer(CheckedLoss, GRPOTrainer):
+            pass
 
         g = recipe.grpo
         config = GRPOConfig(**args, beta=recipe.loss.beta, num_generations=g.generations,

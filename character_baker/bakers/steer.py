@@ -109,12 +109,12 @@ def _attention(layer: Any) -> Any:
     return attn
 
 
-def add_steering(model: Any, arch: Architecture, vectors: dict[int, torch.Tensor]) -> dict[int, torch.Tensor | None]:
+def add_steering(model: Any, arch: Architecture, vectors: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
     """Add each vector to its layer's o_proj bias, creating zero attention biases (and `attention_bias` in the
     config) where the model has none. Returns the biases as they were, for `remove_steering`."""
     layers = arch.layers(model)
     text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    original: dict[int, torch.Tensor | None] = {}
+    original: dict[int, torch.Tensor] = {}
     if not getattr(text_config, "attention_bias", False):
         for layer in layers:
             attn = _attention(layer)
@@ -132,9 +132,8 @@ def add_steering(model: Any, arch: Architecture, vectors: dict[int, torch.Tensor
     return original
 
 
-def remove_steering(model: Any, arch: Architecture, original: dict[int, torch.Tensor | None]) -> None:
+def remove_steering(model: Any, arch: Architecture, original: dict[int, torch.Tensor]) -> None:
     layers = arch.layers(model)
     with torch.no_grad():
         for index, bias in original.items():
-            if bias is not None:
-                _attention(layers[index]).o_proj.bias.copy_(bias)
+            _attention(layers[index]).o_proj.bias.copy_(bias)

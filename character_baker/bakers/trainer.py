@@ -41,6 +41,16 @@ class DivergenceCheck:
             raise TrainingDiverged(step, value, f"exploded past {self.explode_factor:g}x its early median")
 
 
+class CheckedLoss(DivergenceCheck):
+    """Mixed in before a library Trainer (TRL's DPO, GRPO): its own loss, checked by `_check` before the step."""
+
+    def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)  # type: ignore[misc]
+        self._check(float((out[0] if return_outputs else out).detach()))
+        return out
+
+
 class PushPullTrainer(DivergenceCheck, Trainer):
     def __init__(self, *args: Any, regulariser: Regulariser | None = None, explode_factor: float = 20.0,
                  **kwargs: Any) -> None:

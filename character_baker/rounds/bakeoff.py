@@ -271,7 +271,7 @@ def report(bakeoff: Bakeoff, board: Board, measured: Measurements, base: str, ch
            verdicts: dict[str, list[Verdict]], comparisons: dict[str, list[str]]) -> str:
     from ..leaderboard.publish import _md, _md_row, cell
 
-    cols = [c for c in board.columns]
+    cols = board.columns
     lines = [f"# Bake-off `{bakeoff.name}`: {', '.join(bakeoff.bakers)} on `{bakeoff.recipe.path.name}`", "",
              f"Same base (`{bakeoff.recipe.base}`), data, steps and judge (`{board.judge}`); each baker's candidate "
              "chosen on the dev prompts among its own, reported on the eval prompts. Control: "

@@ -107,10 +107,9 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
         steps.note(f"chosen on the dev prompts, reported on the eval prompts: {chosen}")
     from ..leaderboard.publish import trained_against
 
-    for cand in candidates:
-        warning = trained_against(board, cand.lineage) if cand.id == chosen else None
-        if warning:
-            steps.note(f"[yellow]warning: {chosen} was {warning}[/yellow]")
+    warning = next((trained_against(board, c.lineage) for c in candidates if c.id == chosen), None)
+    if warning:
+        steps.note(f"[yellow]warning: {chosen} was {warning}[/yellow]")
     doubts = unvalidated(board, store, chosen) if chosen else []
     result = verdict_line(recipe, board, chosen, verdicts.get(chosen, []) if chosen else [], measured, doubts)
     result.toy = recipe.build is not None
