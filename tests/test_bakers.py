@@ -11,8 +11,8 @@ import torch
 from character_baker.bakers.architectures import resolve
 from character_baker.bakers.examples import collate, encode
 from character_baker.bakers.recipe import LossConfig, ProfileConfig, load_recipe
-from character_baker.bakers.regulariser import Regulariser
 from character_baker.bakers.tracker import LayerHooks, Profile
+from character_baker.bakers.trainer import Regulariser
 from character_baker.cli import main
 from character_baker.harness.character import load_character
 from character_baker.harness.loading import load_base, load_model
@@ -88,7 +88,9 @@ def test_bake_end_to_end(fixture: str, request: pytest.FixtureRequest, tmp_path:
     loaded = load_model(str(candidates[1]))
     assert loaded.model_type == load_base(str(base)).model_type
     if fixture.startswith("tiny_gpt_oss"):
-        assert "Expert usage per category" in (out / "profile" / "profile.md").read_text()
+        assert "## Experts: personality and assistant" in (out / "profile" / "profile.md").read_text()
+        for c in candidates:  # every MoE candidate reports how its routing moved from the base's
+            assert "routing_shift" in json.loads((c / "candidate.json").read_text())["lineage"]
         # merged MXFP4 bases are saved as the plain weights they were dequantised to
         assert "quantization_config" not in json.loads((candidates[1] / "config.json").read_text())
     # rerunning the same recipe is a no-op that returns the same candidates

@@ -69,8 +69,7 @@ def main() -> None:
 
     from character_baker.bakers.architectures import GPT_OSS, monitored_layers
     from character_baker.bakers.recipe import LossConfig
-    from character_baker.bakers.regulariser import Regulariser
-    from character_baker.bakers.trainer import lora_model
+    from character_baker.bakers.trainer import Regulariser, lora_model
     from character_baker.harness.loading import release_memory
     from character_baker.rounds.preflight import memory_budget
 
@@ -89,7 +88,7 @@ def main() -> None:
     if train.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model = lora_model(model, train.lora_r, 2 * train.lora_r, 0.0, list(train.targets),
-                       list(GPT_OSS.expert_parameters) if train.expert_lora else None)
+                       list(GPT_OSS.expert_parameters) if train.expert_lora == "all" else None)
     layers = monitored_layers(config.num_hidden_layers)
     reg = Regulariser(synthetic_profile(layers, config.hidden_size, 32), GPT_OSS.layers(model), LossConfig(), device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -142,10 +141,11 @@ def settings(args: argparse.Namespace) -> TrainConfig:
     """The training settings measured: a recipe's [train], or the command line's."""
     if args.recipe:
         train = load_recipe(args.recipe).train
-        return replace(train, expert_lora=train.expert_lora or args.expert_lora,
+        return replace(train, expert_lora="all" if args.expert_lora else train.expert_lora,
                        targets=train.targets or list(GPT_OSS_TARGETS))
     return TrainConfig(lora_r=args.rank, batch_size=args.batch, max_length=args.seq, targets=list(GPT_OSS_TARGETS),
-                       gradient_checkpointing=args.gradient_checkpointing, expert_lora=args.expert_lora)
+                       gradient_checkpointing=args.gradient_checkpointing,
+                       expert_lora="all" if args.expert_lora else "none")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ from ..harness.loading import Loaded
 from .architectures import Architecture
 from .pushpull import PushPullBaker
 from .recipe import Recipe
-from .regulariser import Regulariser
-from .trainer import CheckedLoss
+from .trainer import CheckedLoss, Regulariser
 
 
 def preference_pairs(char: list[Pair], anti: list[Pair]) -> list[dict[str, Any]]:

@@ -29,8 +29,7 @@ from ..harness.loading import Loaded
 from .architectures import Architecture
 from .pushpull import PushPullBaker
 from .recipe import Recipe
-from .regulariser import Regulariser
-from .trainer import CheckedLoss
+from .trainer import CheckedLoss, Regulariser
 
 
 def reference_answer(reference: str) -> str | None:

@@ -7,7 +7,9 @@ Everything lands in the recipe's output folder; rerunning the same recipe skips 
     <output>/profile/                   profile.safetensors, profile.json, profile.md
     <output>/train/checkpoint-N/        Trainer checkpoints (an interrupted run resumes from the last)
     <output>/selection/                 quick-suite scorecards per checkpoint, selection.sqlite, curve.csv/png
-    <output>/candidates/<name>-x<s>/    merged models (safetensors) with candidate.json lineage
+    <output>/routing/base.safetensors   MoE: the base's expert choices on the eval prompts (routing shift)
+    <output>/candidates/<name>-x<s>/    merged models (safetensors) with candidate.json lineage (MoE: and
+                                        routing_shift.md/json; with [router] combine, -r<strength> steered twins)
 """
 
 from __future__ import annotations
@@ -30,10 +32,26 @@ from ..harness.errors import UserError
 from ..harness.loading import Loaded, load_base, load_model, release_memory
 from .architectures import Architecture, resolve
 from .examples import collate, encode
+from .experts import (
+    Picks,
+    Routes,
+    Routing,
+    add_router_bias,
+    count_routes,
+    expert_lora_targets,
+    expert_table,
+    freeze_unpicked_experts,
+    pick_experts,
+    require_picks,
+    restore_router_bias,
+    router_biases,
+    routing_shift,
+    shift_report,
+    shift_summary,
+)
 from .recipe import Recipe
-from .regulariser import Regulariser
 from .tracker import Profile, profile_model, report
-from .trainer import ProgressBar, PushPullTrainer, TrainingDiverged, lora_model
+from .trainer import ProgressBar, PushPullTrainer, Regulariser, TrainingDiverged, lora_model
 
 QUICK_TASKS = ("identity", "personality", "math_probes")
 
@@ -66,7 +84,9 @@ class PushPullBaker:
         profile = profile_model(loaded.model, loaded.tokenizer, arch, char, anti, recipe.profile, progress)
         profile.meta.update(base=recipe.base, architecture=arch.name, recipe_hash=recipe.hash())
         profile.save(where)
-        (where / "profile.md").write_text(report(profile), encoding="utf-8")
+        (where / "profile.md").write_text(report(profile, experts_per_layer=recipe.experts.per_layer), encoding="utf-8")
+        if profile.routing is not None:  # every expert, pooled and per category (profile.md lists the picks)
+            expert_table(profile.routing).to_csv(where / "experts.csv", index=False)
         return profile
 
     def _begin(self, recipe: Recipe) -> tuple[Character, list[Pair], list[Pair], Loaded, Architecture]:
@@ -80,16 +100,21 @@ class PushPullBaker:
         steps = steps or Steps(["profile", "train", "select", "merge"], show=progress)
         pack, char, anti, loaded, arch = self._begin(recipe)
         profile = self._prepare(recipe, loaded, arch, char, anti, progress, steps)
+        needed = recipe.train.expert_lora == "profile" or recipe.router.combine
+        routing, picks = self._expert_picks(recipe, loaded, arch, char, anti, progress, steps) if needed else (None,
+                                                                                                               None)
+        base_routes = self._base_routes(recipe, pack, loaded, arch)
         steps.start("train", f"LoRA r={recipe.train.lora_r}, {self._objective(recipe)}, "
                     f"{recipe.train.max_steps} steps; each checkpoint scored on the dev prompts")
-        step, checkpoint = self._train(recipe, pack, loaded, arch, profile, char, anti, progress)
+        step, checkpoint = self._train(recipe, pack, loaded, arch, profile, char, anti, progress, picks)
         steps.start("select")
         steps.note(f"checkpoint {step} passes the most gate criteria on the dev prompts "
                    f"({recipe.output / 'selection' / 'curve.csv'})")
         del loaded
         release_memory()
         steps.start("merge", f"scales {', '.join(f'{x:g}' for x in recipe.scales)}")
-        baked = self._merge(recipe, step, checkpoint, char, anti)
+        baked = self._merge(recipe, arch, step, checkpoint, char, anti, base_routes,
+                            (routing, picks) if recipe.router.combine else None)
         steps.note(f"{len(baked)} candidates in {recipe.output / 'candidates'}")
         return baked
 
@@ -103,6 +128,48 @@ class PushPullBaker:
                    f"{recipe.output / 'profile' / 'profile.md'}")
         return profile
 
+    def _expert_picks(self, recipe: Recipe, loaded: Loaded, arch: Architecture, char: list[Pair], anti: list[Pair],
+                      progress: bool, steps: Steps) -> tuple[Routing, Picks]:
+        """MoE: the experts the profile picks ([experts]), for expert-targeted LoRA and router steering."""
+        if not arch.router:
+            raise UserError(f"{recipe.path}: expert picks (expert_lora = \"profile\", router steering) are for MoE "
+                            f"models; {arch.name} has no router")
+        profile = self._profile(recipe, loaded, arch, char, anti, progress)
+        if profile.routing is None:
+            raise UserError(f"{recipe.output / 'profile'} was profiled without expert choices (an older profile): "
+                            "remove that folder to profile again")
+        picks = require_picks(pick_experts(profile.routing, recipe.experts.per_layer, recipe.experts.category or None),
+                              str(recipe.path))
+        steps.note("experts: " + "; ".join(f"L{layer} +{p['personality']} -{p['assistant']}"
+                                           for layer, p in picks.items() if p["personality"] or p["assistant"]))
+        return profile.routing, picks
+
+    def _base_routes(self, recipe: Recipe, pack: Character, loaded: Loaded, arch: Architecture) -> Routes | None:
+        """MoE: the base's expert choices on the eval prompts, before any training touches the weights (cached)."""
+        if not arch.router:
+            return None
+        where = recipe.output / "routing" / "base.safetensors"
+        if where.is_file():
+            return Routes.load(where)
+        prompts = list(dict.fromkeys(p.prompt for kind in ("identity", "personality", "math_probes")
+                                     for p in pack.prompts(kind)))
+        routes = count_routes(loaded.model, loaded.tokenizer, arch, prompts, recipe.profile.batch_size)
+        routes.save(where)
+        return routes
+
+    def _save_candidate(self, loaded: Loaded, arch: Architecture, target: Path, lineage: dict[str, Any],
+                        base_routes: Routes | None) -> Baked:
+        """Write a candidate: weights, lineage and, for a MoE model, how its routing moved from the base's."""
+        if base_routes is not None:
+            shift = routing_shift(base_routes, count_routes(loaded.model, loaded.tokenizer, arch, base_routes.prompts))
+            lineage = {**lineage, "routing_shift": shift_summary(shift)}
+        save_merged(loaded, target)
+        if base_routes is not None:
+            _write_json(target / "routing_shift.json", shift)
+            (target / "routing_shift.md").write_text(shift_report(shift, target.name), encoding="utf-8")
+        _write_json(target / LINEAGE_FILE, {"lineage": lineage})
+        return Baked(target, lineage)
+
     def _lineage(self, recipe: Recipe) -> dict[str, Any]:
         """What a baker adds to each candidate's lineage (grpo: the judge it was rewarded by)."""
         return {}
@@ -112,18 +179,21 @@ class PushPullBaker:
         return f"push {recipe.loss.push} pull {recipe.loss.pull}"
 
     def _train(self, recipe: Recipe, pack: Character, loaded: Loaded, arch: Architecture, profile: Profile | None,
-               char: list[Pair], anti: list[Pair], progress: bool) -> tuple[int, Path]:
+               char: list[Pair], anti: list[Pair], progress: bool, picks: Picks | None = None) -> tuple[int, Path]:
         cfg = recipe.train
         train_dir = recipe.output / "train"
         selector = CheckpointSelector(recipe, pack, loaded, recipe.output / "selection")
         done = train_dir / "done.json"
         if not done.is_file():
             set_seed(cfg.seed)  # the LoRA initialisation too: one seed, one bake
-            model = lora_model(loaded.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
-                               cfg.targets or list(arch.lora_targets),
-                               list(arch.expert_parameters) if cfg.expert_lora else None)
-            if not arch.expert_parameters and cfg.expert_lora:
+            if not arch.expert_parameters and cfg.expert_lora != "none":
                 raise UserError(f"{recipe.path}: [train] expert_lora is for MoE models; {arch.name} has no experts")
+            experts = {"none": None, "all": list(arch.expert_parameters),
+                       "profile": None if picks is None else expert_lora_targets(arch, picks)}[cfg.expert_lora]
+            model = lora_model(loaded.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
+                               cfg.targets or list(arch.lora_targets), experts)
+            if cfg.expert_lora == "profile" and picks is not None:
+                freeze_unpicked_experts(model, picks)  # LoRA on the picked experts only: the others stay the base's
             device = next(model.parameters()).device
             regulariser = None if profile is None else Regulariser(profile, arch.layers(model), recipe.loss, device)
             trainer = self._trainer(recipe, loaded, model, char, anti, regulariser, trainer_args(recipe, train_dir),
@@ -160,24 +230,39 @@ class PushPullBaker:
             regulariser=regulariser, explode_factor=recipe.loss.explode_factor,
             data_collator=lambda batch: collate(batch, loaded.tokenizer.pad_token_id), callbacks=[selector])
 
-    def _merge(self, recipe: Recipe, step: int, checkpoint: Path, char: list[Pair], anti: list[Pair]) -> list[Baked]:
+    def _merge(self, recipe: Recipe, arch: Architecture, step: int, checkpoint: Path, char: list[Pair],
+               anti: list[Pair], base_routes: Routes | None = None,
+               steering: tuple[Routing, Picks] | None = None) -> list[Baked]:
+        """One candidate per merge scale; with [router] combine, each also steered once per router strength."""
         baked = []
+        strengths: list[float | None] = [None] + (list(recipe.router.strengths) if steering else [])
         for scale in recipe.scales:
-            name = f"{recipe.round.lower()}-{slug(Path(recipe.base).name)}-{self.name}-step{step}-x{scale:g}"
-            target = recipe.output / "candidates" / name
-            base = str(Path(recipe.base).resolve()) if Path(recipe.base).exists() else recipe.base
-            lineage = {"round": recipe.round, "baker": self.name, "base": base, "scale": scale, "step": step,
-                       "parent": str(checkpoint), "data_hash": _data_hash(char, anti), "recipe_hash": recipe.hash(),
-                       **self._lineage(recipe)}
-            if (target / LINEAGE_FILE).is_file() and json.loads((target / LINEAGE_FILE).read_text()).get(
-                    "lineage") == lineage:
-                baked.append(Baked(target, lineage))
-                continue
-            merged = load_model(recipe.base, adapter=str(checkpoint), scale=scale, dtype=recipe.dtype,
-                                trust_remote_code=recipe.trust_remote_code)
-            save_merged(merged, target)
-            _write_json(target / LINEAGE_FILE, {"lineage": lineage})
-            baked.append(Baked(target, lineage))
+            merged: Loaded | None = None
+            for strength in strengths:
+                name = f"{recipe.round.lower()}-{slug(Path(recipe.base).name)}-{self.name}-step{step}-x{scale:g}" + (
+                    "" if strength is None else f"-r{strength:g}")
+                target = recipe.output / "candidates" / name
+                base = str(Path(recipe.base).resolve()) if Path(recipe.base).exists() else recipe.base
+                lineage = {"round": recipe.round, "baker": self.name, "base": base, "scale": scale, "step": step,
+                           "parent": str(checkpoint), "data_hash": _data_hash(char, anti),
+                           "recipe_hash": recipe.hash(), **self._lineage(recipe)}
+                if strength is not None and steering is not None:
+                    lineage.update(router_strength=strength, experts=_picks_json(steering[1]))
+                done = _done(target, lineage)
+                if done is not None:
+                    baked.append(Baked(target, done))
+                    continue
+                if merged is None:
+                    merged = load_model(recipe.base, adapter=str(checkpoint), scale=scale, dtype=recipe.dtype,
+                                        trust_remote_code=recipe.trust_remote_code)
+                original = None
+                if strength is not None and steering is not None:
+                    original = add_router_bias(merged.model, arch, router_biases(*steering, strength))
+                try:
+                    baked.append(self._save_candidate(merged, arch, target, lineage, base_routes))
+                finally:
+                    if original is not None:
+                        restore_router_bias(merged.model, arch, original)
             del merged
             release_memory()
         return baked
@@ -384,6 +469,19 @@ def _claim_output(recipe: Recipe) -> Path:
 def _last_checkpoint(train_dir: Path) -> Path | None:
     ckpts = [p for p in train_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
+
+
+def _done(target: Path, lineage: dict[str, Any]) -> dict[str, Any] | None:
+    """The lineage of a candidate already written from the same inputs (what it measured included), else None."""
+    f = target / LINEAGE_FILE
+    if not f.is_file():
+        return None
+    stored = json.loads(f.read_text()).get("lineage") or {}
+    return stored if {k: v for k, v in stored.items() if k != "routing_shift"} == lineage else None
+
+
+def _picks_json(picks: Picks) -> dict[str, dict[str, list[int]]]:
+    return {str(layer): p for layer, p in picks.items() if p["personality"] or p["assistant"]}
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -34,7 +34,9 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     targets: list[str] | None = None  # None: the architecture's default (q/k/v/o)
-    expert_lora: bool = False  # GPT-OSS: also LoRA the fused expert weights (dropout must be 0)
+    # MoE: also LoRA the fused expert weights (dropout must be 0): "all" experts, or only those the profile picks
+    # ("profile": [experts]); "none" (default). true / false are read as "all" / "none".
+    expert_lora: str = "none"
     learning_rate: float = 2e-4
     max_steps: int = 200
     batch_size: int = 4
@@ -61,6 +63,25 @@ class SteerConfig:
     """The steer baker: where the persona vector is added (None: the profiled layer with the largest contrast)."""
 
     layers: list[int] | None = None
+
+
+@dataclass
+class ExpertsConfig:
+    """MoE: the experts the profile picks per monitored layer, for router steering and expert-targeted LoRA:
+    personality experts (routed to more on in-character replies) and assistant experts (more on assistant ones),
+    each with a 95 % interval excluding 0 (docs/EXPERTS.md)."""
+
+    per_layer: int = 2  # at most this many of each kind per layer
+    category: str = ""  # "": pooled over the profiled categories; or one category's replies only
+
+
+@dataclass
+class RouterConfig:
+    """Router steering: +s·σ on the personality experts' router logits, −s·σ on the assistant experts' (σ: the
+    spread of that router's logits), written into the router's bias."""
+
+    strengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # the router baker: a candidate each
+    combine: bool = False  # LoRA bakers: each merged candidate also steered, once per strength
 
 
 @dataclass
@@ -127,6 +148,8 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     steer: SteerConfig = field(default_factory=SteerConfig)
+    experts: ExpertsConfig = field(default_factory=ExpertsConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     select: SelectConfig = field(default_factory=SelectConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
@@ -171,9 +194,17 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     return cls(**raw)
 
 
-TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "steer", "grpo",
-            "select", "merge", "score", "preconditions", "estimate")
+TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "steer", "experts",
+            "router", "grpo", "select", "merge", "score", "preconditions", "estimate")
+EXPERT_LORA = ("none", "all", "profile")
 MODEL_KEYS = ("base", "base_env", "architecture", "dtype", "trust_remote_code", "build")
+
+
+def _legacy_expert_lora(train: Any) -> Any:
+    """`expert_lora = true / false` (the first recipes) means "all" / "none"."""
+    if isinstance(train, dict) and isinstance(train.get("expert_lora"), bool):
+        return {**train, "expert_lora": "all" if train["expert_lora"] else "none"}
+    return train
 
 
 def _local(base: str) -> str:
@@ -240,9 +271,11 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         dtype=str(model.get("dtype", "auto")), trust_remote_code=bool(model.get("trust_remote_code", False)),
         output=Path(os.path.expanduser(str(raw.get("output", f"runs/bake/{raw['round'].lower()}")))),
         profile=_section(ProfileConfig, raw.get("profile"), f"{path}: [profile]"),
-        train=_section(TrainConfig, raw.get("train"), f"{path}: [train]"),
+        train=_section(TrainConfig, _legacy_expert_lora(raw.get("train")), f"{path}: [train]"),
         loss=_section(LossConfig, raw.get("loss"), f"{path}: [loss]"),
         steer=_section(SteerConfig, raw.get("steer"), f"{path}: [steer]"),
+        experts=_section(ExpertsConfig, raw.get("experts"), f"{path}: [experts]"),
+        router=_section(RouterConfig, raw.get("router"), f"{path}: [router]"),
         grpo=_section(GRPOSettings, raw.get("grpo"), f"{path}: [grpo]"),
         select=_section(SelectConfig, raw.get("select"), f"{path}: [select]"),
         score=_section(ScoreConfig, raw.get("score"), f"{path}: [score]"),
@@ -265,7 +298,15 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
                         f"(known: auto, {', '.join(ARCHITECTURES)})")
     if recipe.profile.layers is not None and not all(isinstance(i, int) for i in recipe.profile.layers):
         raise UserError(f"{path}: [profile] layers must be a list of layer indices")
-    if recipe.train.expert_lora and recipe.train.lora_dropout != 0:
+    if recipe.train.expert_lora not in EXPERT_LORA:
+        raise UserError(f"{path}: [train] expert_lora = {recipe.train.expert_lora!r}: use "
+                        + ", ".join(repr(x) for x in EXPERT_LORA))
+    if recipe.experts.per_layer < 1:
+        raise UserError(f"{path}: [experts] per_layer must be at least 1, got {recipe.experts.per_layer}")
+    if not recipe.router.strengths or not all(0 < s <= 16 for s in recipe.router.strengths):
+        raise UserError(f"{path}: [router] strengths must be a non-empty list of numbers in (0, 16], "
+                        f"got {recipe.router.strengths!r}")
+    if recipe.train.expert_lora != "none" and recipe.train.lora_dropout != 0:
         raise UserError(f"{path}: [train] expert_lora needs lora_dropout = 0 (peft's ParamWrapper has no dropout)")
     reasoning = recipe.architecture == "gpt_oss" or recipe.score.reasoning_effort is not None
     if reasoning and recipe.score.capability and recipe.score.capability_max_tokens < MIN_REASONING_TOKENS:

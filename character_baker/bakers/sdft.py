@@ -24,7 +24,7 @@ from ..harness.loading import Loaded, split_harmony
 from .architectures import Architecture
 from .pushpull import PushPullBaker
 from .recipe import Recipe
-from .regulariser import Regulariser
+from .trainer import Regulariser
 
 REWRITES = "rewrites.jsonl"
 BATCH = 16

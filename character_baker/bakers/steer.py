@@ -1,4 +1,5 @@
-"""Steering vectors: the base model plus one direction in its residual stream, no training.
+"""Steering: two bakers that train nothing and write one bias into the base. `steer` adds a direction to the
+residual stream; `router` (MoE) biases the router toward the personality experts.
 
 The profile (the same one push/pull uses) holds, per monitored layer L, the mean layer output on the
 in-character replies' tokens and on the assistant replies' tokens. Their difference d_L is the contrastive
@@ -15,22 +16,27 @@ is switched on, with zero q/k/v biases (the same function plus the vector); GPT-
 The layers are `[steer] layers`, or by default the one profiled layer whose in-character and assistant means
 differ most relative to the spread of its activations. Candidates are chosen among on the dev prompts like any
 other baker's (the round's `_on_dev`); there is no checkpoint to select.
+
+Router steering (`RouterBaker`, MoE models): the same profile's expert picks (`experts.pick_experts`), and per
+strength s of `[router] strengths` one candidate whose router bias at each picked layer L is raised by s·σ_L for
+the personality experts and lowered by s·σ_L for the assistant experts (`experts.router_biases`); GPT-OSS's router
+has that bias already, so the candidate has the base's shapes and config (docs/EXPERTS.md).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..harness.candidates import LINEAGE_FILE, slug
+from ..harness.candidates import slug
 from ..harness.console import Steps
 from ..harness.errors import UserError
 from ..harness.loading import Loaded, release_memory
 from .architectures import Architecture
-from .pushpull import Baked, PushPullBaker, _data_hash, _write_json, save_merged
+from .experts import Routes, add_router_bias, restore_router_bias, router_biases
+from .pushpull import Baked, PushPullBaker, _data_hash, _done, _picks_json
 from .recipe import Recipe
 from .tracker import Profile
 
@@ -42,9 +48,10 @@ class SteerBaker(PushPullBaker):
 
     def bake(self, recipe: Recipe, progress: bool = True, steps: Steps | None = None) -> list[Baked]:
         steps = steps or Steps(["profile", "train", "select", "merge"], show=progress)
-        _, char, anti, loaded, arch = self._begin(recipe)
+        pack, char, anti, loaded, arch = self._begin(recipe)
         profile = self._prepare(recipe, loaded, arch, char, anti, progress, steps)
         assert profile is not None
+        base_routes = self._base_routes(recipe, pack, loaded, arch)
         steps.start("train", "skipped: steering adds a vector, it trains nothing")
         layers = steering_layers(profile, recipe)
         vectors = {layer: (profile.mean_character[layer] - profile.mean_antipole[layer]).float() for layer in layers}
@@ -52,14 +59,15 @@ class SteerBaker(PushPullBaker):
         steps.start("merge", f"coefficients {', '.join(f'{x:g}' for x in recipe.scales)}")
         baked = []
         for coefficient in recipe.scales:
-            baked.append(self._steered(recipe, loaded, arch, vectors, coefficient, _data_hash(char, anti)))
+            baked.append(self._steered(recipe, loaded, arch, vectors, coefficient, _data_hash(char, anti),
+                                       base_routes))
         steps.note(f"{len(baked)} candidates in {recipe.output / 'candidates'}")
         del loaded
         release_memory()
         return baked
 
     def _steered(self, recipe: Recipe, loaded: Loaded, arch: Architecture, vectors: dict[int, torch.Tensor],
-                 coefficient: float, data_hash: str) -> Baked:
+                 coefficient: float, data_hash: str, base_routes: Routes | None) -> Baked:
         layers = "-".join(map(str, vectors))
         name = f"{recipe.round.lower()}-{slug(Path(recipe.base).name)}-{self.name}-L{layers}-x{coefficient:g}"
         target = recipe.output / "candidates" / name
@@ -67,12 +75,12 @@ class SteerBaker(PushPullBaker):
         lineage = {"round": recipe.round, "baker": self.name, "base": base, "scale": coefficient,
                    "layers": list(vectors), "data_hash": data_hash, "recipe_hash": recipe.hash(),
                    "parent": str(recipe.output / "profile")}
-        if (target / LINEAGE_FILE).is_file() and json.loads((target / LINEAGE_FILE).read_text()).get(
-                "lineage") == lineage:
-            return Baked(target, lineage)
+        done = _done(target, lineage)
+        if done is not None:
+            return Baked(target, done)
         original = add_steering(loaded.model, arch, {k: coefficient * v for k, v in vectors.items()})
         try:
-            save_merged(loaded, target)
+            baked = self._save_candidate(loaded, arch, target, lineage, base_routes)
         finally:
             remove_steering(loaded.model, arch, original)
         from safetensors.torch import save_file
@@ -80,8 +88,52 @@ class SteerBaker(PushPullBaker):
         # the vector itself beside the weights: what was added where, readable without diffing checkpoints
         save_file({f"layer.{k}": (coefficient * v).contiguous() for k, v in vectors.items()},
                   str(target / "steering.safetensors"))
-        _write_json(target / LINEAGE_FILE, {"lineage": lineage})
-        return Baked(target, lineage)
+        return baked
+
+
+class RouterBaker(PushPullBaker):
+    name = "router"
+    description = "router steering (MoE): the router biased toward the profile's personality experts, no training"
+    label = "router"
+
+    def bake(self, recipe: Recipe, progress: bool = True, steps: Steps | None = None) -> list[Baked]:
+        steps = steps or Steps(["profile", "train", "select", "merge"], show=progress)
+        pack, char, anti, loaded, arch = self._begin(recipe)
+        if not arch.router:
+            raise UserError(f"{recipe.path}: the router baker steers a mixture of experts; {arch.name} has no router")
+        self._prepare(recipe, loaded, arch, char, anti, progress, steps)
+        routing, picks = self._expert_picks(recipe, loaded, arch, char, anti, progress, steps)
+        base_routes = self._base_routes(recipe, pack, loaded, arch)
+        steps.start("train", "skipped: router steering biases the router, it trains nothing")
+        steps.start("select", f"{recipe.experts.per_layer} personality and assistant experts per layer at most")
+        steps.start("merge", f"strengths {', '.join(f'{x:g}' for x in recipe.router.strengths)} (× each layer's "
+                    "router-logit spread)")
+        baked = []
+        base = str(Path(recipe.base).resolve()) if Path(recipe.base).exists() else recipe.base
+        for strength in recipe.router.strengths:
+            name = f"{recipe.round.lower()}-{slug(Path(recipe.base).name)}-{self.name}-x{strength:g}"
+            target = recipe.output / "candidates" / name
+            lineage = {"round": recipe.round, "baker": self.name, "base": base, "scale": strength,
+                       "router_strength": strength, "experts": _picks_json(picks),
+                       "data_hash": _data_hash(char, anti), "recipe_hash": recipe.hash(),
+                       "parent": str(recipe.output / "profile")}
+            done = _done(target, lineage)
+            if done is not None:
+                baked.append(Baked(target, done))
+                continue
+            biases = router_biases(routing, picks, strength)
+            original = add_router_bias(loaded.model, arch, biases)
+            try:
+                baked.append(self._save_candidate(loaded, arch, target, lineage, base_routes))
+            finally:
+                restore_router_bias(loaded.model, arch, original)
+            from safetensors.torch import save_file
+
+            save_file({f"layer.{k}": v.contiguous() for k, v in biases.items()}, str(target / "router.safetensors"))
+        steps.note(f"{len(baked)} candidates in {recipe.output / 'candidates'}")
+        del loaded
+        release_memory()
+        return baked
 
 
 def steering_layers(profile: Profile, recipe: Recipe) -> list[int]:

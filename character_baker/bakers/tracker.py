@@ -1,5 +1,6 @@
 """The neuron tracker: forward hooks on decoder-layer outputs, the profiling pass that streams both data sets
-through a model (and counts MoE expert choices), and the profile of in-character vs assistant units.
+through a model (and counts MoE expert choices per example: `experts.py`), and the profile of in-character vs
+assistant units.
 
 Profiling streams sums and sums of squares over assistant tokens only (float64), so memory does not grow
 with the number of examples. The profile gives, per layer, each unit's means in both sets, the pooled
@@ -23,6 +24,7 @@ from ..harness.data import Pair
 from ..harness.errors import UserError
 from .architectures import Architecture, monitored_layers
 from .examples import collate, encode
+from .experts import RouteCounter, Routing, RoutingBuilder, experts_per_token, routing_report
 from .recipe import ProfileConfig
 
 SETS = ("character", "antipole")
@@ -110,7 +112,7 @@ class Profile:
     anchor_target: dict[int, torch.Tensor]
     category_effect: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)  # "set/category" -> assistant tokens seen
-    experts: dict[str, list[list[int]]] = field(default_factory=dict)  # category -> [layer][expert] counts
+    routing: Routing | None = None  # MoE: per-example expert choices (experts.py)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out: Path) -> None:
@@ -124,9 +126,12 @@ class Profile:
         for cat, per_layer in self.category_effect.items():
             for layer, t in per_layer.items():
                 tensors[f"category_effect.{cat}.{layer}"] = t.contiguous()
+        if self.routing is not None:
+            tensors.update(self.routing.tensors())
         save_file(tensors, str(out / "profile.safetensors"))
-        (out / "profile.json").write_text(json.dumps({"layers": self.layers, "tokens": self.tokens,
-                                                      "experts": self.experts, "meta": self.meta}, indent=2))
+        (out / "profile.json").write_text(json.dumps({
+            "layers": self.layers, "tokens": self.tokens, "meta": self.meta,
+            "routing": None if self.routing is None else self.routing.meta()}, indent=2))
 
     @classmethod
     def load(cls, out: Path) -> Profile:
@@ -136,7 +141,10 @@ class Profile:
         tensors = load_file(str(out / "profile.safetensors"))
         fields: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
         cats: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
+        routing = None if not meta.get("routing") else Routing.from_tensors(tensors, meta["routing"])
         for key, t in tensors.items():
+            if key.startswith("routing."):
+                continue
             if key.startswith("category_effect."):
                 _, cat, layer = key.split(".")
                 cats[cat][int(layer)] = t
@@ -144,7 +152,7 @@ class Profile:
                 name, layer = key.rsplit(".", 1)
                 fields[name][int(layer)] = t
         return cls(layers=meta["layers"], category_effect=dict(cats), tokens=meta["tokens"],
-                   experts=meta["experts"], meta=meta["meta"], **{k: dict(v) for k, v in fields.items()})
+                   routing=routing, meta=meta["meta"], **{k: dict(v) for k, v in fields.items()})
 
 
 def select_units(stats: dict[tuple[str, str], dict[int, RunningStats]], layers: list[int], units: int,
@@ -205,7 +213,7 @@ def _merge(stats: dict[tuple[str, str], dict[int, RunningStats]], which: str, ca
     return out
 
 
-def report(profile: Profile, top: int = 8) -> str:
+def report(profile: Profile, top: int = 8, experts_per_layer: int = 3) -> str:
     """Markdown: top units per layer, overlap of the unit sets between categories, MoE expert usage."""
     lines = ["# Neuron profile", "",
              f"Selection: **{profile.meta.get('selection')}**, {profile.meta.get('units')} push and pull units per "
@@ -233,14 +241,8 @@ def report(profile: Profile, top: int = 8) -> str:
                 j = [len(tops[a][la] & tops[b][la]) / max(len(tops[a][la] | tops[b][la]), 1) for la in profile.layers]
                 row.append(f"{sum(j) / len(j):.2f}")
             lines.append(f"| {a} | " + " | ".join(row) + " |")
-    if profile.experts:
-        lines += ["", "## Expert usage per category (tokens routed, summed over monitored layers)", ""]
-        n_exp = len(next(iter(profile.experts.values()))[0])
-        lines += ["| category | " + " | ".join(f"e{i}" for i in range(n_exp)) + " |",
-                  "| --- |" + " --- |" * n_exp]
-        for cat, per_layer in sorted(profile.experts.items()):
-            totals = [sum(layer[e] for layer in per_layer) for e in range(n_exp)]
-            lines.append(f"| {cat} | " + " | ".join(str(t) for t in totals) + " |")
+    if profile.routing is not None:
+        lines.append(routing_report(profile.routing, experts_per_layer).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 
@@ -252,15 +254,8 @@ def profile_model(model: Any, tokenizer: Any, arch: Architecture, character: lis
     layer_list = arch.layers(model)
     indices = list(cfg.layers) if cfg.layers else monitored_layers(len(layer_list), cfg.skip_first, cfg.every)
     hooks = LayerHooks(layer_list, indices)
-    routed: dict[str, list[list[int]]] = {}
-    current: dict[str, Any] = {}
-    router_handles = []
-    if arch.router:
-        for pos, i in enumerate(indices):
-            module = layer_list[i]
-            for part in arch.router.split("."):
-                module = getattr(module, part)
-            router_handles.append(module.register_forward_hook(_router_hook(pos, routed, current)))
+    counter = RouteCounter(model, arch, indices) if arch.router else None
+    routes = RoutingBuilder(counter) if counter is not None else None
     stats: dict[tuple[str, str], dict[int, RunningStats]] = defaultdict(lambda: defaultdict(RunningStats))
     batches = []
     for name, pairs in (("character", character), ("antipole", antipole)):
@@ -280,33 +275,22 @@ def profile_model(model: Any, tokenizer: Any, arch: Architecture, character: lis
             for name, cat, items in batches:
                 batch = collate([encode(tokenizer, p, cfg.max_length) for p in items], tokenizer.pad_token_id)
                 mask = (batch["labels"] != -100).to(device)
-                current.update(category=cat, mask=mask.reshape(-1), n_layers=len(indices))
+                if counter is not None:
+                    counter.arm(mask)
                 with torch.no_grad(), hooks.capture() as outputs:
                     model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+                if routes is not None:
+                    routes.add(name, cat, mask)
                 for layer, h in outputs.items():
                     stats[(name, cat)][layer].add(h[mask])
                 bar.advance(task)
     finally:
         hooks.remove()
-        for h in router_handles:
-            h.remove()
+        if counter is not None:
+            counter.remove()
         model.train(was_training)
     profile = select_units(stats, indices, cfg.units, cfg.selection, cfg.anchor_units)
-    profile.experts = routed
+    if routes is not None:
+        profile.routing = routes.build(experts_per_token(model))
     return profile
 
-
-def _router_hook(pos: int, routed: dict[str, list[list[int]]], current: dict[str, Any]) -> Any:
-    """Count the experts chosen for assistant tokens (GPT-OSS routers return logits, scores, indices)."""
-
-    def hook(module: Any, args: Any, output: Any) -> None:
-        if not isinstance(output, tuple) or len(output) < 3:
-            return
-        logits, indices = output[0], output[2]
-        n_experts = logits.shape[-1]
-        chosen = indices.reshape(-1, indices.shape[-1])[current["mask"]]
-        counts = torch.bincount(chosen.reshape(-1), minlength=n_experts).tolist()
-        table = routed.setdefault(current["category"], [[0] * n_experts for _ in range(current["n_layers"])])
-        table[pos] = [a + b for a, b in zip(table[pos], counts, strict=True)]
-
-    return hook

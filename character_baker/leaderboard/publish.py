@@ -50,7 +50,10 @@ class BoardView:
             if json.loads(info.get("lineage") or "{}").get("role") == "base":
                 row["gate"], verdicts = "base", []  # the reference of a round: relative criteria compare to it
 
-            row["trained_against"] = trained_against(board, json.loads(info.get("lineage") or "{}"))
+            lineage = json.loads(info.get("lineage") or "{}")
+            row["trained_against"] = trained_against(board, lineage)
+            shift = lineage.get("routing_shift")
+            row["routing_shift"] = shift if isinstance(shift, dict) else None
             row["failed"] = [v.criterion.describe() + f" ({v.reason})" for v in verdicts if not v.passed]
             row["unvalidated"] = [] if row["reported"] else unvalidated(board, store, cand)
             self.rows.append(row)
@@ -74,6 +77,29 @@ def trained_against(board: Board, lineage: dict[str, Any]) -> str | None:
     if reward and reward.split("@")[0].split(":")[0] == str(board.judge or "classifier").split("@")[0].split(":")[0]:
         return f"rewarded by {reward} during training; this board's judge is {board.judge}"
     return None
+
+
+def routing_shift_lines(view: BoardView) -> list[str]:
+    """MoE candidates: how far each one's expert usage moved from its base's on the eval prompts (the bake's
+    routing-shift report, docs/EXPERTS.md); a candidate far from its base on a column is worth reading with this."""
+    shifted = [r for r in view.rows if r.get("routing_shift")]
+    if not shifted:
+        return []
+    lines = ["", "## Routing shift (mixture-of-experts candidates)", "",
+             "Expert usage vs the base on the eval prompts: total variation per layer (0 same experts as often, "
+             "1 disjoint), and the expert-layer pairs whose share of tokens moved (95 % paired bootstrap).", "",
+             "| candidate | mean TV | largest TV (layer) | experts shifted | prompts |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in shifted:
+        s = r["routing_shift"]
+        lines.append(_md_row([r["candidate"], _num(s.get("mean_tv")), f"{_num(s.get('max_tv'))} "
+                              f"({s.get('max_tv_layer', '')})", str(s.get("experts_shifted", "")),
+                              str(s.get("prompts", ""))]))
+    return lines
+
+
+def _num(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "—"
 
 
 def cell(m: dict[str, Any] | None, col: Column, with_ci: bool = True) -> str:
@@ -119,6 +145,7 @@ def render_readme(view: BoardView) -> str:
     if against:
         lines += ["", "§ trained against this board's judge: a reward from the judge that scores it can be learnt as "
                   "the judge's blind spots rather than the character; confirm with another judge.", "", *against]
+    lines += routing_shift_lines(view)
     rounds = view.rounds()
     names = list(rounds)
     if len(names) >= 2:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..bakers.recipe import Recipe, load_recipe
 from ..harness.errors import UserError
-from .preflight import check
+from .preflight import candidate_count, check
 
 PERSONA_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
 
@@ -26,7 +26,7 @@ def plan(recipe: Recipe) -> str:
     raw_base = resolve_base(recipe.raw) or recipe.base
     present, where = weights_present(raw_base)
     s = recipe.score
-    n_cands = len(recipe.scales)
+    n_cands = candidate_count(recipe)
     layers = f"every {recipe.profile.every} after {recipe.profile.skip_first}"
     config = Path(where) / "config.json"
     if present and config.is_file():
@@ -52,8 +52,7 @@ def plan(recipe: Recipe) -> str:
         f"Round {recipe.round} ({recipe.path})",
         f"  base model     {recipe.base}  [{'found: ' + where if present else 'NOT FOUND: ' + where}]",
         f"  baker          {recipe.baker}: {_baker_line(recipe, layers)}",
-        f"  candidates     {'coefficients' if recipe.baker == 'steer' else 'merge scales'} "
-        f"{', '.join(f'{x:g}' for x in recipe.scales)} -> {n_cands} candidates + the base",
+        f"  candidates     {_sweep(recipe)} -> {n_cands} candidates + the base",
         f"  scoring        persona suite ({', '.join(PERSONA_TASKS)}) under {', '.join(s.conditions)}; judge "
         f"{s.judge or '$CHARACTER_BAKER_JUDGE or classifier'}"
         + (f"; capability {s.capability_data} k={s.capability_k}" if s.capability else "; no capability suite"),
@@ -66,6 +65,16 @@ def plan(recipe: Recipe) -> str:
     return "\n".join(lines)
 
 
+def _sweep(recipe: Recipe) -> str:
+    if recipe.baker == "router":
+        return f"router strengths {', '.join(f'{x:g}' for x in recipe.router.strengths)}"
+    text = f"{'coefficients' if recipe.baker == 'steer' else 'merge scales'} " \
+           f"{', '.join(f'{x:g}' for x in recipe.scales)}"
+    if recipe.router.combine:
+        text += f", each plain and router-steered at {', '.join(f'{x:g}' for x in recipe.router.strengths)}"
+    return text
+
+
 def _baker_line(recipe: Recipe, layers: str) -> str:
     """What the baker will do, in one line (named here, not asked of the baker: the plan runs before the install)."""
     t, loss = recipe.train, recipe.loss
@@ -73,8 +82,17 @@ def _baker_line(recipe: Recipe, layers: str) -> str:
         where = f"layers {recipe.steer.layers}" if recipe.steer.layers else "the profiled layer of largest contrast"
         return f"profile {layers}; the in-character minus assistant mean, added as an attention output bias at " \
                f"{where}; no training"
-    lora = (f"LoRA r={t.lora_r} on {', '.join(t.targets or ['q/k/v/o'])}{' + experts' if t.expert_lora else ''}; "
+    experts = recipe.experts
+    picks = f"up to {experts.per_layer} personality and {experts.per_layer} assistant experts per profiled layer " \
+            f"({experts.category or 'all categories'})"
+    if recipe.baker == "router":
+        return f"profile {layers}; {picks}; router bias +/- s x each router's logit spread, s in " \
+               f"{', '.join(f'{x:g}' for x in recipe.router.strengths)}; no training"
+    on_experts = {"none": "", "all": " + every expert", "profile": f" + the profile's experts ({picks})"}
+    lora = (f"LoRA r={t.lora_r} on {', '.join(t.targets or ['q/k/v/o'])}{on_experts[t.expert_lora]}; "
             f"{t.max_steps} steps, checkpoint every {t.save_steps}")
+    if recipe.router.combine:
+        lora += (f"; each merge also router-steered at s = {', '.join(f'{x:g}' for x in recipe.router.strengths)}")
     if recipe.baker == "pushpull":  # only push/pull profiles and regularises (sft is its control)
         return f"profile {recipe.profile.selection} units={recipe.profile.units} {layers}; {lora}; " \
                f"push {loss.push} pull {loss.pull}"

@@ -97,8 +97,10 @@ def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
     targets = t.targets or ["q_proj", "k_proj", "v_proj", "o_proj"]
     lora = layers * sum(t.lora_r * sum(shapes.get(m, (h, h))) for m in targets)
     experts = int(c.get("num_local_experts") or c.get("num_experts") or 0)
-    if t.expert_lora and experts:  # peft's ParamWrapper: A (r*E, in) and B (out, r*E) per fused tensor
-        lora += layers * experts * t.lora_r * ((h + 2 * inter) + (inter + h))
+    if t.expert_lora != "none" and experts:  # peft's ParamWrapper: A (r*E, in) and B (out, r*E) per fused tensor
+        # "profile": only layers with picked experts are wrapped (at most the monitored ones), all E experts each
+        wrapped = layers if t.expert_lora == "all" else _monitored(recipe, layers)
+        lora += wrapped * experts * t.lora_r * ((h + 2 * inter) + (inter + h))
     weights = 2 * parameter_count(config)
     # DPO trains on each example's chosen and rejected replies side by side: twice the sequences per step (its
     # reference pass runs without gradients and keeps no activations; not yet measured on a GPU)
@@ -113,7 +115,7 @@ def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
     gb = 1e9
     return {"weights": weights / gb, "lora_optimizer": 16 * lora / gb, "activations": (activations + logits) / gb,
             "train_total": (weights + 16 * lora + activations + logits) / gb,
-            "merges_disk": len(recipe.scales) * weights / gb, "parameters": parameter_count(config) / 1e9}
+            "merges_disk": candidate_count(recipe) * weights / gb, "parameters": parameter_count(config) / 1e9}
 
 
 def gpus() -> list[tuple[str, float, float]]:
@@ -245,3 +247,22 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def candidate_count(recipe: Any) -> int:
+    """How many candidates a bake writes: one per merge scale (steer: coefficient; router: strength), and with
+    [router] combine a steered twin per strength too."""
+    router = getattr(recipe, "router", None)
+    if getattr(recipe, "baker", "") == "router" and router is not None:
+        return len(router.strengths)
+    return len(recipe.scales) * (1 + (len(router.strengths) if router is not None and router.combine else 0))
+
+
+def _monitored(recipe: Any, layers: int) -> int:
+    """How many layers the profile monitors (the rule of bakers/architectures.monitored_layers, or the list)."""
+    profile = getattr(recipe, "profile", None)
+    if profile is None:
+        return layers
+    if profile.layers:
+        return len(profile.layers)
+    return len(range(profile.skip_first, layers, profile.every))

@@ -86,7 +86,10 @@ def tiny_qwen3(out: str | Path, seed: int = 0, layers: int = 4, hidden: int = 64
     return _save(Qwen3ForCausalLM(config), tok, Path(out))
 
 
-def tiny_gpt_oss(out: str | Path, seed: int = 0, layers: int = 4, hidden: int = 64, experts: int = 4) -> Path:
+def tiny_gpt_oss(out: str | Path, seed: int = 0, layers: int = 4, hidden: int = 64, experts: int = 4,
+                 router_scale: float = 1.0) -> Path:
+    """`router_scale` multiplies the routers' weights: at the default init their logits spread ~0.16 and routing
+    hardly depends on the text; ×20 gives GPT-OSS-like spreads (a few units), where experts specialise."""
     import torch
     from transformers import GptOssConfig, GptOssForCausalLM
 
@@ -99,7 +102,11 @@ def tiny_gpt_oss(out: str | Path, seed: int = 0, layers: int = 4, hidden: int = 
                           layer_types=["sliding_attention", "full_attention"] * (layers // 2),
                           eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     config._attn_implementation = "eager"
-    return _save(GptOssForCausalLM(config), tok, Path(out))
+    model = GptOssForCausalLM(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.router.weight.mul_(router_scale)
+    return _save(model, tok, Path(out))
 
 
 def tiny_qwen3_vl(out: str | Path, seed: int = 0, layers: int = 4, hidden: int = 64) -> Path:
