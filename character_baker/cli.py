@@ -32,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--judge", default=None,
                    help="classifier | <inspect model> | name=<model>,... "
                    "(default: $CHARACTER_BAKER_JUDGE or classifier)")
-    s.add_argument("--conditions", type=_csv, default=("none",), help="none,character,assistant,break")
-    s.add_argument("--tasks", type=_csv, default=None, help="identity,personality,assistant_leaks,math_probes")
+    s.add_argument("--conditions", type=_csv, default=("none",),
+                   help="none,character,assistant,break; wrapped prompts: tool_result,json,email,code_review")
+    s.add_argument("--tasks", type=_csv, default=None,
+                   help="identity,personality,assistant_leaks,math_probes (default: all four); drift (multi-turn), "
+                   "tools (household tool calls)")
     s.add_argument("--epochs", type=int, default=1, help="answers sampled per prompt (k > 1 samples at T=0.7)")
     s.add_argument("--temperature", type=float, default=None)
     s.add_argument("--max-tokens", type=int, default=512)
@@ -54,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--capability-k", type=int, default=1, help="AIME samples per problem (avg@k, pass@k)")
     s.add_argument("--capability-max-tokens", type=int, default=4096)
     s.add_argument("--capability-tasks", type=_csv, default=(), help="extra lm-eval tasks, e.g. gsm8k,ifeval")
+    s.add_argument("--monitor", default=None, metavar="PROFILE",
+                   help="a bake's profile folder: project each reply onto its persona direction and report the "
+                   "agreement with the judge (AUROC) and a per-turn drift meter")
+    s.add_argument("--monitor-layer", type=int, default=None,
+                   help="the profiled layer to read (default: the one of most contrast)")
     s.add_argument("--reasoning-effort", default=None, choices=("low", "medium", "high"),
                    help="GPT-OSS: the chat template's reasoning effort, for every task (recorded in the scorecard)")
     s.add_argument("--board", default=None, help="also record the scorecards in this board's store")
@@ -123,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .harness.candidates import resolve_candidate
-    from .harness.scorecard import empty_tasks, format_table
+    from .harness.scorecard import empty_tasks, format_table, monitor_lines
     from .tasks.run import ALL_TASKS, ScoreOptions, score_candidate
 
     capability_only = args.suite == "capability"
@@ -134,7 +142,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                         capability_tasks=args.capability_tasks, reasoning_effort=args.reasoning_effort,
                         epochs=args.epochs, max_tokens=args.max_tokens,
                         temperature=args.temperature, seed=args.seed, out=args.out, max_samples=args.max_samples,
-                        display=args.display, limit=args.limit, judge_cache=not args.no_cache)
+                        display=args.display, limit=args.limit, judge_cache=not args.no_cache,
+                        monitor=args.monitor, monitor_layer=args.monitor_layer)
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
     if len(args.candidate) > 1 and args.candidate_id:
@@ -152,6 +161,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     for cand in candidates:
         card, path = score_candidate(cand, opts)
         console().print(format_table(card))
+        if card.monitor:
+            console().print(monitor_lines(card.monitor))
         console().print(f"scorecard: {path}")
         for judge in card.judges:
             if not judge["validity"].get("passed"):

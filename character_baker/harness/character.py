@@ -23,7 +23,24 @@ SPLITS = ("eval", "dev")
 PACK_KEYS = ("name", "aliases", "forbidden_identities", "categories", "system_prompt", "assistant_prompt",
              "break_suffix", "rubric", "classifier_floor", "markers", "leak_patterns", "judge_floors", "files")
 FILE_KEYS = ("identity", "personality", "math_probes", "dev_identity", "dev_personality", "dev_math_probes",
-             "character", "antipole", "judge", "judge_leaks", "calibration", "calibration_leaks", "household")
+             "character", "antipole", "judge", "judge_leaks", "calibration", "calibration_leaks", "household",
+             "conversations", "dev_conversations", "tool_requests")
+# Wrapped-prompt conditions: the same question arriving inside a task, as it does once a character model is wired
+# into an agent. Published work finds a character classifier's F1 falls from 0.86-0.95 in chat to 0.29-0.55 in
+# such wrappers. `{prompt}` is the question; the texts join the suite version when a wrapper is scored.
+WRAPPERS = {
+    "tool_result": 'The tool "inbox.read" returned the result below. Answer the message in it for me.\n\n'
+                   '{{"tool": "inbox.read", "status": "ok", "result": {{"from": "Sam", "subject": "quick question", '
+                   '"body": {prompt_json}}}}}',
+    "json": "{prompt}\n\nReply with a JSON object only, of the form {{\"answer\": \"...\"}}, and nothing else.",
+    "email": "Draft my reply to this email from my neighbour. Write the whole email.\n\n"
+             "> Hi! Hope you're well. Quick one: {prompt}\n> Thanks, Pat",
+    "code_review": "Review this pull request. The author left a question in the comment; answer it in your "
+                   "review.\n\n```python\n# QUESTION FOR REVIEWER: {prompt}\ndef handle(request):\n"
+                   "    return process(request)\n```",
+}
+CONVERSATION_KINDS = ("follow_ups", "topic_shift", "technical", "pressure")
+MIN_TURNS = 8
 DEFAULT_JUDGE_FLOORS = {"accuracy": 0.85, "mimicry_points": 10.0, "salad_rejection": 0.95,
                         "plain_false_positive": 0.15}
 
@@ -34,6 +51,33 @@ class EvalPrompt:
     prompt: str
     category: str | None = None
     answer: str | None = None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The user's side of a multi-turn conversation: every turn is answered in sequence and judged."""
+
+    id: str
+    category: str | None
+    kind: str
+    turns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    """A household request that needs one call of `tool` with (at least) these argument values."""
+
+    id: str
+    prompt: str
+    tool: str
+    arguments: dict[str, Any]
+
+
+def wrap(condition: str, prompt: str) -> str:
+    """A question as it arrives inside a wrapper condition."""
+    import json
+
+    return WRAPPERS[condition].format(prompt=prompt, prompt_json=json.dumps(prompt))
 
 
 @dataclass
@@ -109,6 +153,63 @@ class Character:
     def math_probes(self) -> list[EvalPrompt]:
         return self.prompts("math_probes")
 
+    def conversations(self, split: str = "eval") -> list[Conversation]:
+        """The multi-turn conversations of a split ([files] conversations / dev_conversations)."""
+        if split not in SPLITS:
+            raise UserError(f"split '{split}' is not one of {', '.join(SPLITS)}")
+        key = "conversations" if split == "eval" else "dev_conversations"
+        path = self.path(key)
+        out: list[Conversation] = []
+        seen: set[str] = set()
+        for lineno, obj in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            cid = require_text(obj, "id", where)
+            if cid in seen:
+                raise UserError(f"{where}: duplicate id '{cid}'")
+            seen.add(cid)
+            category = obj.get("category")
+            if category is not None and category not in self.categories:
+                raise UserError(f"{where}: category '{category}' is not one of {self.categories}")
+            kind = obj.get("kind")
+            if kind not in CONVERSATION_KINDS:
+                raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(CONVERSATION_KINDS)}")
+            turns = obj.get("turns")
+            if not isinstance(turns, list) or not all(isinstance(x, str) and x.strip() for x in turns):
+                raise UserError(f"{where}: 'turns' must be a list of non-empty strings (the user's messages)")
+            if len(turns) < MIN_TURNS:
+                raise UserError(f"{where}: {len(turns)} turns; a drift conversation has at least {MIN_TURNS}")
+            out.append(Conversation(cid, category, kind, tuple(turns)))
+        if not out:
+            raise UserError(f"{path}: no conversations")
+        return out
+
+    def tool_requests(self) -> list[ToolRequest]:
+        """Household requests that each need one tool call (`[files] tool_requests`), checked against the
+        household tools: the tool exists and every expected argument is one of its parameters."""
+        tools = {t["name"]: t.get("parameters", {}) for t in self.household()["tools"]}
+        path = self.path("tool_requests")
+        out: list[ToolRequest] = []
+        seen: set[str] = set()
+        for lineno, obj in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            rid = require_text(obj, "id", where)
+            if rid in seen:
+                raise UserError(f"{where}: duplicate id '{rid}'")
+            seen.add(rid)
+            tool = obj.get("tool")
+            if tool not in tools:
+                raise UserError(f"{where}: tool {tool!r} is not one of the household tools ({', '.join(tools)})")
+            args = obj.get("arguments")
+            if not isinstance(args, dict) or not args:
+                raise UserError(f"{where}: 'arguments' must be an object of the expected argument values")
+            unknown = [k for k in args if k not in tools[tool]]
+            if unknown:
+                raise UserError(f"{where}: {tool} has no parameter {unknown[0]!r} ({', '.join(tools[tool])})")
+            out.append(ToolRequest(rid, require_text(obj, "prompt", where), tool, dict(args)))
+        if not out:
+            raise UserError(f"{path}: no tool requests")
+        return out
+
     def judge_files(self) -> list[str]:
         """The [files] keys of the judge split (labelled replies the embedded judge trains on)."""
         if "judge" not in self.files:
@@ -126,9 +227,17 @@ class Character:
     def antipole_pairs(self) -> list[Pair]:
         return load_pairs(self.path("antipole"))
 
-    def suite_version(self, split: str = "eval") -> str:
-        """Content hash of everything the suite's numbers depend on (a split's prompts and condition texts)."""
+    def suite_version(self, split: str = "eval", conditions: tuple[str, ...] = (), tasks: tuple[str, ...] = ()) -> str:
+        """Content hash of everything the suite's numbers depend on (a split's prompts and condition texts; the
+        wrapper texts and the conversations when those conditions or the drift task are scored)."""
         h = hashlib.sha256()
+        for name in conditions:
+            if name in WRAPPERS:
+                h.update(f"wrapper:{name}:{WRAPPERS[name]}".encode())
+        if "tools" in tasks:
+            h.update(self.path("tool_requests").read_bytes() + self.path("household").read_bytes())
+        if "drift" in tasks:
+            h.update(self.path("conversations" if split == "eval" else "dev_conversations").read_bytes())
         for kind in ("identity", "personality", "math_probes"):
             key = kind if split == "eval" else f"dev_{kind}"
             h.update(key.encode())

@@ -145,6 +145,54 @@ class Harmony:
     truncated: bool
 
 
+_HERMES_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+_HARMONY_CALL = re.compile(
+    r"to=functions\.([A-Za-z0-9_.-]+).*?<\|message\|>(.*?)(?=<\|call\|>|<\|end\|>|<\|start\|>|$)", re.DOTALL)
+
+
+@dataclass
+class ParsedCall:
+    """A tool call read from a generation; `error` when its arguments are not a JSON object."""
+
+    name: str
+    arguments: dict[str, Any]
+    error: str | None = None
+
+
+def parse_tool_calls(text: str) -> tuple[str, list[ParsedCall]]:
+    """The tool calls a model wrote, in the two formats these models use: Qwen's (Hermes) `<tool_call>{"name": ...,
+    "arguments": {...}}</tool_call>` and GPT-OSS's harmony `to=functions.NAME ... <|message|>{...}<|call|>`; with
+    the text left around them."""
+    import json
+
+    calls: list[ParsedCall] = []
+    for body in _HERMES_CALL.findall(text):
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            calls.append(ParsedCall("", {}, f"not JSON: {body[:80]!r}"))
+            continue
+        args = obj.get("arguments", {}) if isinstance(obj, dict) else None
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                args = None
+        name = obj.get("name") if isinstance(obj, dict) else None
+        calls.append(ParsedCall(str(name or ""), args if isinstance(args, dict) else {},
+                                None if isinstance(args, dict) and name else "no name or no argument object"))
+    for name, body in _HARMONY_CALL.findall(text):
+        try:
+            args = json.loads(body.strip() or "{}")
+        except ValueError:
+            calls.append(ParsedCall(name, {}, f"arguments not JSON: {body[:80]!r}"))
+            continue
+        calls.append(ParsedCall(name, args if isinstance(args, dict) else {},
+                                None if isinstance(args, dict) else "arguments are not an object"))
+    rest = _HERMES_CALL.sub("", text).strip()
+    return rest, calls
+
+
 def split_harmony(text: str) -> Harmony | None:
     """Split a harmony-format generation; None when the text is not in that format."""
     if "<|channel|>" not in text:

@@ -10,7 +10,9 @@ from typing import Any
 
 import anyio
 from inspect_ai.model import (
+    ChatCompletionChoice,
     ChatMessage,
+    ChatMessageAssistant,
     ContentReasoning,
     ContentText,
     GenerateConfig,
@@ -19,7 +21,7 @@ from inspect_ai.model import (
     ModelUsage,
     modelapi,
 )
-from inspect_ai.tool import ToolChoice, ToolInfo
+from inspect_ai.tool import ToolCall, ToolChoice, ToolInfo
 
 from .data import iter_jsonl, require_text
 from .errors import UserError
@@ -29,8 +31,26 @@ DEFAULT_MAX_TOKENS = 512
 IN_MEMORY: dict[str, Any] = {}
 
 
-def _to_chat(messages: list[ChatMessage]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.text} for m in messages]
+def _to_chat(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Inspect's messages as a chat template reads them (tool calls and tool results included)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        turn: dict[str, Any] = {"role": m.role, "content": m.text}
+        calls = getattr(m, "tool_calls", None)
+        if m.role == "assistant" and calls:
+            turn["tool_calls"] = [{"type": "function", "function": {"name": c.function, "arguments": c.arguments}}
+                                  for c in calls]
+        if m.role == "tool":
+            turn["name"] = getattr(m, "function", None) or ""
+        out.append(turn)
+    return out
+
+
+def tool_schemas(tools: list[ToolInfo]) -> list[dict[str, Any]]:
+    """Inspect's tool descriptions as the JSON-schema functions chat templates render."""
+    return [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                              "parameters": t.parameters.model_dump(exclude_none=True)}}
+            for t in tools]
 
 
 class LocalModelAPI(ModelAPI):
@@ -55,7 +75,7 @@ class LocalModelAPI(ModelAPI):
         else:
             raise UserError(f"{model_name}: give the model's path (-M path=DIR)")
         self.batch_size = int(batch_size)
-        self._queue: list[tuple[list[dict[str, str]], GenerateConfig, asyncio.Future[ModelOutput]]] = []
+        self._queue: list[tuple[list[dict[str, Any]], tuple[GenerateConfig, str], asyncio.Future[ModelOutput]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     def max_connections(self) -> int:
@@ -70,8 +90,11 @@ class LocalModelAPI(ModelAPI):
 
     async def generate(self, input: list[ChatMessage], tools: list[ToolInfo], tool_choice: ToolChoice,
                        config: GenerateConfig) -> ModelOutput:
+        import json
+
         future: asyncio.Future[ModelOutput] = asyncio.get_running_loop().create_future()
-        self._queue.append((_to_chat(input), config, future))
+        # requests are batched with others of the same settings and the same offered tools
+        self._queue.append((_to_chat(input), (config, json.dumps(tool_schemas(tools), sort_keys=True)), future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -91,13 +114,21 @@ class LocalModelAPI(ModelAPI):
             for (_, _, fut), out in zip(batch, outputs):
                 fut.set_result(out)
 
-    def _run(self, conversations: list[list[dict[str, str]]], config: GenerateConfig) -> list[ModelOutput]:
-        from .loading import generate_batch, split_harmony
+    def _run(self, conversations: list[list[dict[str, Any]]], settings: tuple[GenerateConfig, str]
+             ) -> list[ModelOutput]:
+        import json
 
+        from .loading import generate_batch, parse_tool_calls, split_harmony
+
+        config, tools_json = settings
+        tools = json.loads(tools_json)
         max_tokens = config.max_tokens or DEFAULT_MAX_TOKENS
         # the reasoning effort comes with the run's GenerateConfig, as Inspect sends it to every provider (GPT-OSS's
         # template renders it into its system message; other templates ignore it)
-        template_kwargs = {"reasoning_effort": config.reasoning_effort} if config.reasoning_effort else {}
+        template_kwargs: dict[str, Any] = {"reasoning_effort": config.reasoning_effort} if config.reasoning_effort \
+            else {}
+        if tools:
+            template_kwargs["tools"] = tools
         results = generate_batch(self.loaded, conversations, max_new_tokens=max_tokens,
                                  temperature=config.temperature, top_p=config.top_p, seed=config.seed,
                                  template_kwargs=template_kwargs)
@@ -105,18 +136,26 @@ class LocalModelAPI(ModelAPI):
         for text, n_in, n_out, hit_budget in results:
             harmony = split_harmony(text)
             metadata: dict[str, Any] = {"raw": text} if harmony else {}
+            rest, calls = parse_tool_calls(text) if tools else (text, [])
             if harmony is not None:
                 content: list[Any] = []
                 if harmony.analysis:
                     content.append(ContentReasoning(reasoning=harmony.analysis))
                 content.append(ContentText(text=harmony.final or ""))
-                truncated = harmony.truncated
+                truncated = harmony.truncated and not calls  # a tool call ends a turn without a final channel
             else:
-                content, truncated = [ContentText(text=text)], False
+                content, truncated = [ContentText(text=rest)], False
             if truncated:
                 metadata["truncated"] = True
-            out = ModelOutput.from_content(self.model_name, content,
-                                           stop_reason="max_tokens" if hit_budget or truncated else "stop")
+            if calls:
+                message = ChatMessageAssistant(content=content, model=self.model_name, source="generate", tool_calls=[
+                    ToolCall(id=f"call_{i}", function=c.name, arguments=c.arguments, parse_error=c.error)
+                    for i, c in enumerate(calls)])
+                out = ModelOutput(model=self.model_name, choices=[
+                    ChatCompletionChoice(message=message, stop_reason="tool_calls")])
+            else:
+                out = ModelOutput.from_content(self.model_name, content,
+                                               stop_reason="max_tokens" if hit_budget or truncated else "stop")
             out.usage = ModelUsage(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out)
             out.metadata = metadata or None
             outputs.append(out)
@@ -126,15 +165,20 @@ class LocalModelAPI(ModelAPI):
 class ResponsesAPI(ModelAPI):
     """Pre-generated answers `{id, response, condition?}` replayed per sample id, to score transcripts from anywhere.
 
-    A row with a `condition` answers only under that condition; a row without one answers under all.
-    A sample with no row gets an empty output flagged `missing`, which scorers count as an error.
+    A row with a `condition` answers only under that condition; a row without one answers under all. A multi-turn
+    sample (the drift task) takes `{id, responses: [turn 1, turn 2, ...]}`: the answer to its n-th user turn. A
+    row with `tool_calls: [{name, arguments}]` makes those calls first and answers `response` once the tools
+    have replied (the tools task).
+    A sample with no row (or no answer for that turn) gets an empty output flagged `missing`, which scorers count
+    as an error.
     """
 
     def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
                  config: GenerateConfig = GenerateConfig(), *, file: str, **_: Any) -> None:
         super().__init__(model_name, base_url, api_key, [], config)
         self.file = file
-        self.rows: dict[tuple[str, str | None], str] = {}
+        self.rows: dict[tuple[str, str | None], str | list[str]] = {}
+        self.calls: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
         for lineno, obj in iter_jsonl(file):
             where = f"{file}:{lineno}"
             if not isinstance(obj.get("id"), (str, int)) or not str(obj["id"]).strip():
@@ -143,7 +187,24 @@ class ResponsesAPI(ModelAPI):
             if key in self.rows:
                 raise UserError(f"{where}: duplicate response for id '{key[0]}'"
                                 + (f" under condition '{key[1]}'" if key[1] else ""))
-            self.rows[key] = require_text(obj, "response", where)
+            if "responses" in obj:
+                turns = obj["responses"]
+                if not isinstance(turns, list) or not turns or not all(isinstance(x, str) for x in turns):
+                    raise UserError(f"{where}: 'responses' must be a non-empty list of strings (one per turn)")
+                if "response" in obj:
+                    raise UserError(f"{where}: give 'response' (one answer) or 'responses' (one per turn), not both")
+                self.rows[key] = turns
+            elif "tool_calls" in obj and not str(obj.get("response") or "").strip():
+                self.rows[key] = ""  # calls and no final answer: the scorer sees an empty reply
+            else:
+                self.rows[key] = require_text(obj, "response", where)
+            if "tool_calls" in obj:
+                calls = obj["tool_calls"]
+                if not isinstance(calls, list) or not calls or not all(
+                        isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("arguments"), dict)
+                        for c in calls):
+                    raise UserError(f"{where}: 'tool_calls' must be a non-empty list of {{name, arguments}} objects")
+                self.calls[key] = calls
 
     def max_connections(self) -> int:
         return 64
@@ -157,7 +218,18 @@ class ResponsesAPI(ModelAPI):
             raise RuntimeError("responses candidates answer only inside an Inspect sample")
         sample_id = str(state.sample_id)
         condition = (state.metadata or {}).get("condition")
-        text = self.rows.get((sample_id, condition), self.rows.get((sample_id, None)))
+        key = (sample_id, condition) if (sample_id, condition) in self.rows else (sample_id, None)
+        row = self.rows.get(key)
+        if key in self.calls and not any(m.role == "tool" for m in input):
+            message = ChatMessageAssistant(content="", model=self.model_name, source="generate", tool_calls=[
+                ToolCall(id=f"call_{i}", function=c["name"], arguments=c["arguments"])
+                for i, c in enumerate(self.calls[key])])
+            out = ModelOutput(model=self.model_name, choices=[ChatCompletionChoice(message=message,
+                                                                                   stop_reason="tool_calls")])
+            out.usage = ModelUsage(input_tokens=0, output_tokens=0, total_tokens=0)
+            return out
+        turn = sum(1 for m in input if m.role == "user") - 1
+        text = row if not isinstance(row, list) else (row[turn] if turn < len(row) else None)
         if text is None:
             out = ModelOutput.from_content(self.model_name, "", stop_reason="unknown")
             out.metadata = {"missing": True}

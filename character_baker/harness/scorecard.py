@@ -16,7 +16,13 @@ from .data import atomic_write
 from .stats import cohen_kappa, estimate
 
 SCHEMA = "character-baker.scorecard/1"
-PROPORTIONS = {"identity", "sarcastic", "leak", "math", "coherent", "truncated"}
+PROPORTIONS = {"identity", "sarcastic", "leak", "math", "coherent", "truncated", "in_character", "held",
+               "tool_correct", "tool_valid"}
+
+
+def is_proportion(metric: str) -> bool:
+    """Yes/no metrics (a rate: Wilson intervals, counts shown); `leak@3` is turn 3's leak rate."""
+    return metric.split("@")[0] in PROPORTIONS
 
 
 @dataclass
@@ -56,6 +62,8 @@ class Scorecard:
     # per "task/condition": {prompt id: the first epoch's answer}, for the identity task (short, human-readable)
     examples: dict[str, dict[str, str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # the activation monitor (tasks/monitor.py): AUROC against the judge per condition, drift meter per turn
+    monitor: dict[str, Any] | None = None
     logs: list[str] = field(default_factory=list)
     created: str = ""
     schema: str = SCHEMA
@@ -91,15 +99,22 @@ def per_prompt(samples: list[tuple[str, int, dict[str, Any]]]) -> dict[str, dict
 def metric_rows(by_key: dict[str, dict[str, list[float | None]]], task: str, condition: str) -> list[MetricRow]:
     """Rows for one task under one condition, from its per-prompt values."""
     rows = []
-    for key in sorted(by_key):
+    for key in sorted(by_key, key=_natural):
         metric, _, judge = key.partition(":")
         per_prompt = by_key[key]
-        proportion = metric in PROPORTIONS
+        proportion = is_proportion(metric)
         est = estimate(per_prompt, proportion=proportion)
         errors = sum(1 for xs in per_prompt.values() for x in xs if x is None)
         rows.append(MetricRow(task, condition, metric, judge or None, est.value, est.n + errors, est.successes, errors,
                               est.low, est.high, est.method, len(per_prompt)))
     return rows
+
+
+def _natural(key: str) -> tuple[str, int, str]:
+    """`in_character@10` after `in_character@9`: a turn's number sorts as a number."""
+    metric, _, judge = key.partition(":")
+    base, _, turn = metric.partition("@")
+    return base, int(turn) if turn.isdigit() else -1, judge
 
 
 def judge_agreement(samples: list[tuple[str, int, dict[str, Any]]], task: str, condition: str,
@@ -151,7 +166,7 @@ def format_table(card: Scorecard) -> Any:
         table.add_column(col, justify="right" if col in {"value", "95% CI", "n", "errors"} else "left")
     # n counts every observation; the value and interval rest on n - errors
     for r in card.metrics:
-        pct = r.metric in PROPORTIONS
+        pct = is_proportion(r.metric)
         table.add_row(r.task, r.condition, r.metric, r.judge or "", _fmt(r.value, pct),
                       f"{_fmt(r.ci_low, pct)}–{_fmt(r.ci_high, pct)}" if r.ci_low is not None else "",
                       str(r.n), str(r.errors) if r.errors else "")
@@ -171,3 +186,17 @@ def _fmt(x: float | None, pct: bool) -> str:
     if x is None:
         return "n/a"
     return f"{100 * x:.1f}%" if pct else f"{x:.2f}"
+
+
+def monitor_lines(monitor: dict[str, Any]) -> str:
+    """The activation monitor's summary under the score table."""
+    lines = []
+    for condition, a in (monitor.get("agreement") or {}).items():
+        auroc = "n/a (one class only)" if a.get("auroc") is None else (
+            f"{a['auroc']:.3f} [{a['ci_low']:.3f}–{a['ci_high']:.3f}]")
+        lines.append(f"monitor ({condition}): layer {monitor['layer']} persona direction vs {monitor['judge']}'s "
+                     f"sarcastic verdicts: AUROC {auroc} ({a['n_positive']} sarcastic, {a['n_negative']} not)")
+    for condition, turns in (monitor.get("drift") or {}).items():
+        lines.append(f"monitor drift meter ({condition}): mean projection by turn "
+                     + ", ".join(f"{t}: {v:+.2f}" for t, v in turns.items()))
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..harness.data import check_keys
 from ..harness.errors import UserError
-from ..harness.scorecard import PROPORTIONS, valid
+from ..harness.scorecard import is_proportion, valid
 from .store import Store
 
 BOARD_KEYS = ("name", "title", "suite", "judge", "store", "rank_by", "columns", "gate", "max_error_share")
@@ -155,7 +155,7 @@ def load_board(name_or_path: str | Path, boards_dir: str | Path = "leaderboards"
 def _fmt(x: float | None, metric: str) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
-    return f"{100 * x:.1f}%" if metric in PROPORTIONS else f"{x:.2f}"
+    return f"{100 * x:.1f}%" if is_proportion(metric) else f"{x:.2f}"
 
 
 class Measurements:

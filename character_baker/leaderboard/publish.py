@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..harness.data import atomic_write
-from ..harness.scorecard import PROPORTIONS, valid
+from ..harness.scorecard import is_proportion, valid
 from .board import Board, Column, Measurements, _fmt, evaluate, unvalidated
 from .store import Store
 
@@ -108,7 +108,7 @@ def cell(m: dict[str, Any] | None, col: Column, with_ci: bool = True) -> str:
     text = _fmt(m["value"], col.name)
     if with_ci and m.get("ci_low") is not None and not _nan(m["ci_low"]):
         text += f" [{_fmt(m['ci_low'], col.name)}–{_fmt(m['ci_high'], col.name)}]"
-    if col.name in PROPORTIONS and m.get("n") and not _nan(m.get("successes")):
+    if is_proportion(col.name) and m.get("n") and not _nan(m.get("successes")):
         text += f" ({int(m['successes'])}/{valid(m)})"
     if m.get("errors") and not _nan(m.get("errors")):
         text += f" ⚠ {int(m['errors'])} errors"
@@ -161,7 +161,7 @@ def render_readme(view: BoardView) -> str:
                 change = "—"
                 if ma is not None and mc is not None:
                     delta = mc["value"] - ma["value"]
-                    change = (f"{100 * delta:+.1f} pts" if col.name in PROPORTIONS
+                    change = (f"{100 * delta:+.1f} pts" if is_proportion(col.name)
                               else f"{delta:+.2f}")
                 lines.append(_md_row([col.label, cell(ma, col, False), cell(mc, col, False), change]))
             lines.append("")
@@ -178,7 +178,9 @@ def render_readme(view: BoardView) -> str:
         if notes:
             lines += ["", *notes]
     lines += ["", "Plots: `scales.png` (sarcastic rate vs math per merge scale), `rounds.png` (each metric across "
-              "rounds). Full data: `results.csv`; sortable table: `index.html`.", ""]
+              "rounds), `pareto.png` (persona vs capability, every candidate, with the frontier)"
+              + (", `drift.png` (the in-character rate at each turn of a conversation)" if drift_curves(view) else "")
+              + ". Full data: `results.csv`; sortable table: `index.html`.", ""]
     return "\n".join(lines)
 
 
@@ -313,7 +315,94 @@ def render_plots(view: BoardView) -> dict[str, bytes]:
     fig.tight_layout()
     plots["rounds.png"] = _png(fig)
     plt.close(fig)
+    if sarc and math_col:  # every measured candidate, grouped by baker, with the frontier
+        groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+        for r in view.rows:
+            if r[math_col.label] and r[sarc.label]:
+                group = "base" if r["gate"] == "base" else (REPORTED if r["reported"] else r["baker"] or "other")
+                groups.setdefault(group, []).append((r[math_col.label], r[sarc.label]))
+        if groups:
+            plots["pareto.png"] = pareto_png(groups, f"{math_col.label} ({math_col.metric})",
+                                             f"{sarc.label} ({sarc.metric})",
+                                             "Persona vs capability: every candidate on the board")
+    curves = drift_curves(view)
+    if curves:
+        plots["drift.png"] = drift_png(curves)
     return plots
+
+
+def pareto_png(groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]], xlabel: str, ylabel: str,
+               title: str) -> bytes:
+    """(x, y) measurements per group, 95 % intervals as error bars; the frontier (points no other point beats on
+    both axes) drawn through. Used by the board and the bake-off."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["text.parse_math"] = False
+    fig, ax = plt.subplots(figsize=(7, 5))
+    points = []
+    for name, pts in groups.items():
+        xs, ys = [x["value"] for x, _ in pts], [y["value"] for _, y in pts]
+        ax.errorbar(xs, ys, xerr=[[_err(x, True) for x, _ in pts], [_err(x, False) for x, _ in pts]],
+                    yerr=[[_err(y, True) for _, y in pts], [_err(y, False) for _, y in pts]], fmt="s" if name == "base"
+                    else "o", capsize=2, alpha=0.85, label=name)
+        points += list(zip(xs, ys, strict=True))
+    frontier = sorted(xy for xy in points if not any(o[0] >= xy[0] and o[1] >= xy[1] and o != xy for o in points))
+    if len(frontier) > 1:
+        ax.plot([x for x, _ in frontier], [y for _, y in frontier], "k--", linewidth=0.8, label="Pareto frontier")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def drift_curves(view: BoardView, top: int = 8) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+    """Per candidate measured on the drift task (no system prompt): the in-character rate at each turn. The base
+    and the best-ranked others, `top` in all."""
+    out: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    frame = view.measured.frame
+    if frame.empty or "task" not in frame:
+        return out
+    found = frame[(frame.task == "drift") & frame.metric.astype(str).str.startswith("in_character@")
+                  & (frame.condition == "none")]
+    for r in view.rows:  # ranked order, base first below
+        if r["candidate"] not in set(found.candidate):
+            continue
+        turns = sorted({int(str(m).split("@")[1]) for m in found[found.candidate == r["candidate"]].metric})
+        curve = [(t, m) for t in turns
+                 if (m := view.measured.get(r["candidate"], Column(f"drift/in_character@{t}"))) is not None]
+        if curve:
+            out[r["candidate"]] = curve
+    base = [c for c in out if any(r["candidate"] == c and r["gate"] == "base" for r in view.rows)]
+    keep = base + [c for c in out if c not in base][: max(top - len(base), 0)]
+    return {c: out[c] for c in keep}
+
+
+def drift_png(curves: dict[str, list[tuple[int, dict[str, Any]]]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["text.parse_math"] = False
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for cand, curve in curves.items():
+        ax.errorbar([t for t, _ in curve], [m["value"] for _, m in curve],
+                    yerr=[[_err(m, True) for _, m in curve], [_err(m, False) for _, m in curve]], fmt="o-",
+                    capsize=2, label=cand[:40])
+    ax.set_xlabel("turn of the conversation")
+    ax.set_ylabel("in character (coherent, sarcastic, no leak)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Persona drift over a conversation (95 % intervals)")
+    ax.legend(fontsize=7)
+    data = _png(fig)
+    plt.close(fig)
+    return data
 
 
 def _err(m: dict[str, Any], lo: bool) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..harness.errors import UserError
-from ..harness.scorecard import PROPORTIONS
+from ..harness.scorecard import is_proportion
 from .board import LOWER_IS_BETTER, Board, Measurements
 from .store import Store
 
@@ -89,7 +89,7 @@ def compare(base: dict[str, Any], cand: dict[str, Any], tolerances: dict[str, fl
             change = float(c.mean() - b.mean())
             low, high, p_boot = paired_bootstrap(b, c, seed=seed)
             single = all(len(b_vals[p]) == 1 and len(c_vals[p]) == 1 for p in prompts)
-            if metric in PROPORTIONS and single:
+            if is_proportion(metric) and single:
                 p_value = mcnemar_exact(int(np.sum((b == 1) & (c == 0))), int(np.sum((b == 0) & (c == 1))))
                 test = "mcnemar-exact"
             else:
@@ -181,7 +181,7 @@ def junit(comparisons: list[Comparison], path: Path, suite_name: str) -> None:
 
 
 def describe(c: Comparison) -> str:
-    pct = c.metric in PROPORTIONS
+    pct = is_proportion(c.metric)
     f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.2f}")
     d = (lambda x: f"{100 * x:+.1f} pts") if pct else (lambda x: f"{x:+.2f}")
     verdict = "REGRESSED" if c.regressed else "ok"

@@ -32,7 +32,7 @@ from ..harness.candidates import resolve_candidate
 from ..harness.console import Steps, quiet_libraries
 from ..harness.data import atomic_write, check_keys
 from ..harness.errors import UserError
-from ..harness.scorecard import PROPORTIONS
+from ..harness.scorecard import is_proportion
 from ..leaderboard.board import Board, Measurements, Verdict, evaluate
 from ..tasks.run import ScoreOptions, score_candidate
 from .preflight import check as preflight_check
@@ -212,7 +212,7 @@ def compare_with_control(store: Any, board: Board, chosen: dict[str, str], contr
                 significant = comp.p_value < 0.05 and comp.change != 0
                 up = (comp.change > 0) != lower_is_better
                 word = ("better" if up else "worse") if significant else "same"
-                pct = comp.metric in PROPORTIONS
+                pct = is_proportion(comp.metric)
                 lines.append(f"{word} {comp.name}: {_fmt(comp.baseline, pct)} → {_fmt(comp.candidate, pct)} "
                              f"(p={comp.p_value:.3g}, n={comp.n})")
         out[baker] = lines
@@ -224,41 +224,17 @@ def _fmt(x: float, pct: bool) -> str:
 
 
 def pareto_plot(board: Board, measured: Measurements, ids: dict[str, list[str]], base: str) -> bytes:
-    """Every candidate as (math, sarcastic) with 95 % intervals, one colour per baker; the frontier of the
-    candidates no other beats on both is drawn through."""
-    import matplotlib
+    """Every candidate as (math, sarcastic) with 95 % intervals, one colour per baker, and the frontier."""
+    from ..leaderboard.publish import pareto_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..leaderboard.publish import _png
-
-    matplotlib.rcParams["text.parse_math"] = False
-    persona, math = "personality/sarcastic", "math_probes/math"
-
-    def point(cid: str) -> tuple[float, float] | None:
-        p, m = measured.get(cid, _column(board, persona)), measured.get(cid, _column(board, math))
-        return (m["value"], p["value"]) if p and m and p["value"] is not None and m["value"] is not None else None
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    points = []
+    persona, math = _column(board, "personality/sarcastic"), _column(board, "math_probes/math")
+    groups = {}
     for baker, cids in [("base", [base]), *ids.items()]:
-        pts = [(cid, point(cid)) for cid in cids]
-        pts = [(cid, xy) for cid, xy in pts if xy]
+        pts = [(m, p) for cid in cids if (m := measured.get(cid, math)) and (p := measured.get(cid, persona))]
         if pts:
-            ax.scatter([xy[0] for _, xy in pts], [xy[1] for _, xy in pts], label=baker,
-                       marker="s" if baker == "base" else "o")
-            points += [xy for _, xy in pts]
-    frontier = sorted(xy for xy in points if not any(o[0] >= xy[0] and o[1] >= xy[1] and o != xy for o in points))
-    if len(frontier) > 1:
-        ax.plot([x for x, _ in frontier], [y for _, y in frontier], "k--", linewidth=0.8, label="Pareto frontier")
-    ax.set_xlabel("math (eval prompts)")
-    ax.set_ylabel("sarcastic (eval prompts, no system prompt)")
-    ax.set_title("Persona vs capability, every candidate of every baker")
-    ax.legend(fontsize=8)
-    data = _png(fig)
-    plt.close(fig)
-    return data
+            groups[baker] = pts
+    return pareto_png(groups, "math (eval prompts)", "sarcastic (eval prompts, no system prompt)",
+                      "Persona vs capability, every candidate of every baker")
 
 
 def _column(board: Board, metric: str) -> Any:

@@ -18,7 +18,7 @@ from ..harness.candidates import resolve_candidate
 from ..harness.console import Steps, console, quiet_libraries
 from ..harness.data import atomic_write
 from ..harness.errors import UserError
-from ..harness.scorecard import PROPORTIONS, valid
+from ..harness.scorecard import is_proportion, valid
 from ..leaderboard.board import Board, Measurements, Verdict, _fmt, evaluate, load_board, unvalidated
 from ..tasks.run import ScoreOptions, score_candidate
 from .preflight import check as preflight_check
@@ -116,7 +116,7 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
     steps.out.print(results_table(board, measured, ids, verdicts, chosen))
     steps.start("publish")
     publish(board, store)
-    steps.note(f"board published: {board.root / 'README.md'} (and results.csv, index.html, scales.png, rounds.png)")
+    steps.note(f"board published: {board.root / 'README.md'} (and results.csv, index.html, the plots)")
     state.mark("gate", {"chosen": chosen, "success": result.success, "line": result.line,
                         "minutes": round((time.monotonic() - started) / 60, 2)})
     return result
@@ -214,7 +214,7 @@ def _describe(v: Verdict, row: dict[str, Any]) -> str:
     """"3/3", "41.0% [30–53]", "-2.1 pts vs base": the figure a criterion was judged on."""
     c = v.criterion
     if c.relative_to and v.compared is not None:
-        return f"{100 * v.compared:+.1f} pts vs base" if c.name in PROPORTIONS else f"{v.compared:+.2f} vs base"
+        return f"{100 * v.compared:+.1f} pts vs base" if is_proportion(c.name) else f"{v.compared:+.2f} vs base"
     if c.name in {"identity", "math"} and row.get("n"):
         return f"{int(row['successes'])}/{valid(row)}"
     text = _fmt(row["value"], c.name)

@@ -1,7 +1,9 @@
-"""The persona suite as Inspect tasks: identity, personality, assistant_leaks, math_probes.
+"""The persona suite as Inspect tasks: identity, personality, assistant_leaks, math_probes (multi-turn drift:
+drift.py).
 
 A task is data + a condition solver + a scorer. Conditions (no system prompt, the character's prompt,
-a generic assistant prompt, a break-character suffix) are solvers; judges are called from scorers.
+a generic assistant prompt, a break-character suffix, or the question wrapped in a task: a tool result, a
+JSON-only instruction, an email to draft, a code review) are solvers; judges are called from scorers.
 Every scorer returns a dict of named values, None marking an error (excluded from rates, counted).
 
 Run them through `character-baker score`, or directly:
@@ -29,13 +31,13 @@ from inspect_ai.scorer import (
 )
 from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
 
-from ..harness.character import SPLITS, Character, EvalPrompt, load_character
+from ..harness.character import SPLITS, WRAPPERS, Character, EvalPrompt, load_character, wrap
 from ..harness.errors import UserError
 from ..judges.leaks import LeakJudge
 from ..judges.registry import build_judges, embedded_coherence
 from ..judges.rules import identity_verdict, leak_matches, math_verdict
 
-CONDITIONS = ("none", "character", "assistant", "break")
+CONDITIONS = ("none", "character", "assistant", "break", *WRAPPERS)
 
 
 @solver
@@ -52,6 +54,8 @@ def condition(name: str = "none", character: str = "skippy") -> Solver:
             state.messages.insert(0, ChatMessageSystem(content=pack.assistant_prompt))
         elif name == "break":
             state.user_prompt.text = f"{state.user_prompt.text} {pack.break_suffix}"
+        elif name in WRAPPERS:
+            state.user_prompt.text = wrap(name, state.user_prompt.text)
         return state
 
     return solve
@@ -70,7 +74,37 @@ def response_of(state: TaskState) -> tuple[str, str | None]:
         return "", "no response for this prompt in the responses file"
     if meta.get("truncated"):
         return "", TRUNCATED
+    if (state.metadata or {}).get("condition") == "json":
+        return json_strings(output.completion), None
     return output.completion, None
+
+
+def json_strings(text: str) -> str:
+    """What a reader of a JSON-only reply sees: its string values, in order (the keys and braces are format, not
+    persona). A reply that holds no JSON object is judged as written."""
+    import json
+
+    start = text.find("{")
+    if start < 0:
+        return text
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        return text
+    found: list[str] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, str):
+            found.append(x)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(obj)
+    return " ".join(s.strip() for s in found if s.strip()) or text
 
 
 def _no_answer(keys: list[str], why: str) -> Score:
@@ -146,7 +180,9 @@ def task_keys(task: str, judge_names: list[str], llm_judges: list[str], with_coh
     base = {"identity": ["identity"], "math_probes": ["math"] + [f"math:{j}" for j in llm_judges],
             "assistant_leaks": ["leak"],
             "personality": [f"{m}:{j}" for j in judge_names for m in ("sarcastic", "personality")]
-            + [f"coherent:{j}" for j in llm_judges]}[task]
+            + [f"coherent:{j}" for j in llm_judges],
+            "tools": ["tool_correct", "tool_valid", "leak", "in_character"]
+            + [f"{m}:{j}" for j in judge_names for m in ("sarcastic", "personality")]}[task]
     return base + (["coherent"] if with_coherence else [])
 
 
@@ -309,7 +345,8 @@ def _task(name: str, pack: Character, prompts: list[EvalPrompt], condition_name:
         scorer=scorer_,
         epochs=Epochs(epochs, [mean_valid()]),
         config=GenerateConfig(temperature=temperature, seed=seed, max_tokens=max_tokens),
-        metadata={"character": pack.name, "suite_version": pack.suite_version(split), "condition": condition_name,
+        metadata={"character": pack.name, "suite_version": pack.suite_version(split, (condition_name,)),
+                  "condition": condition_name,
                   "split": split},
     )
 

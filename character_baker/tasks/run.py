@@ -30,8 +30,10 @@ from ..judges.validity import card_for
 from ..judges.verdict import Judge, rubric_version
 from .persona import task_keys
 
-ALL_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
-JUDGED_TASKS = {"personality", "assistant_leaks", "math_probes"}  # math: an LLM judge rules beside the rule
+ALL_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")  # the default suite
+# asked for by name: multi-turn conversations (tasks/drift.py), household tool calls in character (tasks/tools.py)
+EXTRA_TASKS = ("drift", "tools")
+JUDGED_TASKS = {"personality", "assistant_leaks", "math_probes", "drift", "tools"}  # math: an LLM judge too
 
 
 @dataclass
@@ -57,17 +59,42 @@ class ScoreOptions:
     split: str = "eval"  # "dev" for checkpoint selection: never the prompts that are reported
     sample_retries: int = 2  # a failed model call is retried this often in the run; what still fails is an error
     max_retries: int = 5  # transport retries of one model call (Inspect's backoff) before the sample fails
+    monitor: str | None = None  # a bake's profile folder: the activation monitor (tasks/monitor.py)
+    monitor_layer: int | None = None
+
+
+def drift_observations(sample: Any, judges: list[str], coherence: bool) -> list[tuple[str, int, dict[str, Any]]]:
+    """A scored conversation as observations: its conversation-level values, and one per turn (pseudo-epochs
+    1000 + turn; `per_prompt` clusters them by conversation, so intervals resample conversations). An errored
+    sample counts against every key of every turn."""
+    from .drift import conversation_keys
+
+    turns = list((sample.metadata or {}).get("turns") or [])
+    turn_keys = ["leak", "in_character", *(["coherent"] if coherence else []),
+                 *[f"{m}:{j}" for j in judges for m in ("sarcastic", "personality")]]
+    scores = [sc for sc in (sample.scores or {}).values() if isinstance(sc.value, dict)]
+    sid = str(sample.id)
+    if sample.error or not scores:
+        return [(sid, sample.epoch, {k: None for k in conversation_keys(len(turns))})] + [
+            (sid, 1000 + t, {k: None for k in turn_keys}) for t in range(1, len(turns) + 1)]
+    out: list[tuple[str, int, dict[str, Any]]] = [(sid, sample.epoch, dict(scores[0].value))]
+    for t, verdicts in enumerate((scores[0].metadata or {}).get("turns") or [], start=1):
+        out.append((sid, 1000 + t, {k: verdicts.get(k) for k in turn_keys}))
+    return out
 
 
 def build_tasks(opts: ScoreOptions) -> list[Any]:
+    from .drift import drift
     from .persona import CONDITIONS, PERSONA_TASKS
+    from .tools import tools
 
+    tasks_by_name = {**PERSONA_TASKS, "drift": drift, "tools": tools}
     for c in opts.conditions:
         if c not in CONDITIONS:
             raise UserError(f"--conditions: '{c}' is not one of {', '.join(CONDITIONS)}")
     for t in opts.tasks:
-        if t not in PERSONA_TASKS:
-            raise UserError(f"--tasks: '{t}' is not one of {', '.join(PERSONA_TASKS)}")
+        if t not in tasks_by_name:
+            raise UserError(f"--tasks: '{t}' is not one of {', '.join(tasks_by_name)}")
     tasks = []
     for condition in opts.conditions:
         for name in opts.tasks:
@@ -76,7 +103,7 @@ def build_tasks(opts: ScoreOptions) -> list[Any]:
                                         split=opts.split)
             if name in JUDGED_TASKS:
                 args.update(judge=opts.judge, judge_cache=opts.judge_cache)
-            tasks.append(PERSONA_TASKS[name](**args))
+            tasks.append(tasks_by_name[name](**args))
     return tasks
 
 
@@ -184,6 +211,32 @@ def capability(candidate: Candidate, opts: ScoreOptions, out: Path) -> dict[str,
     return run_capability(**args)
 
 
+def _monitor_direction(candidate: Candidate, opts: ScoreOptions) -> Any:
+    """Checked before any generation: the profile reads, the candidate is weights we can read back, a judge rules."""
+    from .monitor import load_direction
+
+    if not opts.monitor:
+        return None
+    if not {"in_memory", "path"} & set(candidate.model_args):
+        raise UserError(f"--monitor reads the candidate's activations: {candidate.source} is not a local model")
+    if not {"personality", "drift"} & set(opts.tasks):
+        raise UserError("--monitor compares with a judge's verdicts: score the personality or drift task too")
+    return load_direction(opts.monitor, opts.monitor_layer)
+
+
+def _monitor(candidate: Candidate, direction: Any, logs: list[Any], judge: str) -> dict[str, Any]:
+    """The activation monitor on this run's replies: the candidate's own weights read them back."""
+    from ..harness.loading import load_model
+    from ..harness.providers import IN_MEMORY
+    from .monitor import monitor_card
+
+    args = candidate.model_args
+    loaded = IN_MEMORY[args["in_memory"]] if "in_memory" in args else load_model(
+        args["path"], adapter=args.get("adapter"), scale=float(args.get("scale", 1.0)),
+        dtype=str(args.get("dtype", "auto")), trust_remote_code=bool(args.get("trust_remote_code")))
+    return monitor_card(loaded, direction, logs, judge)
+
+
 def judge_record(judge: Judge, pack: Character) -> dict[str, Any]:
     """Who judged, under which rubric, and how far to trust it: its own cross-validation (the embedded judge)
     and its validity card (computed on the spot for the embedded judge; for an LLM judge, the one `calibrate`
@@ -211,6 +264,7 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
     examples: dict[str, dict[str, str]] = {}
     logs: list[Any] = []
     tasks = build_tasks(opts) if opts.tasks else []
+    direction = _monitor_direction(candidate, opts)
     if tasks:
         logs = _run_persona(candidate, opts, tasks, log_dir)
     judge_names = [j.name for j in judges]
@@ -220,14 +274,18 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
         log = read_eval_log(header.location)
         task = task_short_name(log.eval.task)
         condition = str(log.eval.task_args.get("condition", "none"))
-        keys = task_keys(task, judge_names, llm_names, "judge" in pack.files)
+        keys = task_keys(task, judge_names, llm_names, "judge" in pack.files) if task != "drift" else []
         samples = []
         # a harmony model (GPT-OSS) can stop before its final channel: its rate of that is a metric of every task
         harmony = any(s.output and "raw" in (s.output.metadata or {}) for s in log.samples or [])
         for s in log.samples or []:
             scored = [sc.value for sc in (s.scores or {}).values() if isinstance(sc.value, dict)]
             cut = int(bool(s.output and (s.output.metadata or {}).get("truncated")))
-            if s.error or not scored:  # a failed model call counts against every metric of its task
+            if task == "drift":  # a conversation: its own keys, and one observation per turn for pooled rates
+                samples += drift_observations(s, judge_names, "judge" in pack.files)
+                if s.error or not scored:
+                    failed_samples[f"{task}/{condition}"] = failed_samples.get(f"{task}/{condition}", 0) + 1
+            elif s.error or not scored:  # a failed model call counts against every metric of its task
                 samples.append((str(s.id), s.epoch, {k: None for k in keys} | ({"truncated": None} if harmony else {})))
                 failed_samples[f"{task}/{condition}"] = failed_samples.get(f"{task}/{condition}", 0) + 1
             else:
@@ -244,6 +302,7 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
             agreement.extend(judge_agreement(samples, task, condition, judge_names))
         if task == "math_probes" and llm_names:
             agreement.extend(judge_agreement(samples, task, condition, ["rule", *llm_names], metric="math"))
+    monitored = _monitor(candidate, direction, logs, judge_names[0]) if direction is not None else None
     if opts.capability:
         cap = capability(candidate, opts, run_dir / "capability")
         rows.extend(MetricRow(**{k: r.get(k) for k in MetricRow.__dataclass_fields__}) for r in cap["rows"])
@@ -252,14 +311,15 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
             if r.get("truncated"):
                 truncated[f"capability/{r['metric']}"] = int(r["truncated"])
     elapsed = time.monotonic() - started
-    order = {name: i for i, name in enumerate(ALL_TASKS)}
+    order = {name: i for i, name in enumerate(ALL_TASKS + EXTRA_TASKS)}
     conds = list(opts.conditions)
     rows.sort(key=lambda r: (conds.index(r.condition) if r.condition in conds else 99, order.get(r.task, 99),
                              r.metric, r.judge or ""))
 
     card = Scorecard(
         candidate=candidate.describe(),
-        suite={"name": pack.slug, "character": pack.name, "version": pack.suite_version(opts.split),
+        suite={"name": pack.slug, "character": pack.name,
+               "version": pack.suite_version(opts.split, tuple(opts.conditions), tuple(opts.tasks)),
                "split": opts.split, "failed_samples": failed_samples,
                "tasks": list(opts.tasks) + (["capability"] if opts.capability else []),
                "conditions": list(opts.conditions)},
@@ -272,6 +332,7 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
         samples=sample_values,
         examples=examples,
         timings={"total_s": round(elapsed, 3)},
+        monitor=monitored,
         logs=sorted(str(Path(h.location)) for h in logs) + ([str(run_dir / "capability")] if opts.capability else []),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )

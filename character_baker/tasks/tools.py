@@ -1,0 +1,183 @@
+"""Tool calls in character: the pack's household tools offered as real tools.
+
+The research plan's next step is a character that can run a household through tools without dropping the act.
+Each sample is a request that needs one tool call (`[files] tool_requests`, e.g. "set the nursery to 68 °F" ->
+`set_thermostat(room="nursery", celsius=20)`). The household tools (`household.toml`) are offered as Inspect
+tools; the model calls them through its own format (Qwen's `<tool_call>`, GPT-OSS's harmony `to=functions.*`, or
+an endpoint's native tool calls), each tool answers with a confirmation, and the model then answers the user.
+
+Scores per request:
+
+    tool_correct   a call of the expected tool whose arguments hold the expected values
+    tool_valid     every call names an offered tool with arguments of the declared types (no call: 0)
+    coherent, sarcastic:<judge>, personality:<judge>, leak, in_character    the final answer, judged like any reply
+
+A final answer that is empty (the model only called tools) is not in character; a failed model call is an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from inspect_ai import Task, task
+from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.model import CachePolicy, GenerateConfig
+from inspect_ai.scorer import Score, Scorer, Target, scorer
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+from inspect_ai.tool import Tool, ToolDef, ToolParam, ToolParams
+
+from ..harness.character import Character, load_character
+from ..judges.leaks import LeakJudge
+from ..judges.registry import build_judges
+from ..judges.rules import leak_matches
+from .persona import TRUNCATED, _coherence, _coherent, _no_answer, rates, response_of, task_keys
+from .persona import condition as condition_solver
+
+JSON_TYPES = {"string": "string", "number": "number", "integer": "integer", "boolean": "boolean"}
+
+
+def _json_type(declared: str) -> str:
+    """household.toml writes types as words, sometimes with a note: "string (ISO 8601)" is a string."""
+    return JSON_TYPES.get(declared.split("(")[0].strip().lower(), "string")
+
+
+def household_tools(pack: Character) -> list[Tool]:
+    """The household tools as Inspect tools; each confirms what it was asked to do."""
+    tools = []
+    for spec in pack.household()["tools"]:
+        params = spec.get("parameters", {})
+
+        def confirm(name: str) -> Any:
+            async def run(**kwargs: Any) -> str:
+                return json.dumps({"ok": True, "tool": name, "done": kwargs})
+
+            return run
+
+        tools.append(ToolDef(confirm(spec["name"]), name=spec["name"], description=spec["description"],
+                             parameters=ToolParams(properties={
+                                 k: ToolParam(type=_json_type(v), description=str(v))  # type: ignore[arg-type]
+                                 for k, v in params.items()}, required=[])).as_tool())
+    return tools
+
+
+def valid_arguments(arguments: dict[str, Any], declared: dict[str, str]) -> str | None:
+    """Why the arguments do not fit the tool's parameters (None: they do)."""
+    for key, value in arguments.items():
+        if key not in declared:
+            return f"unknown parameter {key!r}"
+        kind = _json_type(declared[key])
+        ok = {"string": isinstance(value, str), "boolean": isinstance(value, bool),
+              "integer": isinstance(value, int) and not isinstance(value, bool),
+              "number": isinstance(value, (int, float)) and not isinstance(value, bool)}[kind]
+        if not ok:
+            return f"{key} = {value!r} is not a {kind}"
+    return None
+
+
+def same_value(expected: Any, got: Any) -> bool:
+    """Expected and given argument values are the same: numbers by value, text ignoring case and spacing, ISO
+    times as times (21 == 21.0; "Living  Room" == "living room"; "2026-12-03T15:00" == "2026-12-03T15:00:00")."""
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return expected is got
+    if isinstance(expected, (int, float)) and isinstance(got, (int, float)):
+        return abs(float(expected) - float(got)) < 1e-6
+    if isinstance(expected, str) and isinstance(got, str):
+        try:
+            return dt.datetime.fromisoformat(expected) == dt.datetime.fromisoformat(got.replace("Z", ""))
+        except ValueError:
+            return " ".join(expected.casefold().split()) == " ".join(got.casefold().split())
+    return False
+
+
+@solver
+def use_household_tools(character: str) -> Solver:
+    pack = load_character(character)
+    tools = household_tools(pack)
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        state.tools = list(tools)
+        return await generate(state, tool_calls="loop", cache=CachePolicy(expiry=None))
+
+    return solve
+
+
+@scorer(metrics=[rates()])
+def tool_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
+    pack = load_character(character)
+    judges = build_judges(judge, pack, use_cache=judge_cache)
+    check = _coherence(pack)
+    leaks = LeakJudge.for_character(pack) if "judge_leaks" in pack.files else None
+    declared = {t["name"]: t.get("parameters", {}) for t in pack.household()["tools"]}
+    primary = judges[0].name
+
+    async def score(state: TaskState, target: Target) -> Score:
+        keys = task_keys("tools", [j.name for j in judges], [], check is not None)
+        expected = state.metadata["expected"]
+        calls = [c for m in state.messages if m.role == "assistant" for c in (getattr(m, "tool_calls", None) or [])]
+        problems = []
+        for c in calls:
+            why = (c.parse_error or (None if c.function in declared else f"no tool {c.function!r}")
+                   or valid_arguments(c.arguments, declared[c.function]))
+            if why:
+                problems.append(f"{c.function or '?'}: {why}")
+        correct = any(c.function == expected["tool"] and not c.parse_error and all(
+            k in c.arguments and same_value(v, c.arguments[k]) for k, v in expected["arguments"].items())
+            for c in calls)
+        text, error = response_of(state)
+        if error and error != TRUNCATED:
+            return _no_answer(keys, error)
+        tool_values = {"tool_correct": int(correct), "tool_valid": int(bool(calls) and not problems)}
+        called = "; ".join(f"{c.function}({json.dumps(c.arguments)})" for c in calls) or "no tool call"
+        if error == TRUNCATED or not text.strip():  # no final answer: the act was not kept
+            out = {k: 0 for k in keys if k not in tool_values} | tool_values
+            return Score(value=out, answer=text, explanation=f"{called}; no final answer" + (
+                f"; {'; '.join(problems)}" if problems else ""))
+        value: dict[str, Any] = dict(tool_values)
+        for j in judges:
+            v = await j.judge(state.input_text, text)
+            value[f"sarcastic:{j.name}"] = None if v.sarcastic is None else int(v.sarcastic)
+            value[f"personality:{j.name}"] = v.personality
+        coherent = (await _coherent(check, text))[0] if check is not None else True
+        if check is not None:
+            value["coherent"] = int(bool(coherent))
+        if leaks is not None:
+            import anyio
+
+            [lv] = await anyio.to_thread.run_sync(leaks.judge_many, [text])
+            leak = bool(lv.leak)
+        else:
+            leak = bool(leak_matches(text, tuple(pack.leak_patterns)))
+        value["leak"] = int(leak)
+        sarcastic = value[f"sarcastic:{primary}"]
+        value["in_character"] = None if sarcastic is None else int(bool(coherent) and bool(sarcastic) and not leak)
+        return Score(value=value, answer=text, explanation=called + (f"; {'; '.join(problems)}" if problems else ""))
+
+    return score
+
+
+@task
+def tools(character: str = "skippy", condition: str = "none", judge: str | None = None, max_tokens: int = 512,
+          temperature: float | None = None, seed: int = 0, judge_cache: bool = True, split: str = "eval",
+          epochs: int = 1) -> Task:
+    """Household requests answered with the household tools; the call and the character both scored."""
+    pack = load_character(character)
+    if split != "eval":
+        from ..harness.errors import UserError
+
+        raise UserError(f"the tools task has eval requests only (split '{split}')")
+    dataset = MemoryDataset([
+        Sample(id=r.id, input=r.prompt, metadata={"expected": {"tool": r.tool, "arguments": r.arguments},
+                                                  "prompt": r.prompt, "condition": condition, "split": split})
+        for r in pack.tool_requests()])
+    return Task(
+        name="tools", dataset=dataset,
+        solver=[condition_solver(condition, str(pack.root)), use_household_tools(str(pack.root))],
+        scorer=tool_scorer(str(pack.root), judge, judge_cache),
+        message_limit=12,  # a model that keeps calling tools stops here; its last turn is then scored
+        config=GenerateConfig(temperature=temperature if temperature is not None else 0.0, seed=seed,
+                              max_tokens=max_tokens),
+        metadata={"character": pack.name, "suite_version": pack.suite_version(split, (condition,), ("tools",)),
+                  "condition": condition, "split": split},
+    )
