@@ -35,12 +35,13 @@ def _norm(text: str) -> str:
 def _split_texts(pack, key: str) -> tuple[set[str], set[str]]:  # type: ignore[no-untyped-def]
     """(prompts, responses) of one [files] entry, normalised (case and punctuation do not make text new)."""
     rows = read_jsonl(pack.path(key))
-    return ({_norm(r["prompt"]) for r in rows if "prompt" in r},
+    turns = {_norm(x) for r in rows for x in r.get("turns", [])}  # a conversation's user turns are prompts too
+    return ({_norm(r["prompt"]) for r in rows if "prompt" in r} | turns,
             {_norm(r["response"]) for r in rows if "response" in r})
 
 
 SPLITS = {
-    "eval": ("identity", "personality", "math_probes"),
+    "eval": ("identity", "personality", "math_probes", "conversations", "tool_requests"),
     "dev": ("dev_identity", "dev_personality", "dev_math_probes"),
     "train": ("character", "antipole"),
     "judge": ("judge", "judge_leaks"),

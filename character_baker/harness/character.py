@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -108,19 +109,28 @@ class Character:
             raise UserError(f"{self.root / 'character.toml'}: [files] has no '{key}' entry")
         return self.root / self.files[key]
 
-    def _eval_prompts(self, key: str, needs_answer: bool = False) -> list[EvalPrompt]:
+    def _rows(self, key: str, required: bool = False) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(where, id, row) of a [files] entry's JSONL: ids unique, a category (if any) one of the pack's; an
+        empty file is an error when `required`."""
         path = self.path(key)
-        prompts: list[EvalPrompt] = []
         seen: set[str] = set()
         for lineno, obj in iter_jsonl(path):
             where = f"{path}:{lineno}"
-            pid = require_text(obj, "id", where)
-            if pid in seen:
-                raise UserError(f"{where}: duplicate id '{pid}'")
-            seen.add(pid)
+            rid = require_text(obj, "id", where)
+            if rid in seen:
+                raise UserError(f"{where}: duplicate id '{rid}'")
+            seen.add(rid)
             category = obj.get("category")
             if category is not None and category not in self.categories:
                 raise UserError(f"{where}: category '{category}' is not one of {self.categories}")
+            yield where, rid, obj
+        if required and not seen:
+            raise UserError(f"{path}: no rows")
+
+    def _eval_prompts(self, key: str, needs_answer: bool = False) -> list[EvalPrompt]:
+        prompts: list[EvalPrompt] = []
+        for where, pid, obj in self._rows(key):
+            category = obj.get("category")
             answer = None
             if needs_answer:
                 if "answer" not in obj:
@@ -157,19 +167,8 @@ class Character:
         """The multi-turn conversations of a split ([files] conversations / dev_conversations)."""
         if split not in SPLITS:
             raise UserError(f"split '{split}' is not one of {', '.join(SPLITS)}")
-        key = "conversations" if split == "eval" else "dev_conversations"
-        path = self.path(key)
         out: list[Conversation] = []
-        seen: set[str] = set()
-        for lineno, obj in iter_jsonl(path):
-            where = f"{path}:{lineno}"
-            cid = require_text(obj, "id", where)
-            if cid in seen:
-                raise UserError(f"{where}: duplicate id '{cid}'")
-            seen.add(cid)
-            category = obj.get("category")
-            if category is not None and category not in self.categories:
-                raise UserError(f"{where}: category '{category}' is not one of {self.categories}")
+        for where, cid, obj in self._rows("conversations" if split == "eval" else "dev_conversations", True):
             kind = obj.get("kind")
             if kind not in CONVERSATION_KINDS:
                 raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(CONVERSATION_KINDS)}")
@@ -178,24 +177,15 @@ class Character:
                 raise UserError(f"{where}: 'turns' must be a list of non-empty strings (the user's messages)")
             if len(turns) < MIN_TURNS:
                 raise UserError(f"{where}: {len(turns)} turns; a drift conversation has at least {MIN_TURNS}")
-            out.append(Conversation(cid, category, kind, tuple(turns)))
-        if not out:
-            raise UserError(f"{path}: no conversations")
+            out.append(Conversation(cid, obj.get("category"), kind, tuple(turns)))
         return out
 
     def tool_requests(self) -> list[ToolRequest]:
         """Household requests that each need one tool call (`[files] tool_requests`), checked against the
         household tools: the tool exists and every expected argument is one of its parameters."""
         tools = {t["name"]: t.get("parameters", {}) for t in self.household()["tools"]}
-        path = self.path("tool_requests")
         out: list[ToolRequest] = []
-        seen: set[str] = set()
-        for lineno, obj in iter_jsonl(path):
-            where = f"{path}:{lineno}"
-            rid = require_text(obj, "id", where)
-            if rid in seen:
-                raise UserError(f"{where}: duplicate id '{rid}'")
-            seen.add(rid)
+        for where, rid, obj in self._rows("tool_requests", True):
             tool = obj.get("tool")
             if tool not in tools:
                 raise UserError(f"{where}: tool {tool!r} is not one of the household tools ({', '.join(tools)})")
@@ -206,8 +196,6 @@ class Character:
             if unknown:
                 raise UserError(f"{where}: {tool} has no parameter {unknown[0]!r} ({', '.join(tools[tool])})")
             out.append(ToolRequest(rid, require_text(obj, "prompt", where), tool, dict(args)))
-        if not out:
-            raise UserError(f"{path}: no tool requests")
         return out
 
     def judge_files(self) -> list[str]:
