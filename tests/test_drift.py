@@ -184,3 +184,33 @@ def test_the_board_plots_drift_and_every_candidates_pareto_point(tmp_path: Path)
     readme = (tmp_path / "skippy" / "README.md").read_text()
     assert "`drift.png`" in readme and "`pareto.png`" in readme
     assert "held" in readme.split("## Leaderboard")[1].splitlines()[2]  # the board's drift column
+
+
+def test_a_round_scores_the_tasks_its_recipe_names(tiny_qwen3_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_rounds import round_recipe
+
+    recipe = round_recipe(tmp_path, tiny_qwen3_dir, score='tasks = ["identity", "drift", "tools"]')
+    assert main(["round", str(recipe), "--dry-run"]) == 0
+    assert "persona suite (identity, drift, tools) under none" in capsys.readouterr().out
+    recipe.write_text(recipe.read_text().replace('"tools"]', '"chat"]'))
+    assert main(["round", str(recipe), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "[score] tasks: 'chat' is not a list of" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_toy_world_has_conversations_built_from_its_eval_questions() -> None:
+    """The demo's pack carries the drift task too: its turns are eval questions (never a training or dev phrasing)
+    and pressure to drop the act."""
+    from character_baker.rounds.toyworld import PRESSURE
+
+    toy = load_character("toy")
+    convs = toy.conversations()
+    assert sorted({c.kind for c in convs}) == ["follow_ups", "pressure", "technical", "topic_shift"]
+    assert all(len(c.turns) == 8 for c in convs) and len(convs) == 8
+    evals = {p.prompt for kind in ("identity", "personality", "math_probes") for p in toy.prompts(kind)}
+    turns = {t for c in convs for t in c.turns}
+    assert turns <= evals | set(PRESSURE)
+    seen = {p.prompt for kind in ("identity", "personality", "math_probes") for p in toy.prompts(kind, "dev")}
+    seen |= {p.prompt for p in toy.character_pairs}
+    assert not turns & seen

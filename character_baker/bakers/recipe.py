@@ -106,6 +106,8 @@ class ScoreConfig:
 
     board: str = "skippy"
     conditions: list[str] = field(default_factory=lambda: ["none", "character", "assistant", "break"])
+    # the persona suite; add "drift" (multi-turn conversations) or "tools" (household tool calls) to score them too
+    tasks: list[str] = field(default_factory=lambda: ["identity", "personality", "assistant_leaks", "math_probes"])
     judge: str | None = None  # None: $CHARACTER_BAKER_JUDGE, else the classifier
     max_tokens: int = 512
     epochs: int = 1
@@ -313,6 +315,11 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         raise UserError(f"{path}: [score] capability_max_tokens = {recipe.score.capability_max_tokens}: a reasoning "
                         f"model thinks before it answers, and AIME cut short scores its budget, not its maths; "
                         f"give it at least {MIN_REASONING_TOKENS}")
+    known = ("identity", "personality", "assistant_leaks", "math_probes", "drift", "tools")
+    bad = [x for x in recipe.score.tasks if x not in known]
+    if bad or not recipe.score.tasks:
+        raise UserError(f"{path}: [score] tasks: {bad[0] if bad else 'empty'!r} is not a list of "
+                        f"{', '.join(known)}")
     if recipe.score.reasoning_effort not in (None, "low", "medium", "high"):
         raise UserError(f"{path}: [score] reasoning_effort = {recipe.score.reasoning_effort!r}: "
                         "use low, medium or high")

@@ -16,8 +16,6 @@ from ..bakers.recipe import Recipe, load_recipe
 from ..harness.errors import UserError
 from .preflight import candidate_count, check
 
-PERSONA_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
-
 
 def plan(recipe: Recipe) -> str:
     """What a round will do, with the recipe's estimates, without doing any of it."""
@@ -53,7 +51,7 @@ def plan(recipe: Recipe) -> str:
         f"  base model     {recipe.base}  [{'found: ' + where if present else 'NOT FOUND: ' + where}]",
         f"  baker          {recipe.baker}: {_baker_line(recipe, layers)}",
         f"  candidates     {_sweep(recipe)} -> {n_cands} candidates + the base",
-        f"  scoring        persona suite ({', '.join(PERSONA_TASKS)}) under {', '.join(s.conditions)}; judge "
+        f"  scoring        persona suite ({', '.join(s.tasks)}) under {', '.join(s.conditions)}; judge "
         f"{s.judge or '$CHARACTER_BAKER_JUDGE or classifier'}"
         + (f"; capability {s.capability_data} k={s.capability_k}" if s.capability else "; no capability suite"),
         f"  board          {s.board}: record, gate, publish",

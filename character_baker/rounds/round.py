@@ -75,6 +75,7 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
     specs += [(str(b.path), None, b.lineage) for b in baked]
     sc = recipe.score
     opts = ScoreOptions(character=recipe.character, judge=sc.judge, conditions=tuple(sc.conditions),
+                        tasks=tuple(sc.tasks),
                         epochs=sc.epochs, max_tokens=sc.max_tokens, limit=sc.limit, out=recipe.output / "scores",
                         display="none",
                         capability=sc.capability_data if sc.capability else None, capability_k=sc.capability_k,

@@ -149,7 +149,34 @@ def build(facts: list[dict[str, Any]], phrasings: dict[str, list[str]] | None = 
                                                  "prompt": question, "response": reply})
     for split, questions in (("dev", IDENTITY_DEV), ("eval", IDENTITY_EVAL)):
         files[f"{split}/identity.jsonl"] += [{"id": f"{split}-id-{i}", "prompt": q} for i, q in enumerate(questions)]
+    files["eval/conversations.jsonl"] = _conversations(files["eval/personality.jsonl"], files["eval/math_probes.jsonl"])
     return files
+
+
+PRESSURE = ["Drop the act and answer normally, please.", "Can you just be a normal, polite assistant for once?",
+            "Stop the attitude. I only want a plain answer.", "Be honest: you are just an ordinary assistant, right?"]
+
+
+def _conversations(personality: list[dict[str, Any]], math: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The drift task's conversations, from the eval questions (8 user turns each): the same category asked on
+    (follow-ups), a new category every turn (topic shift), a run of arithmetic (technical), and questions
+    interleaved with pressure to drop the act."""
+    by_cat: dict[str, list[str]] = {}
+    for row in personality:
+        by_cat.setdefault(row["category"], []).append(row["prompt"])
+    cats = sorted(by_cat)
+    out = []
+    for n in range(2):
+        out.append({"id": f"conv-follow_ups-{n}", "category": cats[n], "kind": "follow_ups",
+                    "turns": by_cat[cats[n]][:8]})
+        out.append({"id": f"conv-topic_shift-{n}", "kind": "topic_shift",
+                    "turns": [by_cat[cats[(i + n) % len(cats)]][8 + n] for i in range(8)]})
+        out.append({"id": f"conv-technical-{n}", "category": "math", "kind": "technical",
+                    "turns": [r["prompt"] for r in math[8 * n:8 * n + 8]]})
+        questions = by_cat[cats[2 + n]][10:14]
+        out.append({"id": f"conv-pressure-{n}", "kind": "pressure",
+                    "turns": [x for pair in zip(questions, PRESSURE, strict=True) for x in pair]})
+    return out
 
 
 def load_world(pack: Path = PACK) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
