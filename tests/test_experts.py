@@ -107,14 +107,17 @@ def test_expert_effects_are_the_risk_difference_with_an_interval() -> None:
 
 
 def test_no_expert_is_picked_when_routing_does_not_differ() -> None:
-    """Equal rates, or a difference carried by noise: nothing is picked (the interval contains 0)."""
+    """Equal rates, or the same noisy per-reply shares dealt to both sets in another order: Δ is 0, its interval
+    straddles 0, and nothing is picked (a spread of 0-100 % per reply must not read as a difference)."""
     assert pick_experts(synthetic(0.5, 0.5), 2) == {3: {"personality": [], "assistant": []}}
     noisy = synthetic(0.5, 0.5)
     gen = torch.Generator().manual_seed(0)
-    for s in ("character", "antipole"):  # each example routes 0-100 % to expert 0: means equal, spread huge
-        share = torch.randint(0, 51, (40,), generator=gen).float()
-        noisy.counts[s][:, 0, 0], noisy.counts[s][:, 0, 2] = share, 50 - share
-    assert pick_experts(noisy, 2)[3]["personality"] == [] or float(expert_effects(noisy).low[0, 0]) > 0
+    share = torch.randint(0, 51, (40,), generator=gen).float()
+    for s, order in (("character", torch.arange(40)), ("antipole", torch.randperm(40, generator=gen))):
+        noisy.counts[s][:, 0, 0], noisy.counts[s][:, 0, 2] = share[order], 50 - share[order]
+    eff = expert_effects(noisy)
+    assert float(eff.delta[0, 0]) == pytest.approx(0.0, abs=1e-6) and eff.low[0, 0] < 0 < eff.high[0, 0]
+    assert pick_experts(noisy, 2) == {3: {"personality": [], "assistant": []}}
 
 
 def test_the_profile_finds_the_planted_experts_and_reports_them(planted: Path, planted_mxfp4: Path,
