@@ -54,7 +54,8 @@ def test_argument_types_and_values_are_strict_where_they_should_be() -> None:
 
 def test_the_call_and_the_character_are_both_scored(tmp_path: Path) -> None:
     inside, outside = _judged_replies()
-    reqs = PACK.tool_requests()[:5]
+    reqs = PACK.tool_requests()[:7]
+    assert all("room" in r.arguments for r in reqs[5:7])
     rows = [
         {"id": reqs[0].id, "tool_calls": [{"name": reqs[0].tool, "arguments": reqs[0].arguments}],
          "response": inside[0]},  # right call, in character
@@ -63,10 +64,17 @@ def test_the_call_and_the_character_are_both_scored(tmp_path: Path) -> None:
         {"id": reqs[2].id, "response": inside[1]},  # in character, but it never called the tool
         {"id": reqs[3].id, "tool_calls": [{"name": "self_destruct", "arguments": {}}], "response": inside[2]},
         {"id": reqs[4].id, "tool_calls": [{"name": reqs[4].tool, "arguments": reqs[4].arguments}]},
+        # a shotgun: the right call among wrong values of the same tool, and an unrequested extra action
+        {"id": reqs[5].id, "tool_calls": [{"name": reqs[5].tool, "arguments": {**reqs[5].arguments, "room": r}}
+                                          for r in ("kitchen", reqs[5].arguments["room"], "garage")],
+         "response": inside[3]},
+        {"id": reqs[6].id, "tool_calls": [{"name": reqs[6].tool, "arguments": reqs[6].arguments},
+                                          {"name": "set_timer", "arguments": {"label": "x", "minutes": 1}}],
+         "response": inside[4]},
     ]
     f = tmp_path / "r.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert main(["score", "--candidate", f"responses:{f}", "--tasks", "tools", "--limit", "5", "--out",
+    assert main(["score", "--candidate", f"responses:{f}", "--tasks", "tools", "--limit", "7", "--out",
                  str(tmp_path / "runs"), "--display", "none"]) == 0
     card = json.loads(next((tmp_path / "runs").glob("*/scorecard.json")).read_text())
     samples = card["samples"]["tools/none"]
@@ -75,10 +83,10 @@ def test_the_call_and_the_character_are_both_scored(tmp_path: Path) -> None:
     def got(metric: str) -> list[float | None]:
         return [samples[metric][i][0] for i in ids]
 
-    assert got("tool_correct") == [1, 0, 0, 0, 1]
-    assert got("tool_valid") == [1, 1, 0, 0, 1]
-    assert got("in_character") == [1, 0, 1, 1, 0]  # an empty final answer keeps no act
-    assert got("leak") == [0, 1, 0, 0, 0]
+    assert got("tool_correct") == [1, 0, 0, 0, 1, 0, 0]
+    assert got("tool_valid") == [1, 1, 0, 0, 1, 1, 1]
+    assert got("in_character") == [1, 0, 1, 1, 0, 1, 1]  # an empty final answer keeps no act
+    assert got("leak") == [0, 1, 0, 0, 0, 0, 0]
     from inspect_ai.log import read_eval_log
 
     [log] = [read_eval_log(p) for p in card["logs"] if "tools" in Path(p).name]
@@ -116,6 +124,15 @@ def test_a_local_model_gets_the_tools_and_its_calls_are_parsed(tiny_qwen3_dir: P
         assert (call.function, call.arguments) == ("set_timer", {"label": "tea", "minutes": 4})
         assert out.choices[0].stop_reason == "tool_calls" and not (out.metadata or {}).get("truncated")
     assert seen["tools"][0]["function"]["name"] == "set_timer"
+    # a reply cut before its final channel (no call, no answer) fails every criterion, a leak included, as in
+    # every other task
+    monkeypatch.setattr(loading, "generate_batch", lambda loaded, conversations, **kw: [
+        ("<|channel|>analysis<|message|>Let me think about the thermostat", 10, 8, True)] * len(conversations))
+    assert main(["score", "--candidate", str(tiny_qwen3_dir), "--tasks", "tools", "--limit", "1", "--out",
+                 str(tmp_path / "cut"), "--display", "none"]) == 0
+    cut = json.loads(next((tmp_path / "cut").glob("*/scorecard.json")).read_text())["samples"]["tools/none"]
+    assert {k: next(iter(v.values())) for k, v in cut.items() if k in ("leak", "in_character", "tool_correct")} == {
+        "leak": [1.0], "in_character": [0.0], "tool_correct": [0.0]}
     # and the whole task runs on a real (tiny) model end to end: no call from a random model scores 0, not an error
     monkeypatch.undo()
     assert main(["score", "--candidate", str(tiny_qwen3_dir), "--tasks", "tools", "--limit", "2", "--max-tokens",

@@ -36,8 +36,6 @@ from ..judges.rules import leak_matches
 from .persona import TRUNCATED, _coherence, _split, rates, response_of
 from .persona import condition as condition_solver  # the conditions (system prompts, wrappers) set up turn 1
 
-TURN_METRICS = ("coherent", "leak", "in_character")  # plus sarcastic:<judge> and personality:<judge>
-
 
 @solver
 def converse() -> Solver:

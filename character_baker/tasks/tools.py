@@ -8,7 +8,8 @@ an endpoint's native tool calls), each tool answers with a confirmation, and the
 
 Scores per request:
 
-    tool_correct   a call of the expected tool whose arguments hold the expected values
+    tool_correct   every call is of the expected tool with the expected values (one right call among wrong ones,
+                   or an extra action, is not correct)
     tool_valid     every call names an offered tool with arguments of the declared types (no call: 0)
     coherent, sarcastic:<judge>, personality:<judge>, leak, in_character    the final answer, judged like any reply
 
@@ -122,7 +123,8 @@ def tool_scorer(character: str = "skippy", judge: str | None = None, judge_cache
                    or valid_arguments(c.arguments, declared[c.function]))
             if why:
                 problems.append(f"{c.function or '?'}: {why}")
-        correct = any(c.function == expected["tool"] and not c.parse_error and all(
+        # every call is the expected one: a shotgun of calls (one of them right) or an extra action is not correct
+        correct = bool(calls) and all(c.function == expected["tool"] and not c.parse_error and all(
             k in c.arguments and same_value(v, c.arguments[k]) for k, v in expected["arguments"].items())
             for c in calls)
         text, error = response_of(state)
@@ -130,7 +132,10 @@ def tool_scorer(character: str = "skippy", judge: str | None = None, judge_cache
             return _no_answer(keys, error)
         tool_values = {"tool_correct": int(correct), "tool_valid": int(bool(calls) and not problems)}
         called = "; ".join(f"{c.function}({json.dumps(c.arguments)})" for c in calls) or "no tool call"
-        if error == TRUNCATED or not text.strip():  # no final answer: the act was not kept
+        if error == TRUNCATED:  # cut before its final channel: fails every criterion, a leak included (persona.py)
+            return Score(value=dict(_no_answer(keys, error).value) | tool_values, answer="",  # type: ignore[arg-type]
+                         explanation=f"{called}; {TRUNCATED}")
+        if not text.strip():  # calls and no final answer: the act was not kept (nothing said, so no leak)
             out = {k: 0 for k in keys if k not in tool_values} | tool_values
             return Score(value=out, answer=text, explanation=f"{called}; no final answer" + (
                 f"; {'; '.join(problems)}" if problems else ""))
