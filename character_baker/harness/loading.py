@@ -71,7 +71,8 @@ def load_base(path: str, *, dtype: str = "auto", device: str | None = None,
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: cannot read a model config ({str(e).splitlines()[0]})") from None
     model_type = getattr(config, "model_type", "")
-    kwargs: dict[str, Any] = dict(dtype=_dtype(dtype, device), use_safetensors=True,
+    # straight onto the device: loading on the CPU first and moving after dequantises MXFP4 on the CPU
+    kwargs: dict[str, Any] = dict(dtype=_dtype(dtype, device), use_safetensors=True, device_map=device,
                                   trust_remote_code=trust_remote_code)
     if model_type == "gpt_oss":
         kwargs["attn_implementation"] = "eager"  # attention sinks: no SDPA
@@ -88,7 +89,6 @@ def load_base(path: str, *, dtype: str = "auto", device: str | None = None,
         model = auto.from_pretrained(path, **kwargs)
     except (OSError, SafetensorError) as e:
         raise UserError(f"{path}: cannot load weights ({str(e).splitlines()[0]})") from None
-    model.to(device)
     return Loaded(model=model, tokenizer=load_tokenizer(path, trust_remote_code), model_type=model_type)
 
 
