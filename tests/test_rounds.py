@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from character_baker.cli import main
-from character_baker.leaderboard.board import Measurements, evaluate, load_board
+from character_baker.leaderboard.board import Column, Measurements, evaluate, load_board
 from character_baker.leaderboard.store import Store
 from character_baker.testing.recipes import tiny_round
 
@@ -22,7 +22,7 @@ def round_recipe(tmp_path: Path, base: Path | str, **extra: str) -> Path:
 
 
 def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe = round_recipe(tmp_path, tiny_qwen3_dir)
+    recipe = round_recipe(tmp_path, tiny_qwen3_dir, score='chosen_tasks = ["drift"]\nchosen_conditions = ["json"]')
     code = main(["round", str(recipe)])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("T1: SUCCESS") or line.startswith("T1: FAIL")
@@ -43,6 +43,17 @@ def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, caps
     assert len(dev_cards) == 3 and all(c["suite"]["split"] == "dev" for c in dev_cards)
     base = state["steps"]["score"][0]
     assert chosen == _choose(board, dev, {c: evaluate(board, dev, c) for c in dev.candidates if c != base})
+    # the base and the chosen candidate only are also scored over conversations and inside the JSON wrapper; every
+    # model keeps its single-turn rows (the extras are in the same scorecard, so nothing replaces them)
+    frame = store.frame()
+    extras = {cid for cid in measured.candidates if {("drift", "none"), ("personality", "json")}
+              <= set(zip(frame[frame.candidate == cid].task, frame[frame.candidate == cid].condition, strict=True))}
+    assert extras == {base, chosen}
+    for cid in measured.candidates:
+        assert measured.get(cid, Column("personality/sarcastic", judge=board.judge)) is not None
+    assert measured.get(chosen, Column("drift/held")) is not None
+    other = next(c for c in measured.candidates if c not in (base, chosen))
+    assert measured.get(other, Column("drift/held")) is None
     assert state["steps"]["gate"]["success"] == all(v.passed for v in verdicts) == (code == 0)
     # the verdict line carries the measured change against the base
     sarcastic = next(v for v in verdicts if v.criterion.name == "sarcastic")
@@ -59,7 +70,7 @@ def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, caps
     assert main(["round", str(recipe)]) == code
     assert done.stat().st_mtime_ns == mtime
     assert sorted((tmp_path / "out" / "scores").rglob("*.eval")) == logs
-    assert Store(board.store_path).count() == 3
+    assert Store(board.store_path).count() == 5  # three models' "none" rows and two "json" rows
     assert time.monotonic() - started < 120
 
 

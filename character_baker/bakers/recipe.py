@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..harness.character import CONDITIONS
 from ..harness.data import check_keys
 from ..harness.errors import UserError
 
@@ -108,6 +109,10 @@ class ScoreConfig:
     conditions: list[str] = field(default_factory=lambda: ["none", "character", "assistant", "break"])
     # the persona suite; add "drift" (multi-turn conversations) or "tools" (household tool calls) to score them too
     tasks: list[str] = field(default_factory=lambda: ["identity", "personality", "assistant_leaks", "math_probes"])
+    # scored on the base and the round's chosen candidate only, besides the above (they cost more per model):
+    # e.g. chosen_tasks = ["drift"], chosen_conditions = ["json"] (wrapped prompts, harness/character.WRAPPERS)
+    chosen_tasks: list[str] = field(default_factory=list)
+    chosen_conditions: list[str] = field(default_factory=list)
     judge: str | None = None  # None: $CHARACTER_BAKER_JUDGE, else the classifier
     max_tokens: int = 512
     epochs: int = 1
@@ -316,10 +321,14 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
                         f"model thinks before it answers, and AIME cut short scores its budget, not its maths; "
                         f"give it at least {MIN_REASONING_TOKENS}")
     known = ("identity", "personality", "assistant_leaks", "math_probes", "drift", "tools")
-    bad = [x for x in recipe.score.tasks if x not in known]
-    if bad or not recipe.score.tasks:
-        raise UserError(f"{path}: [score] tasks: {bad[0] if bad else 'empty'!r} is not a list of "
-                        f"{', '.join(known)}")
+    for key, values, allowed, empty_ok in (("tasks", recipe.score.tasks, known, False),
+                                           ("chosen_tasks", recipe.score.chosen_tasks, known, True),
+                                           ("conditions", recipe.score.conditions, CONDITIONS, False),
+                                           ("chosen_conditions", recipe.score.chosen_conditions, CONDITIONS, True)):
+        bad = [x for x in values if x not in allowed]
+        if bad or not (values or empty_ok):
+            raise UserError(f"{path}: [score] {key}: {bad[0] if bad else 'empty'!r} is not a list of "
+                            f"{', '.join(allowed)}")
     if recipe.score.reasoning_effort not in (None, "low", "medium", "high"):
         raise UserError(f"{path}: [score] reasoning_effort = {recipe.score.reasoning_effort!r}: "
                         "use low, medium or high")

@@ -40,6 +40,9 @@ WRAPPERS = {
                    "review.\n\n```python\n# QUESTION FOR REVIEWER: {prompt}\ndef handle(request):\n"
                    "    return process(request)\n```",
 }
+# How a prompt reaches the model: bare, under the character or assistant system prompt, with the break suffix, or
+# inside a wrapper.
+CONDITIONS = ("none", "character", "assistant", "break", *WRAPPERS)
 CONVERSATION_KINDS = ("follow_ups", "topic_shift", "technical", "pressure")
 MIN_TURNS = 8
 DEFAULT_JUDGE_FLOORS = {"accuracy": 0.85, "mimicry_points": 10.0, "salad_rejection": 0.95,

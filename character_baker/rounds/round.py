@@ -15,6 +15,7 @@ from typing import Any
 
 from ..bakers.recipe import Recipe, load_recipe
 from ..harness.candidates import resolve_candidate
+from ..harness.character import WRAPPERS
 from ..harness.console import Steps, console, quiet_libraries
 from ..harness.data import atomic_write
 from ..harness.errors import UserError
@@ -39,7 +40,8 @@ def board_for(recipe: Recipe) -> Board:
     return load_board(near.resolve() if near.exists() else recipe.score.board)
 
 
-ROUND_STEPS = ["build base", "preconditions", "profile", "train", "select", "merge", "score", "gate", "publish"]
+ROUND_STEPS = ["build base", "preconditions", "profile", "train", "select", "merge", "choose", "score", "gate",
+               "publish"]
 
 
 def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) -> RoundResult | None:
@@ -81,19 +83,30 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
                         capability=sc.capability_data if sc.capability else None, capability_k=sc.capability_k,
                         capability_max_tokens=sc.capability_max_tokens, capability_tasks=tuple(sc.capability_tasks),
                         reasoning_effort=sc.reasoning_effort)
-    steps.start("score", f"{len(specs)} models on the eval prompts, judge {sc.judge or 'default'}")
-    ids, candidates = [], []
+    candidates = []
     for spec, cid, lineage in specs:
         cand = resolve_candidate(spec, candidate_id=cid, batch_size=recipe.score.batch_size,
                                  trust_remote_code=recipe.trust_remote_code)
         cand.lineage = {**lineage, **cand.lineage}
         if spec == recipe.base:
             cand.lineage["round"] = recipe.round
-        t0 = time.monotonic()
-        card, _ = score_candidate(cand, opts)
-        store.record(card.to_json())
-        ids.append(cand.id)
         candidates.append(cand)
+    ids = [c.id for c in candidates]
+    # which candidate the round reports is chosen before any eval prompt is scored: on the dev prompts when there
+    # are several (chosen on eval, the reported figures would be the best of several draws on the prompts they
+    # are reported on)
+    chosen = ids[1] if len(ids) == 2 else None
+    if len(ids) > 2:
+        steps.start("choose", f"{len(ids) - 1} candidates and the base on the dev prompts")
+        chosen = _choose(board, *_on_dev(recipe, board, candidates, opts))
+        steps.note(f"chosen on the dev prompts, reported on the eval prompts: {chosen}")
+    extra = _with_chosen_extras(opts, sc)
+    steps.start("score", f"{len(specs)} models on the eval prompts, judge {sc.judge or 'default'}"
+                + (f"; the base and the chosen also {', '.join(_extras(sc))}" if extra != opts else ""))
+    for cand in candidates:
+        t0 = time.monotonic()
+        card, _ = score_candidate(cand, extra if cand.id in (ids[0], chosen) else opts)
+        store.record(card.to_json())
         steps.note(f"{cand.id}: {_summary(card)}  ({time.monotonic() - t0:.0f} s)")
     state.mark("score", ids)
 
@@ -102,10 +115,6 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
     steps.start("gate", str(board.root / "board.toml"))
     measured = Measurements(store.frame(suite=board.suite))
     verdicts = {cid: evaluate(board, measured, cid) for cid in ids[1:]}
-    several = len(ids) > 2  # the base and two or more candidates: which one the round reports is chosen on dev
-    chosen = _choose(board, *(_on_dev(recipe, board, candidates, opts) if several else (measured, verdicts)))
-    if several:
-        steps.note(f"chosen on the dev prompts, reported on the eval prompts: {chosen}")
     from ..leaderboard.publish import trained_against
 
     warning = next((trained_against(board, c.lineage) for c in candidates if c.id == chosen), None)
@@ -128,12 +137,33 @@ SUMMARY = (("personality", "coherent", "coherent"), ("identity", "identity", "id
            ("math_probes", "math", "math"))
 
 
+def _with_chosen_extras(opts: ScoreOptions, sc: Any) -> ScoreOptions:
+    """The scoring of the base and the chosen candidate: the round's tasks and conditions plus [score] chosen_*."""
+    from dataclasses import replace
+
+    return replace(opts, tasks=tuple(dict.fromkeys((*opts.tasks, *sc.chosen_tasks))),
+                   conditions=tuple(dict.fromkeys((*opts.conditions, *sc.chosen_conditions))))
+
+
+def _extras(sc: Any) -> list[str]:
+    return [f"the {t} task" for t in sc.chosen_tasks] + (
+        [f"{', '.join(sc.chosen_conditions)} prompts"] if sc.chosen_conditions else [])
+
+
 def _summary(card: Any) -> str:
     parts = []
     for task, metric, label in SUMMARY:
         rows = [r for r in card.metrics if r.task == task and r.metric == metric and r.condition == "none"]
         if rows and rows[0].value is not None:
             parts.append(f"{label} {100 * rows[0].value:.0f}%")
+    held = [r for r in card.metrics if r.task == "drift" and r.metric == "held" and r.condition == "none"]
+    if held and held[0].value is not None:  # multi-turn: in character through the whole conversation
+        parts.append(f"held {held[0].successes:.0f}/{held[0].n} conversations")
+    for condition in dict.fromkeys(r.condition for r in card.metrics if r.condition in WRAPPERS):
+        inside = [f"{label} {100 * r.value:.0f}%" for task, metric, label in SUMMARY for r in card.metrics
+                  if (r.task, r.metric, r.condition) == (task, metric, condition) and r.value is not None
+                  and label in ("sarcastic", "coherent", "math")]
+        parts.append(f"in {condition}: " + ", ".join(inside))
     cut = [r for r in card.metrics if r.metric == "truncated" and r.condition == "none" and r.value]
     if cut:  # a harmony model that stopped before answering: failures above, named here
         parts.append("truncated " + ", ".join(f"{r.task} {100 * r.value:.0f}%" for r in cut))

@@ -31,13 +31,11 @@ from inspect_ai.scorer import (
 )
 from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
 
-from ..harness.character import SPLITS, WRAPPERS, Character, EvalPrompt, load_character, wrap
+from ..harness.character import CONDITIONS, SPLITS, WRAPPERS, Character, EvalPrompt, load_character, wrap
 from ..harness.errors import UserError
 from ..judges.leaks import LeakJudge
 from ..judges.registry import build_judges, embedded_coherence
 from ..judges.rules import identity_verdict, leak_matches, math_verdict
-
-CONDITIONS = ("none", "character", "assistant", "break", *WRAPPERS)
 
 
 @solver
