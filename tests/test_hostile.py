@@ -71,6 +71,11 @@ def test_broken_boards_are_one_line(tmp_path: Path, content: str | bytes, needle
     (("[train]", "[train]\nmax_stpes = 3"), "did you mean 'max_steps'"),
     (('round = "T1"', 'round = "T1\\n# injected"'), "a candidate id may hold"),
     (("[score]", '[score]\nreasoning_effort = "hgih"'), "reasoning_effort = 'hgih': use low, medium or high"),
+    (('conditions = ["none"]', 'conditions = ["nonee"]'), "[score] conditions: 'nonee' is not a list of none,"),
+    (('conditions = ["none"]', 'conditions = []'), "[score] conditions: 'empty' is not a list of"),
+    (("[score]", '[score]\nchosen_tasks = ["drfit"]'), "[score] chosen_tasks: 'drfit' is not a list of"),
+    (("[score]", '[score]\nchosen_conditions = ["jsn"]'), "[score] chosen_conditions: 'jsn' is not a list of"),
+    (("[score]", '[score]\nchosen_conditions = "json"'), "chosen_conditions"),
     (("[score]", '[score]\nreasoning_effort = "high"\ncapability = true\ncapability_max_tokens = 512'),
      "capability_max_tokens = 512: a reasoning model"),
 ])
