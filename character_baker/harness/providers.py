@@ -53,6 +53,12 @@ def tool_schemas(tools: list[ToolInfo]) -> list[dict[str, Any]]:
             for t in tools]
 
 
+
+def tool_call_output(model: str, content: Any, calls: list[ToolCall]) -> ModelOutput:
+    """A turn that ends in tool calls (Inspect runs them and asks again with their results)."""
+    message = ChatMessageAssistant(content=content, model=model, source="generate", tool_calls=calls)
+    return ModelOutput(model=model, choices=[ChatCompletionChoice(message=message, stop_reason="tool_calls")])
+
 class LocalModelAPI(ModelAPI):
     """A local checkpoint (optionally base + LoRA adapter at a scale), generating in batches.
 
@@ -148,11 +154,9 @@ class LocalModelAPI(ModelAPI):
             if truncated:
                 metadata["truncated"] = True
             if calls:
-                message = ChatMessageAssistant(content=content, model=self.model_name, source="generate", tool_calls=[
+                out = tool_call_output(self.model_name, content, [
                     ToolCall(id=f"call_{i}", function=c.name, arguments=c.arguments, parse_error=c.error)
                     for i, c in enumerate(calls)])
-                out = ModelOutput(model=self.model_name, choices=[
-                    ChatCompletionChoice(message=message, stop_reason="tool_calls")])
             else:
                 out = ModelOutput.from_content(self.model_name, content,
                                                stop_reason="max_tokens" if hit_budget or truncated else "stop")
@@ -221,11 +225,9 @@ class ResponsesAPI(ModelAPI):
         key = (sample_id, condition) if (sample_id, condition) in self.rows else (sample_id, None)
         row = self.rows.get(key)
         if key in self.calls and not any(m.role == "tool" for m in input):
-            message = ChatMessageAssistant(content="", model=self.model_name, source="generate", tool_calls=[
-                ToolCall(id=f"call_{i}", function=c["name"], arguments=c["arguments"])
-                for i, c in enumerate(self.calls[key])])
-            out = ModelOutput(model=self.model_name, choices=[ChatCompletionChoice(message=message,
-                                                                                   stop_reason="tool_calls")])
+            out = tool_call_output(self.model_name, "", [ToolCall(id=f"call_{i}", function=c["name"],
+                                                                  arguments=c["arguments"])
+                                                         for i, c in enumerate(self.calls[key])])
             out.usage = ModelUsage(input_tokens=0, output_tokens=0, total_tokens=0)
             return out
         turn = sum(1 for m in input if m.role == "user") - 1
