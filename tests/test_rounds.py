@@ -49,6 +49,7 @@ def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, caps
     extras = {cid for cid in measured.candidates if {("drift", "none"), ("personality", "json")}
               <= set(zip(frame[frame.candidate == cid].task, frame[frame.candidate == cid].condition, strict=True))}
     assert extras == {base, chosen}
+    assert not ((frame.task == "drift") & (frame.condition == "json")).any()  # wrappers cover the single-turn tasks
     for cid in measured.candidates:
         assert measured.get(cid, Column("personality/sarcastic", judge=board.judge)) is not None
     assert measured.get(chosen, Column("drift/held")) is not None

@@ -301,9 +301,9 @@ class ClassifierJudge:
         return verdicts
 
     async def judge(self, prompt: str, response: str) -> Verdict:
-        import anyio
+        from ..harness.batching import batched
 
-        return (await anyio.to_thread.run_sync(self.judge_many, [response]))[0]
+        return await batched(self, "judge_many")(response)  # with the other replies of its wave
 
 
 def judge_key(character: Character) -> str:

@@ -269,6 +269,12 @@ class CoherenceCheck:
     def describe(self) -> dict[str, Any]:
         return dict(self.info)
 
+    async def check_one(self, text: str) -> Coherence:
+        """One reply, checked together with the others that arrive with it (harness/batching)."""
+        from ..harness.batching import batched
+
+        return await batched(self, "check")(text)
+
     def check(self, texts: list[str]) -> list[Coherence]:
         if not texts:
             return []

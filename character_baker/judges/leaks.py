@@ -155,6 +155,12 @@ class LeakJudge:
         judge.forbidden = list(character.forbidden_identities)
         return judge
 
+    async def judge_one(self, response: str) -> LeakVerdict:
+        """One reply, judged together with the others that arrive with it (harness/batching)."""
+        from ..harness.batching import batched
+
+        return await batched(self, "judge_many")(response)
+
     def judge_many(self, responses: list[str]) -> list[LeakVerdict]:
         cleaned = [unmock(r) for r in responses]
         out = []

@@ -100,14 +100,15 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
         steps.start("choose", f"{len(ids) - 1} candidates and the base on the dev prompts")
         chosen = _choose(board, *_on_dev(recipe, board, candidates, opts))
         steps.note(f"chosen on the dev prompts, reported on the eval prompts: {chosen}")
-    extra = _with_chosen_extras(opts, sc)
+    extras = _chosen_extras(opts, sc)
     steps.start("score", f"{len(specs)} models on the eval prompts, judge {sc.judge or 'default'}"
-                + (f"; the base and the chosen also {', '.join(_extras(sc))}" if extra != opts else ""))
+                + (f"; the base and the chosen also {', '.join(_extras(sc))}" if extras != [opts] else ""))
     for cand in candidates:
         t0 = time.monotonic()
-        card, _ = score_candidate(cand, extra if cand.id in (ids[0], chosen) else opts)
-        store.record(card.to_json())
-        steps.note(f"{cand.id}: {_summary(card)}  ({time.monotonic() - t0:.0f} s)")
+        cards = [score_candidate(cand, o)[0] for o in (extras if cand.id in (ids[0], chosen) else [opts])]
+        for card in cards:
+            store.record(card.to_json())
+        steps.note(f"{cand.id}: {' · '.join(_summary(c) for c in cards)}  ({time.monotonic() - t0:.0f} s)")
     state.mark("score", ids)
 
     from ..leaderboard.publish import publish
@@ -137,12 +138,19 @@ SUMMARY = (("personality", "coherent", "coherent"), ("identity", "identity", "id
            ("math_probes", "math", "math"))
 
 
-def _with_chosen_extras(opts: ScoreOptions, sc: Any) -> ScoreOptions:
-    """The scoring of the base and the chosen candidate: the round's tasks and conditions plus [score] chosen_*."""
+def _chosen_extras(opts: ScoreOptions, sc: Any) -> list[ScoreOptions]:
+    """How the base and the chosen candidate are scored: the round's tasks plus [score] chosen_tasks under the
+    round's conditions, then the round's tasks under [score] chosen_conditions (not the extra tasks: drift inside
+    a JSON wrapper was asked by nobody). Each card holds its own conditions, so neither replaces the other's rows;
+    the other candidates get the first card without the extra tasks."""
     from dataclasses import replace
 
-    return replace(opts, tasks=tuple(dict.fromkeys((*opts.tasks, *sc.chosen_tasks))),
-                   conditions=tuple(dict.fromkeys((*opts.conditions, *sc.chosen_conditions))))
+    extra_tasks = [t for t in sc.chosen_tasks if t not in opts.tasks]
+    wrapped = [c for c in sc.chosen_conditions if c not in opts.conditions]
+    plan = [replace(opts, tasks=(*opts.tasks, *extra_tasks))]
+    if wrapped:
+        plan.append(replace(opts, conditions=tuple(wrapped), out=opts.out / "wrapped"))  # its own scorecard.json
+    return plan
 
 
 def _extras(sc: Any) -> list[str]:

@@ -167,9 +167,7 @@ async def _coherent(check: Any, text: str) -> tuple[bool | None, str | None, boo
     """(coherent, why not, whether the rejection is the trees' statistical call rather than unreadable words)."""
     if check is None:
         return None, None, False
-    import anyio
-
-    [c] = await anyio.to_thread.run_sync(check.check, [text])
+    c = await check.check_one(text)
     return c.coherent, c.why, c.learned
 
 
@@ -289,9 +287,7 @@ def leak_scorer(character: str = "skippy", judge: str | None = None, judge_cache
         if error:
             return _no_answer(task_keys("assistant_leaks", [], [], check is not None), error)
         if embedded is not None:
-            import anyio
-
-            [lv] = await anyio.to_thread.run_sync(embedded.judge_many, [text])
+            lv = await embedded.judge_one(text)
             found = [{"source": lv.source, "text": m.text, "probability": lv.probability} for m in lv.evidence]
             evidence = (found or [{"source": lv.source, "text": lv.passage, "probability": lv.probability}]
                         if lv.leak else [])

@@ -148,10 +148,7 @@ def tool_scorer(character: str = "skippy", judge: str | None = None, judge_cache
         if check is not None:
             value["coherent"] = int(bool(coherent))
         if leaks is not None:
-            import anyio
-
-            [lv] = await anyio.to_thread.run_sync(leaks.judge_many, [text])
-            leak = bool(lv.leak)
+            leak = bool((await leaks.judge_one(text)).leak)
         else:
             leak = bool(leak_matches(text, tuple(pack.leak_patterns)))
         value["leak"] = int(leak)
