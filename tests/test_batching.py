@@ -62,6 +62,9 @@ def test_batched_judges_give_the_verdicts_of_a_list() -> None:
     replies += ["cheese window the the the of monkey", "", "It's 345. Even a monkey knows that."]
     judge, leaks, coherence = ClassifierJudge.for_character(PACK), LeakJudge.for_character(PACK), \
         embedded_coherence(PACK)
+    from character_baker.harness.batching import batched
+
+    before = batched(judge, "judge_many").calls  # the judge lives for the process: earlier tests used it too
 
     async def one_by_one() -> tuple[list[object], list[object], list[object]]:
         return (await asyncio.gather(*(judge.judge("q", r) for r in replies)),
@@ -77,6 +80,4 @@ def test_batched_judges_give_the_verdicts_of_a_list() -> None:
     assert [v.probability for v in leaked] == pytest.approx([v.probability for v in listed], abs=1e-6)
     assert coherent == coherence.check(replies)
     assert sum(v.sarcastic for v in persona) > 10 and sum(v.leak for v in leaked) > 10  # real verdicts, both ways
-    from character_baker.harness.batching import batched
-
-    assert batched(judge, "judge_many").calls < len(replies) // 4  # they were judged in batches, not one by one
+    assert batched(judge, "judge_many").calls - before < len(replies) // 4  # in batches, not one by one
