@@ -126,7 +126,8 @@ def main() -> None:
     parser.add_argument("--recipe", default="rounds/r6.toml")
     parser.add_argument("--report", help="the JSON report (default: <out>/bake_gpt_oss_shape.json)")
     args = parser.parse_args()
-    torch.set_num_threads(1) if not torch.cuda.is_available() else None
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -146,8 +147,7 @@ def main() -> None:
 
     r6 = load_recipe(args.recipe)
     recipe = replace(r6, base=str(base), output=out / "bake", scales=[1.0],
-                     train=replace(r6.train, max_steps=args.steps, save_steps=args.steps, warmup_steps=2),
-                     profile=replace(r6.profile, batch_size=r6.profile.batch_size))
+                     train=replace(r6.train, max_steps=args.steps, save_steps=args.steps, warmup_steps=2))
     RESULT["recipe"] = {"train": vars(recipe.train), "profile": vars(recipe.profile), "scales": recipe.scales}
 
     # selection scores each checkpoint through Inspect; here the last checkpoint is taken without scoring
