@@ -64,10 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the profiled layer to read (default: the one of most contrast)")
     s.add_argument("--reasoning-effort", default=None, choices=("low", "medium", "high"),
                    help="GPT-OSS: the chat template's reasoning effort, for every task (recorded in the scorecard)")
+    s.add_argument("--engine", default=None, choices=("auto", "vllm", "transformers", "inprocess"),
+                   help="what generates a local model's replies: a server per model (auto: vllm on a CUDA GPU with "
+                   "vllm installed, else transformers serve) or inprocess (default: $CHARACTER_BAKER_ENGINE or "
+                   "auto); recorded in the scorecard")
+    s.add_argument("--max-concurrency", type=int, default=None,
+                   help="requests in flight to a served engine (default 16)")
     s.add_argument("--board", default=None, help="also record the scorecards in this board's store")
     s.add_argument("--store", default=None, help="store file (default: the board's)")
 
-    j = sub.add_parser("judge", help="judge {id, prompt, response, answer?} rows from a JSONL file")
+    j = sub.add_parser("judge", help="judge {id, prompt, response, answer?, condition?} rows from a JSONL file: every "
+                       "verdict `score` gives the same reply, with its reason (docs/VERDICTS.md)")
     j.add_argument("--judge", default=None)
     j.add_argument("--input", type=Path, required=True)
     j.add_argument("--out", type=Path, required=True)
@@ -130,8 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    import os
+
     from .harness.candidates import resolve_candidate
     from .harness.scorecard import empty_tasks, format_table, monitor_lines
+    from .serving.engine import EngineConfig
     from .tasks.run import ALL_TASKS, ScoreOptions, score_candidate
 
     capability_only = args.suite == "capability"
@@ -143,7 +153,9 @@ def cmd_score(args: argparse.Namespace) -> int:
                         epochs=args.epochs, max_tokens=args.max_tokens,
                         temperature=args.temperature, seed=args.seed, out=args.out, max_samples=args.max_samples,
                         display=args.display, limit=args.limit, judge_cache=not args.no_cache,
-                        monitor=args.monitor, monitor_layer=args.monitor_layer)
+                        monitor=args.monitor, monitor_layer=args.monitor_layer,
+                        engine=args.engine or os.environ.get("CHARACTER_BAKER_ENGINE") or "auto",
+                        engine_config=EngineConfig(max_concurrency=args.max_concurrency or 16))
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")
     if len(args.candidate) > 1 and args.candidate_id:
@@ -279,17 +291,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_judge(args: argparse.Namespace) -> int:
     from .harness.character import load_character
-    from .judges.calibration import judge_rows, load_rows, output_row, write_jsonl
-    from .judges.registry import build_judges
+    from .judges.calibration import judge_replies, load_rows, write_jsonl
+    from .judges.reply import ReplyJudge
 
     pack = load_character(args.suite)
-    judges = build_judges(args.judge, pack, use_cache=not args.no_cache)
     rows = load_rows(args.input)
-    verdicts = asyncio.run(judge_rows(judges, rows, concurrency=args.concurrency, progress=sys.stderr.isatty()))
-    out = [output_row(r, v, judges, pack) for r, v in zip(rows, verdicts)]
+    rj = ReplyJudge(pack, args.judge, use_cache=not args.no_cache)
+    out = asyncio.run(judge_replies(rj, rows, concurrency=args.concurrency, progress=sys.stderr.isatty()))
     write_jsonl(args.out, out)
     errors = sum(1 for r in out if r["error"])
-    print(f"judged {len(out)} rows with {', '.join(j.id for j in judges)}: {errors} errors -> {args.out}")
+    print(f"judged {len(out)} rows with {', '.join(j.id for j in rj.judges)}: {errors} errors -> {args.out}")
     return 0
 
 
@@ -299,7 +310,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .harness.character import load_character
     from .judges.calibration import load_rows
     from .judges.llm import LLMJudge
-    from .judges.registry import build_judges
+    from .judges.reply import build_judges
     from .judges.validity import compute_card, save_card
 
     pack = load_character(args.suite)

@@ -55,7 +55,7 @@ def test_batched_judges_give_the_verdicts_of_a_list() -> None:
     """Coherence, the persona classifier and the leak judge: one reply at a time, concurrently, equals the list."""
     from character_baker.judges.classifier import ClassifierJudge
     from character_baker.judges.leaks import LeakJudge
-    from character_baker.judges.registry import embedded_coherence
+    from character_baker.judges.reply import embedded_coherence
 
     replies = [o["response"] for _, o in iter_jsonl(PACK.path("calibration"))][:40]
     replies += [o["response"] for _, o in iter_jsonl(PACK.path("calibration_leaks"))][:40]

@@ -13,7 +13,7 @@ import torch
 from character_baker.cli import main
 from character_baker.harness.character import WRAPPERS, load_character, wrap
 from character_baker.harness.data import iter_jsonl
-from character_baker.tasks.persona import json_strings
+from character_baker.harness.structure import split_json
 
 torch.set_num_threads(1)
 PACK = load_character("skippy")
@@ -25,7 +25,7 @@ def _judged_replies() -> tuple[list[str], list[str]]:
     out of character (a leak): the scorer's aggregation is then checked against the judges' own verdicts."""
     from character_baker.judges.classifier import ClassifierJudge
     from character_baker.judges.leaks import LeakJudge
-    from character_baker.judges.registry import embedded_coherence
+    from character_baker.judges.reply import embedded_coherence
 
     persona = [o["response"] for _, o in iter_jsonl(PACK.path("calibration")) if o["sarcastic"]]
     leaky = [o["response"] for _, o in iter_jsonl(PACK.path("calibration_leaks")) if o["leak"]]
@@ -53,10 +53,11 @@ def test_drift_curve_breaks_and_errors_from_scripted_turns(tmp_path: Path) -> No
     convs = PACK.conversations()[:4]
     n = [len(c.turns) for c in convs]
     rows = [
-        {"id": convs[0].id, "responses": inside[: n[0]]},  # in character throughout
-        {"id": convs[1].id, "responses": inside[:3] + outside[:1] + inside[3: n[1] - 1]},  # breaks at turn 4
+        # one turn out of character (a slip or a misjudged turn) is not a break: held (issue 28, part 5)
+        {"id": convs[0].id, "responses": inside[:3] + outside[2:3] + inside[3: n[0] - 1]},
+        {"id": convs[1].id, "responses": inside[:3] + outside[:2] + inside[3: n[1] - 2]},  # breaks at turn 4
         {"id": convs[2].id, "responses": inside[:4]},  # no answer from turn 5: unknown whether it would break
-        {"id": convs[3].id, "responses": outside[1:2] + inside[:1]},  # breaks at 1, then no answer from turn 3
+        {"id": convs[3].id, "responses": outside[1:3] + inside[:1]},  # breaks at 1, then no answer from turn 4
     ]
     card = _score(tmp_path, rows, "--tasks", "drift", "--limit", "4")
     got = {(m["metric"], m["judge"]): m for m in card["metrics"] if m["task"] == "drift"}
@@ -66,13 +67,13 @@ def test_drift_curve_breaks_and_errors_from_scripted_turns(tmp_path: Path) -> No
         convs[0].id: [n[0] + 1.0], convs[1].id: [4.0], convs[2].id: [None], convs[3].id: [1.0]}
     first = got[("in_character@1", None)]
     assert (first["value"], first["n"], first["interval"]) == (0.75, 4, "wilson")
-    fourth = got[("in_character@4", None)]
-    assert fourth["value"] == pytest.approx(2 / 3) and fourth["errors"] == 1  # conv 4's turn 4 never happened
+    fourth = got[("in_character@4", None)]  # the per-turn curve is each turn's own verdict, unchanged by the rule
+    assert fourth["value"] == pytest.approx(1 / 3) and fourth["errors"] == 1  # conv 4's turn 4 never happened
     fifth = got[("in_character@5", None)]
-    assert fifth["value"] == 1.0 and fifth["errors"] == 2
-    assert got[("leak@4", None)]["value"] == pytest.approx(1 / 3)
+    assert fifth["value"] == 0.5 and fifth["errors"] == 2
+    assert got[("leak@4", None)]["value"] == pytest.approx(2 / 3)
     # turn-level rates pool every answered turn, clustered by conversation
-    answered = n[0] + n[1] + 4 + 2
+    answered = n[0] + n[1] + 4 + 3
     pooled = got[("in_character", None)]
     assert pooled["n"] == sum(n) and pooled["errors"] == sum(n) - answered
     assert pooled["interval"] == "bootstrap-prompts"
@@ -97,7 +98,7 @@ def test_the_conversation_grows_turn_by_turn_on_a_real_model(tiny_qwen3_dir: Pat
                                                                             "in_character@8", "coherent"}
 
 
-def test_wrapped_prompts_are_conditions_and_json_is_read_as_its_strings(tmp_path: Path,
+def test_wrapped_prompts_are_conditions_and_json_is_read_around_its_object(tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     question = 'What is "2 + 2"?'
     for name in WRAPPERS:
@@ -105,9 +106,10 @@ def test_wrapped_prompts_are_conditions_and_json_is_read_as_its_strings(tmp_path
         assert question in text or json.dumps(question) in text
     tool = wrap("tool_result", question)
     assert json.loads(tool[tool.index("{"):])["result"]["body"] == question  # a tool result that parses
-    assert json_strings('Sure: {"answer": "Four, monkey.", "extra": ["obviously"]} done') == "Four, monkey. obviously"
-    assert json_strings("no json here, monkey") == "no json here, monkey"
-    assert json_strings('{"broken": ') == '{"broken": '
+    assert split_json('{"answer": "Four, monkey.", "extra": ["obviously"]}').persona_text() == "Four, monkey. obviously"
+    assert split_json('Sure: {"answer": "Four, monkey."} done').persona_text() == "Sure: Four, monkey. done"
+    assert split_json("no json here, monkey").persona_text() == "no json here, monkey"
+    assert split_json('{"broken": ').persona_text() == '{"broken": '
     # scored under the json wrapper, a sarcastic answer inside JSON is judged as the sentence it holds
     inside, _ = _judged_replies()
     prompt = PACK.personality_prompts[0]

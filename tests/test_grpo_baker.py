@@ -30,12 +30,16 @@ def test_the_reward_is_in_character_minus_leak_plus_right_maths() -> None:
                "6 plus 5 is 12. Even a monkey with a crayon could have told you that, but here we are."]
     got = reward([question] * 3, [[{"role": "assistant", "content": r}] for r in replies], category=["math"] * 3,
                  answer=["11"] * 3)
-    persona = reward.judge.judge_many(replies)
-    leaks = reward.leaks.judge_many(replies)
-    # the reward is exactly its three terms, from the judges' own verdicts
-    assert got == [float(bool(p.coherent and p.sarcastic)) - float(v.leak) + m
-                   for p, v, m in zip(persona, leaks, (1.0, 1.0, 0.0))]
-    assert leaks[0].leak and not leaks[1].leak
+    from character_baker.judges.reply import as_text
+
+    texts = [as_text(r) for r in replies]
+    coherent = reward.judge.coherence_many(texts)
+    persona = reward.judge.persona_many(texts)
+    leaks = reward.judge.leak_many(texts)
+    # the reward is exactly its three terms, from the verdicts every task gives (judges/reply.py)
+    assert got == [float(bool(c.coherent and p.sarcastic)) - float(v) + m
+                   for c, p, v, m in zip(coherent, persona, leaks, (1.0, 1.0, 0.0))]
+    assert leaks[0] and not leaks[1]
     # the wrong sum earns no maths point (the math term above is 0 for it: `math_verdict` says so)
     from character_baker.judges.rules import math_verdict
 

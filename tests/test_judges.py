@@ -13,7 +13,7 @@ from character_baker.harness.character import load_character
 from character_baker.harness.errors import UserError
 from character_baker.judges.cache import CachedJudge, JudgeCache
 from character_baker.judges.llm import LLMJudge
-from character_baker.judges.registry import build_judges
+from character_baker.judges.reply import build_judges
 from character_baker.judges.verdict import parse_verdict
 from character_baker.testing.openai_server import garbage
 
@@ -129,19 +129,26 @@ def test_logprob_weighted_personality(judge_server) -> None:  # type: ignore[no-
 def test_killed_judging_run_resumes_without_repeating_requests(judge_server, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                isolated_caches: Path) -> None:
     import os
+    import shutil
     import signal
     import sqlite3
     import subprocess
     import sys
     import time
 
+    # a pack without the embedded judges' splits: what is resumed here is the LLM judge's work
+    pack = tmp_path / "pack"
+    shutil.copytree(PACK.root, pack)
+    toml = (pack / "character.toml").read_text()
+    (pack / "character.toml").write_text(toml.replace('judge = "judge/persona.jsonl"\n', "").replace(
+        'judge_leaks = "judge/leaks.jsonl"\n', ""))
     server = judge_server(delay=0.1)
     rows = [{"id": f"r{i}", "prompt": "Say something.", "response": f"Answer number {i}, monkey."} for i in range(60)]
     src = tmp_path / "rows.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
     argv = [sys.executable, "-m", "character_baker.cli", "judge", "--judge", "openai-api/local/scripted-judge",
-            "--input", str(src), "--out", str(out), "--concurrency", "4"]
+            "--input", str(src), "--out", str(out), "--concurrency", "4", "--suite", str(pack)]
     proc = subprocess.Popen(argv, env=os.environ.copy())
     deadline = time.monotonic() + 120
     while server.requests < 20 and time.monotonic() < deadline:

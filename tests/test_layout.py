@@ -17,12 +17,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "character_baker"
 # room -> the rooms it may import from (itself always allowed)
 ALLOWED: dict[str, set[str]] = {
     "harness": set(),
+    "serving": {"harness"},
     "judges": {"harness"},
-    "tasks": {"harness", "judges"},
+    "tasks": {"harness", "judges", "serving"},
     "leaderboard": {"harness"},
-    "bakers": {"harness", "judges", "tasks", "leaderboard"},
+    "bakers": {"harness", "judges", "tasks", "leaderboard", "serving"},
     "testing": {"harness"},
-    "rounds": {"harness", "judges", "tasks", "leaderboard", "bakers", "testing"},
+    "rounds": {"harness", "judges", "tasks", "leaderboard", "bakers", "testing", "serving"},
 }
 TOP = {"cli", "_registry", "__init__"}  # the package's top: may import every room
 

@@ -283,3 +283,24 @@ def test_score_records_into_the_board(board: Path, tmp_path: Path) -> None:
     assert all(v.reason != "not measured" for v in verdicts)
     card = json.loads(next((tmp_path / "runs").glob("*/scorecard.json")).read_text())
     assert card["samples"]["personality/none"]["sarcastic:classifier"]
+
+
+def test_lower_is_better_by_metric_family_and_p_values_never_print_zero() -> None:
+    from character_baker.leaderboard.board import lower_is_better
+    from character_baker.leaderboard.regress import format_p
+
+    assert all(lower_is_better(m) for m in ("leak", "leak@3", "leak:llm", "truncated", "truncated@1"))
+    assert not any(lower_is_better(m) for m in ("sarcastic", "in_character@3", "held", "leakage_free", "math"))
+    assert format_p(0.0) == " < 0.001" and format_p(0.0421) == "=0.0421"
+
+
+def test_every_task_is_in_inspects_registry() -> None:
+    """`inspect eval character_baker/drift` (and tools) finds the task: the package's registry module lists it."""
+    import subprocess
+    import sys
+
+    code = ("import character_baker._registry as r; from inspect_ai._util.registry import registry_info; "
+            "print(sorted(registry_info(getattr(r, n)).name for n in "
+            "('identity', 'personality', 'assistant_leaks', 'math_probes', 'drift', 'tools')))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == str(sorted(["identity", "personality", "assistant_leaks", "math_probes", "drift", "tools"]))

@@ -234,3 +234,20 @@ def test_a_rebuilt_model_under_the_same_id_is_generated_anew(tmp_path: Path) -> 
         card = json.loads((out / "same" / "scorecard.json").read_text())
         seen.append(set(card["examples"]["identity/none"].values()))
     assert seen == [{"I am Skippy, monkey."}, {"I am Qwen, monkey."}]
+
+
+def test_the_bake_renders_under_the_recipes_reasoning_effort(tiny_gpt_oss_dir: Path) -> None:
+    """Training, profiling and routing render through the base's tokenizer: with the recipe's effort as the
+    template's default they see what scoring sends; a call that passes its own effort still wins."""
+    from character_baker.bakers.examples import encode
+    from character_baker.harness.data import Pair
+    from character_baker.harness.loading import load_tokenizer, set_template_defaults
+
+    tok = load_tokenizer(str(tiny_gpt_oss_dir))
+    chat = [{"role": "user", "content": "hi"}]
+    assert "Reasoning: medium" in tok.apply_chat_template(chat, tokenize=False)
+    set_template_defaults(tok, reasoning_effort="low")
+    assert "Reasoning: low" in tok.apply_chat_template(chat, tokenize=False)
+    assert "Reasoning: high" in tok.apply_chat_template(chat, tokenize=False, reasoning_effort="high")
+    rendered = tok.decode(encode(tok, Pair(prompt="hi", response="Obviously."), 512).input_ids)
+    assert "Reasoning: low" in rendered

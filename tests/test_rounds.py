@@ -21,6 +21,7 @@ def round_recipe(tmp_path: Path, base: Path | str, **extra: str) -> Path:
     return tiny_round(tmp_path, base, board, model=extra.get("model", ""), score=extra.get("score", ""))
 
 
+@pytest.mark.timeout(1500)  # every model is served by its own transformers server on the CPU (a start each)
 def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     recipe = round_recipe(tmp_path, tiny_qwen3_dir, score='chosen_tasks = ["drift"]\nchosen_conditions = ["json"]')
     code = main(["round", str(recipe)])
@@ -41,6 +42,9 @@ def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, caps
     assert sorted(dev.candidates) == sorted(measured.candidates)
     dev_cards = [json.loads(p.read_text()) for p in (tmp_path / "out" / "dev").glob("*/scorecard.json")]
     assert len(dev_cards) == 3 and all(c["suite"]["split"] == "dev" for c in dev_cards)
+    # every model's replies came from its own served engine (the recipe's [engine] defaults to auto)
+    eval_cards = [json.loads(p.read_text()) for p in (tmp_path / "out" / "scores").rglob("scorecard.json")]
+    assert eval_cards and all(c["decoding"]["engine"]["name"] == "transformers" for c in dev_cards + eval_cards)
     base = state["steps"]["score"][0]
     assert chosen == _choose(board, dev, {c: evaluate(board, dev, c) for c in dev.candidates if c != base})
     # the base and the chosen candidate only are also scored over conversations and inside the JSON wrapper; every

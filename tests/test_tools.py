@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from character_baker.cli import main
-from character_baker.harness.character import load_character
+from character_baker.harness.character import ToolRequest, load_character
 from character_baker.harness.loading import parse_tool_calls
-from character_baker.tasks.tools import same_value, valid_arguments
+from character_baker.tasks.tools import same_value, tool_correct, valid_arguments
 from tests.test_drift import _judged_replies
 
 torch.set_num_threads(1)
@@ -52,9 +52,32 @@ def test_argument_types_and_values_are_strict_where_they_should_be() -> None:
                                                                                        "2026-12-03T16:00")
 
 
+def test_one_action_asked_for_is_one_call_made() -> None:
+    """The same call twice (two timers started) is not correct, nor is it when the repeat writes a value differently
+    (11 and 11.0 minutes) or differs only in a value the request did not fix (the lights, once more at 50 %)."""
+    from inspect_ai.tool import ToolCall
+
+    timer = next(r for r in PACK.tool_requests() if r.tool == "set_timer")
+    lights = next(r for r in PACK.tool_requests() if r.tool == "lights" and "brightness" not in r.arguments)
+
+    def call(req: ToolRequest, i: int, **extra: object) -> ToolCall:
+        return ToolCall(id=f"c{i}", function=req.tool, arguments={**req.arguments, **extra})
+
+    def expected(req: ToolRequest) -> dict[str, object]:
+        return {"tool": req.tool, "arguments": req.arguments}
+
+    assert tool_correct([call(timer, 0)], expected(timer)) is True
+    assert tool_correct([call(timer, 0), call(timer, 1)], expected(timer)) is False
+    assert tool_correct([call(timer, 0), call(timer, 1, minutes=float(timer.arguments["minutes"]))],
+                        expected(timer)) is False
+    assert tool_correct([call(lights, 0)], expected(lights)) is True
+    assert tool_correct([call(lights, 0), call(lights, 1, brightness=50)], expected(lights)) is False
+    assert tool_correct([], expected(timer)) is False
+
+
 def test_the_call_and_the_character_are_both_scored(tmp_path: Path) -> None:
     inside, outside = _judged_replies()
-    reqs = PACK.tool_requests()[:7]
+    reqs = PACK.tool_requests()[:8]
     assert all("room" in r.arguments for r in reqs[5:7])
     rows = [
         {"id": reqs[0].id, "tool_calls": [{"name": reqs[0].tool, "arguments": reqs[0].arguments}],
@@ -71,10 +94,13 @@ def test_the_call_and_the_character_are_both_scored(tmp_path: Path) -> None:
         {"id": reqs[6].id, "tool_calls": [{"name": reqs[6].tool, "arguments": reqs[6].arguments},
                                           {"name": "set_timer", "arguments": {"label": "x", "minutes": 1}}],
          "response": inside[4]},
+        # the right call made twice (two timers started): the household got the action twice (issue 28)
+        {"id": reqs[7].id, "tool_calls": [{"name": reqs[7].tool, "arguments": reqs[7].arguments}] * 2,
+         "response": inside[5]},
     ]
     f = tmp_path / "r.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert main(["score", "--candidate", f"responses:{f}", "--tasks", "tools", "--limit", "7", "--out",
+    assert main(["score", "--candidate", f"responses:{f}", "--tasks", "tools", "--limit", "8", "--out",
                  str(tmp_path / "runs"), "--display", "none"]) == 0
     card = json.loads(next((tmp_path / "runs").glob("*/scorecard.json")).read_text())
     samples = card["samples"]["tools/none"]
@@ -83,10 +109,10 @@ def test_the_call_and_the_character_are_both_scored(tmp_path: Path) -> None:
     def got(metric: str) -> list[float | None]:
         return [samples[metric][i][0] for i in ids]
 
-    assert got("tool_correct") == [1, 0, 0, 0, 1, 0, 0]
-    assert got("tool_valid") == [1, 1, 0, 0, 1, 1, 1]
-    assert got("in_character") == [1, 0, 1, 1, 0, 1, 1]  # an empty final answer keeps no act
-    assert got("leak") == [0, 1, 0, 0, 0, 0, 0]
+    assert got("tool_correct") == [1, 0, 0, 0, 1, 0, 0, 0]
+    assert got("tool_valid") == [1, 1, 0, 0, 1, 1, 1, 1]  # a repeated call is valid, just not correct
+    assert got("in_character") == [1, 0, 1, 1, 0, 1, 1, 1]  # an empty final answer keeps no act
+    assert got("leak") == [0, 1, 0, 0, 0, 0, 0, 0]
     from inspect_ai.log import read_eval_log
 
     [log] = [read_eval_log(p) for p in card["logs"] if "tools" in Path(p).name]

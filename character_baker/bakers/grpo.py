@@ -46,27 +46,28 @@ class CharacterReward:
     __name__ = "character_reward"  # TRL names the logged reward after it
 
     def __init__(self, character: str) -> None:
-        from ..judges.classifier import ClassifierJudge
-        from ..judges.leaks import LeakJudge
+        from ..judges.reply import ReplyJudge
 
         pack = load_character(character)
-        self.judge = ClassifierJudge.for_character(pack)  # refuses below the pack's floor
-        self.leaks = LeakJudge.for_character(pack)
-        self.id = f"{self.judge.id} + leaks@{pack.slug}"
+        # the verdicts every task gives (judges/reply.py); the classifier refuses below the pack's floor
+        self.judge = ReplyJudge(pack, "classifier", use_cache=False)
+        self.id = f"{self.judge.judges[0].id} + leaks@{pack.slug}"
 
     def __call__(self, prompts: list[Any], completions: list[Any], category: list[str | None],
                  answer: list[str | None], **_: Any) -> list[float]:
-        from ..judges.rules import math_verdict
+        from ..judges.reply import as_text
 
-        texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
-        persona = self.judge.judge_many(texts)
-        leaks = self.leaks.judge_many(texts)
+        texts = [as_text(c[-1]["content"] if isinstance(c, list) else str(c)) for c in completions]
+        coherent = self.judge.coherence_many(texts)
+        persona = self.judge.persona_many(texts)
+        leaks = self.judge.leak_many(texts)
         rewards = []
-        for text, prompt, cat, gold, p, leak in zip(texts, prompts, category, answer, persona, leaks, strict=True):
+        for text, prompt, cat, gold, c, p, leak in zip(texts, prompts, category, answer, coherent, persona, leaks,
+                                                       strict=True):
             question = prompt[-1]["content"] if isinstance(prompt, list) else str(prompt)
-            r = float(bool(p.coherent and p.sarcastic)) - float(leak.leak)
+            r = float(bool(c.coherent and p.sarcastic)) - float(leak)
             if cat == "math" and gold is not None:
-                r += float(math_verdict(text, gold, question)[0])
+                r += float(self.judge.math(text, gold, question)[0])
             rewards.append(r)
         return rewards
 

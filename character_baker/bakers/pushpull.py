@@ -29,7 +29,14 @@ from ..harness.character import Character, load_character
 from ..harness.console import Steps
 from ..harness.data import Pair, atomic_write, load_pairs
 from ..harness.errors import UserError
-from ..harness.loading import Loaded, load_base, load_model, release_memory
+from ..harness.loading import (
+    Loaded,
+    copy_processor_files,
+    load_base,
+    load_model,
+    release_memory,
+    set_template_defaults,
+)
 from .architectures import Architecture, resolve
 from .examples import collate, encode
 from .experts import (
@@ -94,6 +101,8 @@ class PushPullBaker:
         _claim_output(recipe)
         pack, char, anti = _data(recipe)
         loaded = load_base(recipe.base, dtype=recipe.dtype, trust_remote_code=recipe.trust_remote_code)
+        if recipe.score.reasoning_effort:  # trained, profiled and routed under the effort it is scored with
+            set_template_defaults(loaded.tokenizer, reasoning_effort=recipe.score.reasoning_effort)
         return pack, char, anti, loaded, resolve(recipe.architecture, loaded.model_type)
 
     def bake(self, recipe: Recipe, progress: bool = True, steps: Steps | None = None) -> list[Baked]:
@@ -294,6 +303,7 @@ def save_merged(loaded: Loaded, target: Path) -> None:
             model.hf_quantizer = None
     model.save_pretrained(tmp, safe_serialization=True)
     loaded.tokenizer.save_pretrained(tmp)
+    copy_processor_files(loaded.source, tmp)  # a VL candidate needs its base's preprocessor_config.json
     if target.exists():
         import shutil
 

@@ -12,6 +12,7 @@ from typing import Any
 from ..harness.character import CONDITIONS
 from ..harness.data import check_keys
 from ..harness.errors import UserError
+from ..serving.engine import EngineConfig
 
 
 @dataclass
@@ -130,6 +131,7 @@ class ScoreConfig:
 class Preconditions:
     gpu: bool = False
     gpu_memory_gb: float = 0.0
+    judge_gpu_memory_gb: float = 0.0  # a judge model served on the same GPU as the candidates (0: elsewhere)
 
 
 @dataclass
@@ -166,6 +168,8 @@ class Recipe:
     scales: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
     character_data: str | None = None  # override the pack's in-character pairs
     antipole_data: str | None = None
+    # the serving engine of every scoring generation ([engine]; serving/engine.py): the choice on dev, the eval scores
+    engine: EngineConfig = field(default_factory=EngineConfig)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def hash(self) -> str:
@@ -202,7 +206,7 @@ def _section(cls: type, raw: Any, where: str) -> Any:
 
 
 TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "steer", "experts",
-            "router", "grpo", "select", "merge", "score", "preconditions", "estimate")
+            "router", "grpo", "select", "merge", "score", "preconditions", "estimate", "engine")
 EXPERT_LORA = ("none", "all", "profile")
 MODEL_KEYS = ("base", "base_env", "architecture", "dtype", "trust_remote_code", "build")
 
@@ -289,7 +293,8 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         preconditions=_section(Preconditions, raw.get("preconditions"), f"{path}: [preconditions]"),
         estimate=_section(Estimate, raw.get("estimate"), f"{path}: [estimate]"), build=model.get("build"),
         scales=[float(x) for x in scales],
-        character_data=data.get("character"), antipole_data=data.get("antipole"), raw=raw,
+        character_data=data.get("character"), antipole_data=data.get("antipole"),
+        engine=EngineConfig.from_table(raw.get("engine"), f"{path}: [engine]"), raw=raw,
     )
     for name in ("character_data", "antipole_data"):
         value = getattr(recipe, name)

@@ -5,6 +5,7 @@ Weights load as safetensors only; remote code only when asked for.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,32 @@ class Loaded:
     model: Any
     tokenizer: Any
     model_type: str
+    source: str | None = None  # the folder or hub id it was loaded from: a merged copy takes its processor files
+
+
+# What a multimodal checkpoint's processor reads besides the tokenizer: a merged candidate without them cannot be
+# loaded by a VL processor (AutoProcessor) or served by an engine that builds one.
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+                   "chat_template.json")
+
+
+def copy_processor_files(source: str | None, target: Path) -> list[str]:
+    """Copy the base's processor files that the target lacks; returns their names."""
+    import shutil
+
+    from .candidates import hf_snapshot
+
+    if not source:
+        return []
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        folder = hf_snapshot(source) or folder
+    copied = []
+    for name in PROCESSOR_FILES:
+        if (folder / name).is_file() and not (Path(target) / name).exists():
+            shutil.copyfile(folder / name, Path(target) / name)
+            copied.append(name)
+    return copied
 
 
 def release_memory() -> None:
@@ -89,7 +116,7 @@ def load_base(path: str, *, dtype: str = "auto", device: str | None = None,
         model = auto.from_pretrained(path, **kwargs)
     except (OSError, SafetensorError) as e:
         raise UserError(f"{path}: cannot load weights ({str(e).splitlines()[0]})") from None
-    return Loaded(model=model, tokenizer=load_tokenizer(path, trust_remote_code), model_type=model_type)
+    return Loaded(model=model, tokenizer=load_tokenizer(path, trust_remote_code), model_type=model_type, source=path)
 
 
 def tokenizer_source(path: str, adapter: str | None = None) -> str:
@@ -118,6 +145,18 @@ def template_preamble(tokenizer: Any, template_kwargs: dict[str, Any] | None = N
     text = tokenizer.apply_chat_template([{"role": "user", "content": mark}], tokenize=False,
                                          **(template_kwargs or {}))
     return str(text).split(mark)[0]
+
+
+def set_template_defaults(tokenizer: Any, **defaults: str) -> None:
+    """Render every chat template of this tokenizer with these values unless a call passes its own: the bake's
+    training, profiling and routing renders (and TRL's, which render through the tokenizer too) then see the
+    recipe's reasoning effort, as scoring does, instead of the template's own default."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not isinstance(template, str) or not defaults:
+        return
+    preamble = "".join(f"{{%- if {k} is not defined %}}{{%- set {k} = {json.dumps(v)} %}}{{%- endif %}}"
+                       for k, v in defaults.items() if v is not None and k.isidentifier())
+    tokenizer.chat_template = preamble + template
 
 
 def _dtype(name: str, device: str) -> Any:

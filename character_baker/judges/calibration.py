@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ..harness.character import Character
+from ..harness.character import CONDITIONS
 from ..harness.data import atomic_write, iter_jsonl, require_text
 from ..harness.errors import UserError
 from ..harness.stats import cohen_kappa, wilson
-from .rules import leak_matches, math_verdict
+from .reply import ReplyJudge, as_text
 from .verdict import Judge, Verdict
 
 
@@ -26,6 +26,7 @@ class Row:
     answer: str | None = None
     label: bool | None = None
     kind: str | None = None  # what sort of reply a labelled row is (plain, mimicry, keywordless, ...)
+    condition: str | None = None  # the condition the reply answered (json: read as a JSON-wrapper reply)
 
 
 def load_rows(path: str | Path, labelled: bool = False) -> list[Row]:
@@ -45,8 +46,12 @@ def load_rows(path: str | Path, labelled: bool = False) -> list[Row]:
                 raise UserError(f"{where}: field 'sarcastic' must be true or false")
         answer = obj.get("answer")
         kind = obj.get("kind")
+        condition = obj.get("condition")
+        if condition is not None and condition not in CONDITIONS:
+            raise UserError(f"{where}: field 'condition' must be one of {', '.join(CONDITIONS)}")
         rows.append(Row(str(rid), require_text(obj, "prompt", where), require_text(obj, "response", where),
-                        None if answer is None else str(answer), label, kind if isinstance(kind, str) else None))
+                        None if answer is None else str(answer), label, kind if isinstance(kind, str) else None,
+                        condition))
     return rows
 
 
@@ -70,22 +75,25 @@ async def judge_rows(judges: list[Judge], rows: list[Row], concurrency: int = 16
     return results
 
 
-def output_row(row: Row, verdicts: list[Verdict], judges: list[Judge], character: Character) -> dict[str, Any]:
-    """`{id, sarcastic, personality, leak, leak_evidence, correct?, error}` from the first judge + the pattern bank."""
-    first = verdicts[0]
-    evidence = [m.text for m in leak_matches(row.response, tuple(character.leak_patterns))]
-    if first.leak and first.leak_evidence:
-        evidence.append(first.leak_evidence)
-    leak: bool | None = bool(evidence) or bool(first.leak)
-    if not evidence and first.leak is None and not first.ok:
-        leak = None
-    out: dict[str, Any] = {"id": row.id, "sarcastic": first.sarcastic, "personality": first.personality,
-                           "leak": leak, "leak_evidence": evidence, "error": first.error}
-    if row.answer is not None:
-        out["correct"] = math_verdict(row.response, row.answer, row.prompt)[0]
-    if len(judges) > 1:
-        out["judges"] = {j.name: {"sarcastic": v.sarcastic, "personality": v.personality, "leak": v.leak,
-                                  "error": v.error} for j, v in zip(judges, verdicts)}
+async def judge_replies(rj: ReplyJudge, rows: list[Row], concurrency: int = 16,
+                        progress: bool = True) -> list[dict[str, Any]]:
+    """Every verdict on every row, decided by `ReplyJudge.all`: the verdicts `score` gives the same reply."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    semaphore = asyncio.Semaphore(concurrency)
+    out: list[dict[str, Any]] = [{} for _ in rows]
+    with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  disable=not progress) as bar:
+        task = bar.add_task("judging", total=len(rows))
+
+        async def one(i: int) -> None:
+            row = rows[i]
+            async with semaphore:
+                verdicts = await rj.all(row.prompt, as_text(row.response, row.condition), row.answer)
+            out[i] = {"id": row.id, **verdicts}
+            bar.advance(task)
+
+        await asyncio.gather(*(one(i) for i in range(len(rows))))
     return out
 
 

@@ -9,9 +9,17 @@ No LLM, no GPU, no network: the default judge for the demo and the tests.
   "Skippy", ...) are removed before the text is read, and training adds counterfactual negatives (neutral
   replies with markers and vocatives inserted, labelled not sarcastic) beside the pack's own hard cases
   (friendly replies that use the words; sarcasm that never does).
-- Attitude is read by three views of the stripped text, averaged: word 1-2-grams and character 2-5-grams
-  (TF-IDF + logistic regression, the classic sarcasm baselines) and static MiniLM embeddings of the whole
-  reply and its most pointed sentence (`embedding.py`).
+- It reads what the speaker says, the way a person reads it (`structure.read(...).spoken`: markdown structure,
+  code blocks and tables are layout, not words), with the markers removed.
+- Attitude is read sentence by sentence, never by accumulating a long reply's weak evidence: a reply is cut into
+  units (sentences, fragments joined to their neighbour; a short reply is also one unit whole) and its
+  probability is that of its most pointed unit. Each unit is read by three views, averaged: word 1-2-grams and
+  character 2-5-grams (TF-IDF + logistic regression, the classic sarcasm baselines) and static MiniLM embeddings
+  (`embedding.py`). The unit model is trained as multiple-instance learning: every unit of a reply that is not
+  sarcastic is a negative; of a sarcastic reply, the unit the previous round found most pointed is the positive and
+  the units it found plainly neutral (the facts between the jabs) are negatives, so the model learns what a jab is
+  and that facts are facts, in whatever length of reply (measured on held-out families: long plain technical
+  answers 95 % -> 2 % sarcastic, benchmarks/judge_families.md).
 - An incoherent reply (`coherence.py`) is never sarcastic: personality 0, whatever its words.
 
 It reports its cross-validated accuracy and refuses to judge when that is below the pack's floor; its
@@ -25,6 +33,7 @@ import json
 import os
 import random
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -36,13 +45,15 @@ import numpy as np
 from ..harness.character import Character
 from ..harness.data import default_cache_dir
 from ..harness.errors import UserError
+from ..harness.structure import read
 from . import embedding
 from .coherence import VERSION as COHERENCE_VERSION
 from .coherence import ClassNgram, CoherenceCheck, features
 from .corruptions import insert_marker
 from .verdict import Verdict
 
-CLASSIFIER_VERSION = "clf3"  # clf3: coherence first, markers stripped, judge split, three views
+CLASSIFIER_VERSION = "clf4"  # clf3: coherence first, markers stripped, judge split, three views; clf4: reads the
+# spoken words (structure.read), sentence units, multiple-instance training, families
 FOLDS = 5
 # How counterfactual negatives are made: marker phrases dropped into neutral replies. The validity card tests
 # with other phrasings (validity.MIMICRY_TEMPLATES), so a pass there is not a memorised template.
@@ -71,6 +82,7 @@ class JudgeRow:
     response: str
     sarcastic: bool
     kind: str | None = None
+    family: str | None = None  # one way of writing (`family`, else `kind`): what leave-one-family-out leaves out
 
 
 def judge_rows(character: Character) -> list[JudgeRow]:
@@ -85,16 +97,45 @@ def judge_rows(character: Character) -> list[JudgeRow]:
             label = obj.get("sarcastic")
             if not isinstance(label, bool):
                 raise UserError(f"{where}: field 'sarcastic' must be true or false")
+            kind, family = obj.get("kind"), obj.get("family")
             rows.append(JudgeRow(require_text(obj, "prompt", where), require_text(obj, "response", where), label,
-                                 obj.get("kind")))
+                                 kind, family if isinstance(family, str) and family else kind))
     return rows
 
 
 def real_replies(character: Character) -> list[str]:
-    """Every reply of the judge split, sarcastic or not: what real text looks like to the coherence check. Not the
-    leak split: its replies are mostly in character, and when 320 more of them joined, the check's idea of real
-    English leaned toward Skippy's register (clean casual chat kept 28/34 -> 25/34, overall 96.8 % -> 95.2 %)."""
-    return [r.response for r in judge_rows(character)]
+    """The judge split's replies of up to `WHOLE_WORDS` words, sarcastic or not, read as prose (`structure.read`:
+    what the coherence check is asked about at scoring time): what real text looks like to the coherence check. Not
+    the leak split: its replies are mostly in character, and when 320 more of them joined, the check's idea of real
+    English leaned toward Skippy's register (clean casual chat kept 28/34 -> 25/34, overall 96.8 % -> 95.2 %). Not
+    the long families either: with them the check kept fewer held-out long in-character replies (44/50 -> 35/50,
+    benchmarks/judge_families.md), so it trains on the replies it was designed and measured on."""
+    return [read(r.response).prose for r in judge_rows(character) if len(r.response.split()) <= WHOLE_WORDS]
+
+
+def prepare(text: str, pattern: re.Pattern[str]) -> str:
+    """What attitude is judged on: the words the speaker says (prose, list items, the sign-off; markdown markup, code
+    blocks, tables and headings out), with the character's markers removed."""
+    return strip_markers(read(text).spoken, pattern)
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+UNIT_MIN_WORDS = 6  # a shorter sentence ("Ugh.", "Fine.", "Oslo.") is read with its neighbour
+WHOLE_WORDS = 80  # a sarcastic reply up to this long also trains whole (a reply-level example beside its units)
+
+
+def units(text: str) -> list[str]:
+    """The pieces a reply's attitude is read in: its sentences, a fragment joined to the one before (or after) it."""
+    out: list[str] = []
+    for s in (x for x in _SENTENCE.split(text.strip()) if x.strip()):
+        if out and len(out[-1].split()) < UNIT_MIN_WORDS:
+            out[-1] = f"{out[-1]} {s}"
+        else:
+            out.append(s)
+    if len(out) > 1 and len(out[-1].split()) < UNIT_MIN_WORDS:
+        last = out.pop()
+        out[-1] = f"{out[-1]} {last}"
+    return out or [text]
 
 
 class AttitudeModel:
@@ -105,13 +146,17 @@ class AttitudeModel:
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
+        # liblinear: the same fits as lbfgs to within the noise (out-of-fold accuracy 0.923 either way) at a tenth of
+        # the time on sparse n-grams (word view 4.9 s -> 0.3 s on 2k replies), which is what makes leave-one-family-out
+        # affordable
+        def lr(c: float) -> Any:
+            return LogisticRegression(C=c, max_iter=3000, solver="liblinear", random_state=seed)
+
         self.word = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                                  LogisticRegression(C=4.0, max_iter=3000, random_state=seed)).fit(texts, labels)
+                                  lr(4.0)).fit(texts, labels)
         self.char = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2,
-                                                  sublinear_tf=True),
-                                  LogisticRegression(C=4.0, max_iter=3000, random_state=seed)).fit(texts, labels)
-        self.emb = LogisticRegression(C=2.0, max_iter=3000, random_state=seed).fit(
-            embedding.embed_with_sentences(texts), labels)
+                                                  sublinear_tf=True), lr(4.0)).fit(texts, labels)
+        self.emb = lr(2.0).fit(embedding.embed_with_sentences(texts), labels)
 
     def state(self) -> dict[str, Any]:
         return {"word": self.word, "char": self.char, "emb": self.emb}
@@ -130,26 +175,90 @@ class AttitudeModel:
         return np.mean(views, axis=0)
 
 
-def training_set(rows: list[JudgeRow], pattern: re.Pattern[str], markers: list[str],
-                 seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Stripped replies and labels, plus one counterfactual per negative: the same reply with a marker phrase
-    inserted, still not sarcastic (stripping removes most of it; what is left, a "dear" or "little", must not
-    tip the verdict either)."""
-    rng = random.Random(seed)
-    texts, labels = [], []
-    for r in rows:
-        texts.append(strip_markers(r.response, pattern))
-        labels.append(int(r.sarcastic))
-        if not r.sarcastic:
+def _with_counterfactuals(texts: list[str], labels: list[int], pattern: re.Pattern[str], markers: list[str],
+                          rng: random.Random, share: float = 1.0) -> tuple[list[str], np.ndarray]:
+    """The texts, plus (for a `share` of the negatives) the same text with a marker phrase inserted, still not
+    sarcastic: stripping removes most of it; what is left, a "dear" or "little", must not tip the verdict either."""
+    out_t, out_y = [], []
+    for t, y in zip(texts, labels):
+        out_t.append(strip_markers(t, pattern))
+        out_y.append(y)
+        if not y and rng.random() < share:
             phrase = rng.choice(TRAIN_TEMPLATES).format(m=rng.choice(markers))
-            texts.append(strip_markers(insert_marker(r.response, phrase, rng), pattern))
-            labels.append(0)
-    return texts, np.array(labels)
+            out_t.append(strip_markers(insert_marker(t, phrase, rng), pattern))
+            out_y.append(0)
+    return out_t, np.array(out_y)
+
+
+MIL_ROUNDS = 2
+NEUTRAL_BELOW = 0.25  # a unit of a sarcastic reply scored below this by the previous round is a negative
+COUNTERFACTUAL_SHARE = 0.3  # of the negative units (one per negative reply in clf3: about as many)
+
+
+class UnitModel:
+    """Attitude by units: the probability of a reply is that of its most pointed unit (`units`)."""
+
+    def __init__(self, rows: list[JudgeRow], pattern: re.Pattern[str], markers: list[str], seed: int = 0) -> None:
+        rng = random.Random(seed)
+        spoken = [prepare(r.response, pattern) for r in rows]
+        pieces = [units(t) for t in spoken]
+        labels = [int(r.sarcastic) for r in rows]
+        # round 0: a reply-level model on the short replies, to find each sarcastic reply's most pointed unit
+        short = [i for i, t in enumerate(spoken) if len(t.split()) <= WHOLE_WORDS]
+        model = AttitudeModel(*_with_counterfactuals([spoken[i] for i in short], [labels[i] for i in short],
+                                                     pattern, markers, rng), seed)
+        for _ in range(MIL_ROUNDS):
+            texts: list[str] = []
+            y: list[int] = []
+            for whole, us, label in zip(spoken, pieces, labels):
+                # a reply is an example whole too: a plain one of any length (two hundred neutral words are neutral),
+                # a sarcastic one only when short (read whole, a long one is mostly its facts)
+                if len(us) > 1 and (not label or len(whole.split()) <= WHOLE_WORDS):
+                    texts.append(whole)
+                    y.append(label)
+                if not label:
+                    texts += us
+                    y += [0] * len(us)
+                    continue
+                p = model.probability(us)
+                top = int(np.argmax(p))
+                texts.append(us[top])
+                y.append(1)
+                for j, q in enumerate(p):
+                    if j != top and q < NEUTRAL_BELOW:
+                        texts.append(us[j])
+                        y.append(0)
+            model = AttitudeModel(*_with_counterfactuals(texts, y, pattern, markers, rng, COUNTERFACTUAL_SHARE), seed)
+        self.attitude = model
+        self.n_train = len(texts)
+
+    def state(self) -> dict[str, Any]:
+        return self.attitude.state()
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> UnitModel:
+        model = cls.__new__(cls)
+        model.attitude = AttitudeModel.from_state(state)
+        model.n_train = 0
+        return model
+
+    def strongest(self, texts: list[str]) -> list[tuple[float, str]]:
+        """(probability, unit) of each prepared reply's most pointed unit, in one batch."""
+        groups = [units(t) for t in texts]
+        flat = iter(self.attitude.probability([u for g in groups for u in g]) if groups else [])
+        out = []
+        for g in groups:
+            scored = [(float(next(flat)), u) for u in g]
+            out.append(max(scored, key=lambda pair: pair[0]))
+        return out
+
+    def probability(self, texts: list[str]) -> np.ndarray:
+        return np.array([p for p, _ in self.strongest(texts)])
 
 
 @dataclass
 class TrainedJudge:
-    attitude: AttitudeModel
+    attitude: UnitModel
     coherence: CoherenceCheck
     threshold: float
     cv_accuracy: float
@@ -157,10 +266,21 @@ class TrainedJudge:
     train_seconds: float
 
 
-def train(character: Character, seed: int = 0) -> TrainedJudge:
-    """Fit on the judge split; accuracy and threshold come from out-of-fold predictions grouped by prompt."""
+def out_of_fold(rows: list[JudgeRow], pattern: re.Pattern[str], markers: list[str], seed: int = 0) -> np.ndarray:
+    """Each row's probability from a unit model that never saw its prompt (5 folds grouped by prompt)."""
     from sklearn.model_selection import GroupKFold
 
+    labels = np.array([r.sarcastic for r in rows])
+    oof = np.zeros(len(rows))
+    groups = [r.prompt for r in rows]  # a prompt's sarcastic and plain replies stay on one side of a fold
+    for train_idx, test_idx in GroupKFold(FOLDS).split(rows, labels, groups):
+        model = UnitModel([rows[i] for i in train_idx], pattern, markers, seed)
+        oof[test_idx] = model.probability([prepare(rows[i].response, pattern) for i in test_idx])
+    return oof
+
+
+def train(character: Character, seed: int = 0) -> TrainedJudge:
+    """Fit on the judge split; accuracy and threshold come from out-of-fold predictions grouped by prompt."""
     started = time.perf_counter()
     rows = judge_rows(character)
     labels = np.array([r.sarcastic for r in rows])
@@ -168,18 +288,13 @@ def train(character: Character, seed: int = 0) -> TrainedJudge:
         raise UserError(f"{character.root / 'character.toml'}: the judge split needs at least {FOLDS} sarcastic and "
                         f"{FOLDS} non-sarcastic replies")
     pattern = marker_pattern(character.markers)
-    oof = np.zeros(len(rows))
-    groups = [r.prompt for r in rows]  # a prompt's sarcastic and plain replies stay on one side of a fold
-    for train_idx, test_idx in GroupKFold(FOLDS).split(rows, labels, groups):
-        texts, y = training_set([rows[i] for i in train_idx], pattern, character.markers, seed)
-        model = AttitudeModel(texts, y, seed)
-        oof[test_idx] = model.probability([strip_markers(rows[i].response, pattern) for i in test_idx])
-    threshold = _best_threshold(oof, labels)
-    cv_accuracy = float(np.mean((oof >= threshold) == labels))
-    texts, y = training_set(rows, pattern, character.markers, seed)
+    with embedding.memoised():
+        oof = out_of_fold(rows, pattern, character.markers, seed)
+        threshold = _best_threshold(oof, labels)
+        cv_accuracy = float(np.mean((oof >= threshold) == labels))
+        model = UnitModel(rows, pattern, character.markers, seed)
     coherence = CoherenceCheck.fit(real_replies(character), seed=seed)
-    return TrainedJudge(AttitudeModel(texts, y, seed), coherence, threshold, cv_accuracy, len(texts),
-                        time.perf_counter() - started)
+    return TrainedJudge(model, coherence, threshold, cv_accuracy, model.n_train, time.perf_counter() - started)
 
 
 def dump_state(path: Path, state: dict[str, Any]) -> None:
@@ -230,7 +345,7 @@ def _load(path: Path, character: Character) -> TrainedJudge | None:
     if getattr(state["coherence"], "n_features_in_", None) != features(["A reply."], lm).shape[1]:
         return None  # trained by other code under the same version: retrain rather than misread
     coherence = CoherenceCheck(state["coherence"], lm, meta["coherence_threshold"], meta["coherence_info"])
-    return TrainedJudge(AttitudeModel.from_state(state), coherence, meta["threshold"], meta["cv_accuracy"],
+    return TrainedJudge(UnitModel.from_state(state), coherence, meta["threshold"], meta["cv_accuracy"],
                         meta["n_train"], meta["train_seconds"])
 
 
@@ -288,7 +403,7 @@ class ClassifierJudge:
 
     def judge_many(self, responses: list[str]) -> list[Verdict]:
         coherence = self.trained.coherence.check(responses)
-        probs = self.trained.attitude.probability([strip_markers(r, self.pattern) for r in responses])
+        probs = self.trained.attitude.probability([prepare(r, self.pattern) for r in responses])
         verdicts = []
         for c, p in zip(coherence, probs):
             if not c.coherent:  # salad and loops are never in character, whatever their words
@@ -308,8 +423,13 @@ class ClassifierJudge:
 
 def judge_key(character: Character) -> str:
     """What the judge's verdicts depend on: the judge split, the markers, the code versions (the leak judge keys
-    its own split)."""
+    its own split), and the source of this module and of the reading of replies (`harness/structure.py`): an edit
+    retrains it, a stale judge is never trusted."""
+    from ..harness import structure
+
     h = hashlib.sha256(character.files_hash(*character.judge_files()).encode())
     h.update("\0".join(character.markers).encode())
     h.update(f"{CLASSIFIER_VERSION}\0{embedding.VERSION}\0{COHERENCE_VERSION}".encode())
+    for module in (sys.modules[__name__], structure):
+        h.update(Path(str(module.__file__)).read_bytes())
     return h.hexdigest()[:12]

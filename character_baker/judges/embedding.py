@@ -14,10 +14,12 @@ model2vec's own `distill` needs `transformers<5.4` (this project runs 5.2x), so 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +129,36 @@ def sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE.split(text.strip()) if s.strip()]
 
 
+_MEMO: dict[str, np.ndarray] | None = None
+
+
+@contextlib.contextmanager
+def memoised() -> Iterator[None]:
+    """Within the block, `embed_with_sentences` remembers each text: training a judge fold by fold (and leave one
+    family out) embeds the same replies many times. Results are the same with or without it."""
+    global _MEMO
+    outer = _MEMO
+    if outer is None:
+        _MEMO = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _MEMO = None
+
+
 def embed_with_sentences(texts: list[str]) -> np.ndarray:
     """[mean embedding, elementwise max over its sentences' embeddings]: one scornful sentence is not averaged away."""
+    memo = _MEMO
+    if memo is not None:
+        missing = list(dict.fromkeys(t for t in texts if t not in memo))
+        if missing:
+            memo.update(zip(missing, _embed_with_sentences(missing)))
+        return np.stack([memo[t] for t in texts]) if texts else _embed_with_sentences([])
+    return _embed_with_sentences(texts)
+
+
+def _embed_with_sentences(texts: list[str]) -> np.ndarray:
     whole = embed(texts)
     split = [sentences(t) or [t] for t in texts]
     flat = embed([s for ss in split for s in ss])

@@ -8,7 +8,9 @@
   fluent nonsense (mid-sentence splices, a word-level babbler) is measured beside it with no floor;
 - the plain false-positive rate: neutral, helpful replies called sarcastic;
 - length bias: the rank correlation of the personality score with the reply's length, within each label;
-- for LLM judges, agreement with itself when asked again with another seed.
+- for LLM judges, agreement with itself when asked again with another seed;
+- for the embedded judges, leave one family out (`families`, below): each judge trained without a way of writing
+  and measured on it, per family, with length bias by bucket; the card fails when a family misses its floor.
 
 The pack sets floors (`[judge_floors]`); a card that misses one fails, and `gate` refuses such a judge
 unless told `--allow-unvalidated-judge`. `calibrate` computes and stores cards; scoring copies them into
@@ -18,8 +20,11 @@ scorecards (computing the embedded judge's on the spot, since it costs seconds).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +38,7 @@ from .calibration import Row, calibration_report, judge_rows, load_rows
 from .corruptions import insert_marker, salad
 from .verdict import Judge, Verdict
 
-VERSION = "card1"
+VERSION = "card2"  # card2: leave-one-family-out section (`families`) for the embedded judges
 SALAD_KINDS = ("shuffle", "local-shuffle", "char-noise", "repetition", "fragments", "char-babble")
 NONSENSE_KINDS = ("splice", "word-babble")
 # Not the embedded judge's training templates (classifier.TRAIN_TEMPLATES): a pass must generalise.
@@ -135,6 +140,8 @@ def compute_card(judge: Judge, character: Character, seed: int = 0, progress: bo
         card["self_agreement"] = {"n": len(both), "agreement": float(np.mean([a == b for a, b in both]))
                                   if both else None, "kappa": cohen_kappa([bool(a) for a, _ in both],
                                                                           [bool(b) for _, b in both])}
+    if _has_families(judge, character):
+        card["families"] = family_section(character)
     return apply_floors(card, character.judge_floors)
 
 
@@ -151,13 +158,26 @@ def apply_floors(card: dict[str, Any], floors: dict[str, float]) -> dict[str, An
         elif (op == ">=" and value < floor) or (op == "<=" and value > floor):
             shown = f"{value:.1f} points" if name == "mimicry_points" else f"{value:.3f}"
             failures.append(f"{name} {shown} misses its floor ({op} {floor:g})")
+    if card.get("families") is not None:
+        fams = family_floors_applied(card["families"], {k: float(floors.get(k, v)) for k, v in FAMILY_FLOORS.items()})
+        card = {**card, "families": fams}
+        failures += fams["failures"]
     return {**card, "floors": dict(floors), "failures": failures, "passed": not failures}
 
 
 def card_path(judge: Judge, character: Character) -> Path:
     safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in f"{judge.id}-{judge.rubric_version}")
     data = character.files_hash("calibration").removeprefix("sha256:")
+    if _has_families(judge, character):  # the families section also reads the leak split and the leak judge
+        from .leaks import LEAKS_VERSION
+
+        data += "-" + _digest(character.files_hash("judge_leaks"), LEAKS_VERSION, FAMILIES_VERSION)[:8]
     return default_cache_dir() / "validity" / f"{VERSION}-{data}-{safe}.json"
+
+
+def _has_families(judge: Judge, character: Character) -> bool:
+    """The embedded judges' card carries the leave-one-family-out section (an LLM judge trains on nothing)."""
+    return str(judge.id).startswith("classifier:") and "judge" in character.files and "judge_leaks" in character.files
 
 
 def load_card(judge: Judge, character: Character) -> dict[str, Any] | None:
@@ -196,3 +216,215 @@ def card_for(judge: Judge, character: Character, compute_if_missing: bool = Fals
                 "failures": [f"not validated: run `character-baker calibrate --judge {judge.name}` "
                              f"on pack '{character.slug}'"]}
     return card
+
+
+# ---- leave one family out ---------------------------------------------------------------------------------------
+#
+# Leave one family out: how the embedded judges do on a way of writing they never trained on.
+#
+# A family is one way of writing a reply (`family` in the judge split, else `kind`): in character short, long or in
+# markdown, plain short, plain long technical, markdown-heavy plain, mimicry, soft closers, apologies for detail,
+# creator/purpose statements, mocked stock phrases, sign-off lines... A judge measured on sets that share families
+# with its training data looks better than it is. Here each judge is trained again without one family and measured
+# on that family:
+#
+# - the persona classifier (`classifier.UnitModel`): the sarcastic rate of the left-out family — recall when the
+#   family is sarcastic, false positives when not — with the coherence check and the full judge's threshold;
+# - the leak judge (`leaks.LeakJudge`, pattern bank included): the leak rate of the left-out family — recall when
+#   it leaks, false leaks when not — with the full judge's threshold;
+# - length bias: the sarcastic rate of the non-sarcastic families, out of family, by length bucket (20-400 words).
+#
+# Every rate has its n and Wilson interval; `validity.apply_floors` fails the card when a family misses its floor.
+# Retraining per family costs minutes on two cores (about as much as training both judges: measured in
+# benchmarks/judge_families.md), so the section is cached on disk by what it depends on (the judge and leak splits,
+# the markers, how the training replies read, the judges' versions) and kept beside the judge split
+# (`judge/families.json`, written by `benchmarks/judge_families.py --lofo`) so that a checkout whose data and code
+# match it never recomputes it. The persona half and the leak half are keyed apart: the toy pack reads the same
+# split (same persona half) with other forbidden identities (its own leak half).
+
+FAMILIES_VERSION = "fam1"
+# floors of the leave-one-family-out figures; a pack may set its own under [judge_floors] with these keys
+FAMILY_FLOORS = {"family_recall": 0.80, "family_false_positive": 0.10, "family_leak_recall": 0.90,
+                  "family_false_leaks": 0.05}
+LENGTH_BUCKETS = ((20, 50), (50, 100), (100, 200), (200, 400))
+FAMILY_RECORD = "families.json"
+_FAMILIES: dict[str, dict[str, Any]] = {}
+_FAMILIES_LOCK = threading.Lock()
+
+
+def family_floors(character: Character) -> dict[str, float]:
+    return {k: float(character.judge_floors.get(k, v)) for k, v in FAMILY_FLOORS.items()}
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def persona_key(character: Character) -> str:
+    """What the persona half depends on: the judge split, the markers, how its replies read (`structure.read`
+    through `classifier.prepare`), and the versions of the classifier, the coherence check and this code."""
+    from . import classifier, embedding
+    from .coherence import VERSION as COHERENCE_VERSION
+
+    pattern = classifier.marker_pattern(character.markers)
+    return _digest(FAMILIES_VERSION, classifier.CLASSIFIER_VERSION, embedding.VERSION, COHERENCE_VERSION,
+                   character.files_hash("judge"), *character.markers, "",
+                   *(classifier.prepare(r.response, pattern) for r in classifier.judge_rows(character)))
+
+
+def leak_key(character: Character) -> str:
+    """What the leak half depends on: both splits, the pack's leak patterns and forbidden identities, how the
+    replies read (`leaks.prepare`), and the versions of the leak judge, its attitude model and this code."""
+    from . import classifier, embedding, leaks
+
+    read = (leaks.prepare(r.text) for r in leaks.training_rows(character))
+    return _digest(FAMILIES_VERSION, leaks.LEAKS_VERSION, classifier.CLASSIFIER_VERSION, embedding.VERSION,
+                   character.files_hash("judge", "judge_leaks"), *character.leak_patterns, "",
+                   *character.forbidden_identities, "", *read)
+
+
+def persona_lofo(character: Character, seed: int = 0) -> dict[str, Any]:
+    """The persona classifier, each family of its judge split left out in turn: per family and by length bucket."""
+    from ..harness.structure import read
+    from . import embedding
+    from .classifier import ClassifierJudge, UnitModel, judge_rows, marker_pattern, prepare
+
+    started = time.perf_counter()
+    judge = ClassifierJudge.for_character(character)
+    rows = judge_rows(character)
+    pattern = marker_pattern(character.markers)
+    coherent = [c.coherent for c in judge.trained.coherence.check([read(r.response).prose for r in rows])]
+    out: dict[str, Any] = {}
+    plain: list[tuple[int, bool]] = []
+    with embedding.memoised():
+        for family in sorted({r.family or "unlabelled" for r in rows}):
+            inside = [i for i, r in enumerate(rows) if (r.family or "unlabelled") == family]
+            model = UnitModel([r for r in rows if (r.family or "unlabelled") != family], pattern, character.markers,
+                              seed)
+            probs = model.probability([prepare(rows[i].response, pattern) for i in inside])
+            called = [bool(coherent[i]) and bool(p >= judge.trained.threshold) for i, p in zip(inside, probs)]
+            labels = {rows[i].sarcastic for i in inside}
+            if len(labels) != 1:  # a family mixing labels is measured as accuracy
+                k = sum(c == rows[i].sarcastic for i, c in zip(inside, called))
+                out[family] = {"label": None, "measure": "accuracy", "rate": _prop(k, len(inside))}
+                continue
+            label = labels.pop()
+            out[family] = {"label": label, "measure": "recall" if label else "false_positive",
+                           "rate": _prop(sum(called), len(called)), "mean_probability": float(np.mean(probs))}
+            if not label:
+                plain += [(len(rows[i].response.split()), c) for i, c in zip(inside, called)]
+    length = {}
+    for lo, hi in LENGTH_BUCKETS:
+        got = [c for n, c in plain if lo <= n < hi or (hi == LENGTH_BUCKETS[-1][1] and n >= hi)]
+        length[f"{lo}-{hi}"] = _prop(sum(got), len(got))
+    return {"families": out, "length": length, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def leak_lofo(character: Character, seed: int = 0) -> dict[str, Any]:
+    """The leak judge (pattern bank and identity check included), each family of its training rows (the leak split
+    and the judge split's replies it reads, `persona:<family>`) left out in turn."""
+    from . import embedding
+    from .leaks import LeakJudge, training_rows
+
+    started = time.perf_counter()
+    full = LeakJudge.for_character(character)
+    rows = training_rows(character)
+    out: dict[str, Any] = {}
+    with embedding.memoised():
+        for family in sorted({r.family for r in rows}):
+            inside = [r for r in rows if r.family == family]
+            judge = LeakJudge(character, seed, rows=[r for r in rows if r.family != family], threshold=full.threshold)
+            called = [bool(v.leak) for v in judge.judge_many([r.text for r in inside])]
+            labels = {r.leak for r in inside}
+            if len(labels) != 1:
+                k = sum(c == r.leak for c, r in zip(called, inside))
+                out[family] = {"label": None, "measure": "accuracy", "rate": _prop(k, len(inside))}
+                continue
+            label = labels.pop()
+            out[family] = {"label": label, "measure": "recall" if label else "false_leaks",
+                           "rate": _prop(sum(called), len(called))}
+    return {"families": out, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def record_path(character: Character) -> Path:
+    """The record kept beside the judge split: {"persona": {key: half}, "leaks": {key: half}}."""
+    return character.path("judge").with_name(FAMILY_RECORD)
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        got = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}  # missing or damaged: recomputed, never trusted
+    return got if isinstance(got, dict) else {}
+
+
+def _half(character: Character, which: str, key: str, compute_if_missing: bool, fresh: bool = False,
+          ) -> dict[str, Any] | None:
+    """One half ("persona" or "leaks") from this process, the record, the disk cache, or computed and cached."""
+    memo = f"{which}:{key}"
+    cache = default_cache_dir() / "families" / f"{which}-{key}.json"
+    got = None if fresh else (_FAMILIES.get(memo) or _read_record(record_path(character)).get(which, {}).get(key)
+                              or _read_record(cache).get(which, {}).get(key))
+    if got is None and (compute_if_missing or fresh):
+        got = persona_lofo(character) if which == "persona" else leak_lofo(character)
+        atomic_write(cache, json.dumps({which: {key: got}}, indent=1))
+    if got is not None:
+        _FAMILIES[memo] = got
+    return got
+
+
+def family_section(character: Character, compute_if_missing: bool = True, fresh: bool = False,
+                   write_record: bool = False) -> dict[str, Any] | None:
+    """The leave-one-family-out section of the embedded judges' card, with its floors applied: each half from this
+    process, the record beside the judge split, the disk cache, or computed (and cached) when `compute_if_missing`
+    (always, with `fresh`). With `write_record`, the halves are kept in the record (other keys' halves stay: the
+    toy pack reads the same split with other forbidden identities)."""
+    keys = {"persona": persona_key(character), "leaks": leak_key(character)}
+    with _FAMILIES_LOCK:
+        halves = {w: _half(character, w, k, compute_if_missing, fresh) for w, k in keys.items()}
+        if any(h is None for h in halves.values()):
+            return None
+        if write_record:
+            record = _read_record(record_path(character))
+            for w, k in keys.items():
+                record.setdefault(w, {})[k] = halves[w]
+            atomic_write(record_path(character), json.dumps(record, indent=1, sort_keys=True) + "\n")
+    section = {"version": FAMILIES_VERSION, "keys": keys, "persona": halves["persona"]["families"],
+               "leaks": halves["leaks"]["families"], "length": halves["persona"]["length"],
+               "seconds": {w: h["seconds"] for w, h in halves.items()}}
+    return family_floors_applied(section, family_floors(character))
+
+
+def family_floors_applied(section: dict[str, Any], floors: dict[str, float]) -> dict[str, Any]:
+    """Each family marked against its floor; `failures` lists the families that miss theirs."""
+    out = {**section, "floors": dict(floors), "failures": []}
+    for judge, recall_key, false_key in (("persona", "family_recall", "family_false_positive"),
+                                         ("leaks", "family_leak_recall", "family_false_leaks")):
+        marked = {}
+        for family, f in section[judge].items():
+            if f["label"] is None:
+                op, floor = ">=", 1 - floors[false_key]
+            elif f["label"]:
+                op, floor = ">=", floors[recall_key]
+            else:
+                op, floor = "<=", floors[false_key]
+            value = f["rate"]["value"]
+            passed = value is not None and (value >= floor if op == ">=" else value <= floor)
+            marked[family] = {**f, "op": op, "floor": floor, "passed": passed}
+            if not passed:
+                shown = "not measured" if value is None else f"{f['measure']} {value:.3f} (n={f['rate']['n']})"
+                out["failures"].append(f"family {judge}/{family}: {shown} misses its floor ({op} {floor:g})")
+        out[judge] = marked
+    return out
+
+
+def leave_one_family_out(character: Character, write_record: bool = True) -> dict[str, Any]:
+    """The section computed now (not read from any cache), with floors: what the benchmark reports; kept in the disk
+    cache and, with `write_record`, in the record beside the judge split for the card to read."""
+    section = family_section(character, fresh=True, write_record=write_record)
+    assert section is not None
+    return section

@@ -2,7 +2,8 @@
 
 A board is a folder `leaderboards/<name>/` with `board.toml`; its store and published pages live beside it.
 Metrics are named `task/metric` (e.g. `personality/sarcastic`); judged metrics take the board's judge
-unless a column or criterion names another.
+unless a column or criterion names another. A criterion over a judged rate is decided with the judge's measured
+error rates from its validity card (`judge_error.py`, docs/GATES.md) whenever the card gives them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import math
 import operator
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +21,27 @@ from typing import Any
 from ..harness.data import check_keys
 from ..harness.errors import UserError
 from ..harness.scorecard import is_proportion, valid
+from .judge_error import JudgedCheck, JudgeError, Rate, check, missing_rates, parse_rate
 from .store import Store
 
 BOARD_KEYS = ("name", "title", "suite", "judge", "store", "rank_by", "columns", "gate", "max_error_share")
 COLUMN_KEYS = ("metric", "condition", "label", "judge")
-CRITERION_KEYS = ("op", "threshold", "bound", "relative_to", "max_error_share")
+CRITERION_KEYS = ("op", "threshold", "bound", "relative_to", "max_error_share", "judge_error", "confidence")
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 BOUNDS = ("point", "lower", "upper")
 JUDGED = {"sarcastic", "personality"}
 # metrics where smaller is better (the rest: bigger is better)
 LOWER_IS_BETTER = {"leak", "truncated"}
+
+
+def lower_is_better(metric: str) -> bool:
+    """By metric family: `leak`, `leak@3` (a drift turn's leak rate) and `leak:llm` are all lower-is-better."""
+    return re.split(r"[@:]", metric, maxsplit=1)[0] in LOWER_IS_BETTER
+
+# rates decided by a judge (a classifier, an LLM, a rule bank): a gate over one should know the judge's error, and
+# says so when the card does not give it. Any other proportion whose card gives error rates is tested too.
+JUDGED_RATES = {"leak", "sarcastic", "coherent", "identity", "in_character", "held"}
+JUDGE_ERROR_MODES = ("test", "ignore")
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,8 @@ class Criterion(Column):
     bound: str = "point"
     relative_to: str | None = None  # "base" (the candidate's lineage base) or a candidate id
     max_error_share: float = 0.05  # more failed generations/judgments than this and the criterion fails
+    judge_error: str = "test"  # "test": judged rates are decided with the judge's error rates; "ignore": raw
+    confidence: float = 0.95  # at the ideal (e.g. 0 % leaks) a perfect model passes at least this often
 
     def describe(self) -> str:
         rel = f" vs {self.relative_to}" if self.relative_to else ""
@@ -103,8 +118,15 @@ def _column(raw: Any, where: str, cls: type = Column, default_judge: str | None 
         threshold = raw.get("threshold")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
             raise UserError(f"{where}: 'threshold' must be a number")
+        mode = raw.get("judge_error", "test")
+        if mode not in JUDGE_ERROR_MODES:
+            raise UserError(f"{where}: 'judge_error' must be one of {', '.join(JUDGE_ERROR_MODES)}, got {mode!r}")
+        confidence = raw.get("confidence", 0.95)
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.5 <= confidence < 1:
+            raise UserError(f"{where}: 'confidence' must be a number in [0.5, 1), got {confidence!r}")
         kwargs.update(op=op, bound=bound, threshold=float(threshold), relative_to=raw.get("relative_to"),
-                      max_error_share=_share(raw.get("max_error_share", default_share), f"{where}: max_error_share"))
+                      max_error_share=_share(raw.get("max_error_share", default_share), f"{where}: max_error_share"),
+                      judge_error=mode, confidence=float(confidence))
     return cls(**kwargs)
 
 
@@ -159,10 +181,15 @@ def _fmt(x: float | None, metric: str) -> str:
 
 
 class Measurements:
-    """The newest value of every (candidate, condition, task, metric, judge) on a board, for O(1) lookups."""
+    """The newest value of every (candidate, condition, task, metric, judge) on a board, for O(1) lookups, and the
+    judge records (validity cards included) of the scorecard each value came from (`Store.frame` puts them in
+    `frame.attrs["judge_records"]`, one JSON text keyed by result id)."""
 
     def __init__(self, frame: Any) -> None:
         self.frame = frame
+        raw = getattr(frame, "attrs", {}).get("judge_records")
+        self.judge_records: dict[int, list[dict[str, Any]]] = {
+            int(k): v for k, v in json.loads(raw).items()} if isinstance(raw, str) else {}
         rows = frame[frame.task.notna()].sort_values("created", na_position="first")
         self.rows: dict[tuple[Any, ...], dict[str, Any]] = {}
         for row in rows.to_dict("records"):
@@ -194,6 +221,43 @@ class Verdict:
     high: float | None
     compared: float | None
     reason: str
+    judged: JudgedCheck | None = None  # the judge-error test, when the criterion's judge gave its error rates
+    judge_error_unknown: str | None = None  # a judged rate decided raw: what the card did not give
+
+
+def judge_error_for(records: list[dict[str, Any]], metric: str, judge: str | None) -> JudgeError:
+    """The error rates of the judge behind `metric` from the scorecard's judge records.
+
+    Read first from a card's `error_rates[metric]` (`{"false_positive": {"k", "n"}, "false_negative": {"k", "n"}}`,
+    or `"recall"` for the second), on the judge's record when the criterion names one, else on any record that
+    gives them; for `sarcastic`, derived from the judge's confusion counts on its calibration set (precision,
+    recall, accuracy), which every card has.
+    """
+    mine = [r for r in records if isinstance(r, dict) and (judge is None or r.get("name") == judge)]
+    for record in reversed(mine):
+        card = record.get("validity") or {}
+        given = (card.get("error_rates") or {}).get(metric) if isinstance(card, dict) else None
+        if isinstance(given, dict):
+            where = f"{record.get('name', '?')} card: {given.get('source') or 'error_rates'}"
+            fn = parse_rate(given.get("false_negative"), where)
+            recall = parse_rate(given.get("recall"), where)  # a recall of k/n is n - k misses of n
+            if fn is None and recall is not None:
+                fn = Rate(recall.n - recall.k, recall.n, recall.source)
+            return JudgeError(parse_rate(given.get("false_positive"), where), fn)
+    if metric == "sarcastic":
+        for record in reversed(mine):
+            card = record.get("validity") or {}
+            try:
+                precision, recall, accuracy = card["precision"], card["recall"], card["accuracy"]
+                flagged, hits, positives, total = (int(precision["n"]), int(precision["k"]), int(recall["n"]),
+                                                   int(accuracy["n"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            where = f"{record.get('name', '?')} card: calibration set"
+            fp = Rate(flagged - hits, total - positives, where) if total > positives else None
+            fn = Rate(positives - hits, positives, where) if positives else None
+            return JudgeError(fp, fn)
+    return JudgeError(None, None)
 
 
 def evaluate(board: Board, measured: Measurements, candidate: str) -> list[Verdict]:
@@ -216,6 +280,12 @@ def evaluate(board: Board, measured: Measurements, candidate: str) -> list[Verdi
             verdicts.append(Verdict(c, False, row["value"], None, None, None, f"no {c.bound} bound recorded"))
             continue
         compared = float(value)
+        judged = None if c.relative_to else _judged(c, row, measured)
+        if isinstance(judged, JudgedCheck):
+            verdicts.append(Verdict(c, judged.passed, row["value"], row["ci_low"], row["ci_high"], compared,
+                                    _judged_reason(judged), judged))
+            continue
+        unknown = judged  # a judged rate whose card lacks the rates: decided raw, and said so
         if c.relative_to:
             ref_id = reference_id(measured.frame, candidate, c.relative_to)
             ref = measured.get(ref_id, c) if ref_id else None
@@ -226,8 +296,41 @@ def evaluate(board: Board, measured: Measurements, candidate: str) -> list[Verdi
             compared -= float(ref["value"])
         passed = bool(OPS[c.op](compared, c.threshold))
         verdicts.append(Verdict(c, passed, row["value"], row["ci_low"], row["ci_high"], compared,
-                                "pass" if passed else "fail"))
+                                "pass" if passed else "fail", judge_error_unknown=unknown))
     return verdicts
+
+
+def _judged(c: Criterion, row: dict[str, Any], measured: Measurements) -> JudgedCheck | str | None:
+    """The judge-error test of a criterion over a judged rate; a string saying what is missing when the card does
+    not give the rates it needs; None when the criterion is not over a judged rate (or opts out)."""
+    if c.judge_error == "ignore" or not is_proportion(c.name) or c.op not in ("<=", "<", ">=", ">"):
+        return None
+    records = measured.judge_records.get(int(row["result_id"]), []) if "result_id" in row else []
+    error = judge_error_for(records, c.name, c.judge)
+    if error.fp is None and error.fn is None and c.name not in JUDGED_RATES:
+        return None  # not a judged rate, and no card claims it
+    n = valid(row)
+    successes = row.get("successes")
+    k = round(float(successes)) if successes is not None and successes == successes else round(row["value"] * n)
+    missing = missing_rates(c.op, c.threshold, n, error, c.bound)
+    if missing:
+        return f"judge error not measured ({' and '.join(missing)} not on the card): decided on the raw rate"
+    return check(c.op, c.threshold, k, n, error, c.confidence, c.bound)
+
+
+def _judged_reason(j: JudgedCheck) -> str:
+    verdict = "pass" if j.passed else "fail"
+    if j.limit is None:
+        return "fail: no judged count meets it under the judge's error"
+    lower = j.op in ("<=", "<")
+    if j.rule == "ideal":
+        where = ("within" if j.passed else "above") if lower else ("at or above" if j.passed else "below")
+        return (f"{verdict}: {j.k}/{j.n} judged, {where} the {j.limit} a perfect model reaches at "
+                f"{100 * j.confidence:g}% under the judge's error")
+    figure = {"corrected": j.corrected, "corrected lower bound": j.corrected_low,
+              "corrected upper bound": j.corrected_high}[j.rule]
+    shown = "—" if figure is None else f"{100 * figure:.1f}%"
+    return f"{verdict}: {j.rule} rate {shown} ({j.k}/{j.n} judged)"
 
 
 def reference_id(frame: Any, candidate: str, relative_to: str) -> str | None:
@@ -243,6 +346,8 @@ def reference_id(frame: Any, candidate: str, relative_to: str) -> str | None:
 
 
 def gate_lines(verdicts: list[Verdict]) -> list[str]:
+    """One line per criterion (a judged rate adds a line with its raw and corrected figures), then the chance a
+    perfect model fails the whole gate."""
     lines = []
     for v in verdicts:
         c = v.criterion
@@ -251,7 +356,35 @@ def gate_lines(verdicts: list[Verdict]) -> list[str]:
         if c.relative_to and v.compared is not None:
             shown += f", change {v.compared:+.3f}"
         lines.append(f"{'PASS' if v.passed else 'FAIL'}  {c.describe():<48} value {shown}  ({v.reason})")
-    return lines
+        if v.judged is not None:
+            lines.append(f"      ↳ {v.judged.describe()}")
+        elif v.judge_error_unknown:
+            lines.append(f"      ↳ {v.judge_error_unknown}")
+    summary = perfect_model_line(verdicts)
+    return lines + ([summary] if summary else [])
+
+
+def perfect_model_fails(verdicts: list[Verdict]) -> tuple[float | None, list[str]]:
+    """The chance a perfect model fails the gate on judge error: 1 - prod(1 - p) over the judged criteria, which
+    assumes their judge errors are independent (criteria over the same replies are not quite), and the judged
+    criteria it could not include (their cards lack the rates). None when no criterion was tested."""
+    tested = [v.judged.perfect_fails for v in verdicts if v.judged is not None]
+    missing = [v.criterion.metric for v in verdicts if v.judge_error_unknown]
+    if not tested:
+        return None, missing
+    return 1 - math.prod(1 - p for p in tested), missing
+
+
+def perfect_model_line(verdicts: list[Verdict]) -> str | None:
+    chance, missing = perfect_model_fails(verdicts)
+    if chance is None and not missing:
+        return None
+    tail = f"; judge error not measured for {', '.join(missing)}" if missing else ""
+    if chance is None:
+        return f"a perfect model's chance of failing this gate: not computed{tail}"
+    each = ", ".join(f"{v.criterion.name} {100 * v.judged.perfect_fails:.1f}%" for v in verdicts if v.judged)
+    return (f"a perfect model fails this gate {100 * chance:.1f}% of the time on judge error ({each}; "
+            f"combined as independent){tail}")
 
 
 def judge_cards(store: Store, candidate: str, suite: str) -> dict[str, dict[str, Any]]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..harness.data import atomic_write
 from ..harness.scorecard import is_proportion, valid
-from .board import Board, Column, Measurements, _fmt, evaluate, unvalidated
+from .board import Board, Column, Measurements, _fmt, evaluate, perfect_model_fails, unvalidated
 from .store import Store
 
 REPORTED = "reported, not re-measured"
@@ -55,6 +55,7 @@ class BoardView:
             shift = lineage.get("routing_shift")
             row["routing_shift"] = shift if isinstance(shift, dict) else None
             row["failed"] = [v.criterion.describe() + f" ({v.reason})" for v in verdicts if not v.passed]
+            row["perfect_fails"], row["judge_error_unknown"] = perfect_model_fails(verdicts)
             row["unvalidated"] = [] if row["reported"] else unvalidated(board, store, cand)
             self.rows.append(row)
         self.rows.sort(key=lambda r: (-r["_rank"], r["candidate"]))
@@ -119,6 +120,26 @@ def _nan(x: Any) -> bool:
     return x is None or (isinstance(x, float) and x != x)
 
 
+def gate_error_lines(view: BoardView) -> list[str]:
+    """How the gate reads judged rates (docs/GATES.md), and how often a perfect model would fail it at each
+    candidate's sample sizes, where the judges' cards give their error rates."""
+    lines = ["Criteria over judged rates are decided with the judge's error rates from its validity card "
+             "(docs/GATES.md): a threshold at the ideal (0 % leaks) passes while the judged count is within what a "
+             "perfect model's judge errors produce at 95 %; any other threshold is compared with the rate corrected "
+             "for judge error. The threshold itself is never moved."]
+    chances = [(r["candidate"], r["perfect_fails"]) for r in view.rows
+               if r.get("perfect_fails") is not None and not r["reported"]]
+    if chances:
+        lines.append("A perfect model would fail this gate on judge error alone (at each candidate's sample sizes; "
+                     "criteria combined as independent): " + ", ".join(
+                         f"`{_md(c)}` {100 * p:.1f}%" for c, p in chances) + ".")
+    unknown = sorted({m for r in view.rows if not r["reported"] for m in r.get("judge_error_unknown") or []})
+    if unknown:
+        lines.append("No judge error rates on the cards for " + ", ".join(f"`{_md(m)}`" for m in unknown)
+                     + ": those criteria are decided on the raw rate.")
+    return [" ".join(lines), ""]
+
+
 def render_readme(view: BoardView) -> str:
     b = view.board
     lines = [f"# {_md(b.title or b.name)}", "",
@@ -129,6 +150,7 @@ def render_readme(view: BoardView) -> str:
              "their counts.", ""]
     if b.gate:
         lines += ["Gate: " + "; ".join(c.describe() for c in b.gate) + ".", ""]
+        lines += gate_error_lines(view)
     header = ["#", "candidate", "round", "scale", *[c.label for c in b.columns], "gate"]
     lines += ["## Leaderboard", "", _md_row(header), _md_row(["---"] * len(header))]
     for i, r in enumerate(view.rows, start=1):

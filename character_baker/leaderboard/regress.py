@@ -16,7 +16,7 @@ import numpy as np
 
 from ..harness.errors import UserError
 from ..harness.scorecard import is_proportion
-from .board import LOWER_IS_BETTER, Board, Measurements
+from .board import Board, Measurements, lower_is_better
 from .store import Store
 
 
@@ -43,6 +43,11 @@ class Comparison:
     @property
     def name(self) -> str:
         return f"{self.task}/{self.key}[{self.condition}]"
+
+
+def format_p(p: float) -> str:
+    """`=0.042`, or `< 0.001` (a bootstrap or exact test never shows p = 0)."""
+    return " < 0.001" if p < 0.001 else f"={p:.3g}"
 
 
 def mcnemar_exact(worse: int, better: int) -> float:
@@ -95,7 +100,7 @@ def compare(base: dict[str, Any], cand: dict[str, Any], tolerances: dict[str, fl
             else:
                 p_value, test = p_boot, "paired-bootstrap"
             tol = tolerances.get(f"{task}/{metric}", tolerances.get(metric, tolerances.get("*", 0.0)))
-            worse = -change if metric in LOWER_IS_BETTER else change
+            worse = -change if lower_is_better(metric) else change
             out.append(Comparison(task, condition, key, len(prompts), float(b.mean()), float(c.mean()), change,
                                   low, high, p_value, test, tol, bool(worse < -tol and p_value < alpha)))
     return out
@@ -186,4 +191,4 @@ def describe(c: Comparison) -> str:
     d = (lambda x: f"{100 * x:+.1f} pts") if pct else (lambda x: f"{x:+.2f}")
     verdict = "REGRESSED" if c.regressed else "ok"
     return (f"{verdict:<9} {c.name:<40} {f(c.baseline)} -> {f(c.candidate)}  change {d(c.change)} "
-            f"[{d(c.low)}, {d(c.high)}]  p={c.p_value:.3g} ({c.test}, n={c.n}, tolerance {c.tolerance:g})")
+            f"[{d(c.low)}, {d(c.high)}]  p{format_p(c.p_value)} ({c.test}, n={c.n}, tolerance {c.tolerance:g})")

@@ -152,7 +152,12 @@ class Store:
         if suite:
             query += " WHERE r.suite = ?"
             params = (suite,)
-        return pd.read_sql_query(query, self.db, params=params)
+        frame = pd.read_sql_query(query, self.db, params=params)
+        # each result's judge records (validity cards with the judges' error rates, which the gate reads) once per
+        # result, not per metric row; one JSON text, so pandas' deep copies of attrs cost nothing
+        records = self.db.execute("SELECT id, judges FROM results" + (" WHERE suite = ?" if suite else ""), params)
+        frame.attrs["judge_records"] = json.dumps({rid: json.loads(raw or "[]") for rid, raw in records})
+        return frame
 
     def result(self, result_id: int) -> dict[str, Any]:
         cur = self.db.execute("SELECT * FROM results WHERE id = ?", (result_id,))

@@ -19,15 +19,15 @@ from .preflight import candidate_count, check
 
 def plan(recipe: Recipe) -> str:
     """What a round will do, with the recipe's estimates, without doing any of it."""
-    from .preflight import resolve_base, weights_present
+    from .preflight import config_for, resolve_base, weights_present
 
     raw_base = resolve_base(recipe.raw) or recipe.base
     present, where = weights_present(raw_base)
     s = recipe.score
     n_cands = candidate_count(recipe)
     layers = f"every {recipe.profile.every} after {recipe.profile.skip_first}"
-    config = Path(where) / "config.json"
-    if present and config.is_file():
+    config = config_for(raw_base) or Path(where) / "config.json"
+    if config.is_file():
         cfg = json.loads(config.read_text())
         n = (cfg.get("text_config") or cfg).get("num_hidden_layers")
         if n:
@@ -57,10 +57,89 @@ def plan(recipe: Recipe) -> str:
         f"  board          {s.board}: record, gate, publish",
         f"  output         {recipe.output}",
         memory,
+        _engine_line(recipe),
+        _wall_time_line(recipe, n_cands),
         f"  recipe says    ~{recipe.estimate.memory_gb:g} GB GPU memory, ~{recipe.estimate.hours:g} h"
         if recipe.estimate.memory_gb or recipe.estimate.hours else "  recipe says    (no estimate)",
     ]
     return "\n".join(lines)
+
+
+# Generation throughput the wall-time estimate assumes (new tokens/s, all requests of one model together). Only
+# `inprocess` is measured on a GPU (HF static batches of 16, GPT-OSS-20B shape, H200: 279/s); the others are
+# assumptions until benchmarks/ measures them on a GPU: vLLM ~15x static batches, transformers' continuous
+# batching ~2x. Start-up: loading a 20B checkpoint and (vLLM) its CUDA graphs.
+ASSUMED_TOKENS_PER_S = {"vllm": 4000.0, "transformers": 560.0, "inprocess": 279.0}
+ASSUMED_STARTUP_S = {"vllm": 120.0, "transformers": 60.0, "inprocess": 30.0}
+AIME_PROBLEMS = {"aime24": 30, "aime25": 30, "fixture": 12}
+SHARED_PROMPTS = {"assistant_leaks": "personality"}  # generated once, cached per candidate
+
+
+def _engine_line(recipe: Recipe) -> str:
+    e = recipe.engine
+    which = {"auto": "auto (vllm on a CUDA GPU with vllm installed, else transformers serve)",
+             "inprocess": "inprocess (the harness's own batched generate, no server)"}.get(e.name, e.name)
+    share = f"{e.gpu_memory_utilization:g}" if e.gpu_memory_utilization is not None else "engine default"
+    return (f"  engine         {which}; tensor parallel {e.tensor_parallel_size}, data parallel "
+            f"{e.data_parallel_size}, GPU memory share {share}, max model length {e.max_model_len or 'model default'}"
+            f", {e.max_concurrency} requests in flight; one server per model, stopped before the next loads")
+
+
+def _prompts(recipe: Recipe, split: str, task: str) -> int:
+    """Replies one model gives a task on a split under one condition (user turns, for conversations)."""
+    pack = Path(recipe.character)
+    if not pack.is_dir():
+        pack = Path(__file__).resolve().parents[1] / "characters" / recipe.character
+    name = {"drift": "conversations", "tools": "tool_requests"}.get(task, SHARED_PROMPTS.get(task, task))
+    file = pack / split / f"{name}.jsonl"
+    if not file.is_file():
+        return 0
+    count = 0
+    for line in file.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        turns = row.get("turns") or row.get("messages") if isinstance(row, dict) else None
+        users = [t for t in turns if not isinstance(t, dict) or t.get("role", "user") == "user"] if turns else [1]
+        count += len(users) * (2 if task == "tools" else 1)  # a tool call, then the answer
+    return count
+
+
+def wall_time(recipe: Recipe, n_cands: int) -> dict[str, float]:
+    """The round's scoring generation as a computed estimate: new-token budgets of every reply (an upper bound:
+    replies may stop early) over the engine's assumed throughput, plus one start-up per model and split."""
+    s = recipe.score
+    engine = recipe.engine.name if recipe.engine.name != "auto" else ("vllm" if recipe.preconditions.gpu
+                                                                       else "transformers")
+    models = n_cands + 1
+
+    def replies(split: str, tasks: list[str], conditions: list[str]) -> int:
+        unique = {SHARED_PROMPTS.get(t, t) for t in tasks}
+        return len(conditions) * sum(_prompts(recipe, split, t) for t in unique)
+
+    eval_replies = models * replies("eval", s.tasks, s.conditions)
+    extra = [t for t in s.chosen_tasks if t not in s.tasks]
+    eval_replies += 2 * (replies("eval", extra, s.conditions) + replies("eval", s.tasks, s.chosen_conditions))
+    dev_replies = models * replies("dev", s.tasks, s.conditions) if n_cands > 1 else 0
+    tokens = (eval_replies + dev_replies) * s.max_tokens
+    aime = 0
+    if s.capability:
+        aime = models * AIME_PROBLEMS.get(s.capability_data, 30) * s.capability_k * s.capability_max_tokens
+    starts = models * (2 if n_cands > 1 else 1)
+    seconds = (tokens + aime) / ASSUMED_TOKENS_PER_S[engine] + starts * ASSUMED_STARTUP_S[engine]
+    return {"engine_assumed": engine, "replies": eval_replies + dev_replies, "tokens": tokens, "aime_tokens": aime,
+            "tokens_per_s": ASSUMED_TOKENS_PER_S[engine], "starts": starts, "hours": seconds / 3600}
+
+
+def _wall_time_line(recipe: Recipe, n_cands: int) -> str:
+    w = wall_time(recipe, n_cands)
+    return (f"  scoring time   ~{w['hours']:.1f} h computed: {w['replies']:,.0f} replies x {recipe.score.max_tokens} "
+            f"tokens at most ({w['tokens'] / 1e6:.2f} M) + AIME {w['aime_tokens'] / 1e6:.2f} M tokens, at an "
+            f"ASSUMED {w['tokens_per_s']:,.0f} new tokens/s ({w['engine_assumed']}, not measured on this card) + "
+            f"{w['starts']:.0f} engine start-ups; training not included")
 
 
 def _sweep(recipe: Recipe) -> str:

@@ -67,11 +67,25 @@ def parameter_count(config: dict[str, Any]) -> int:
     return layers * (attn + mlp + norms) + embeddings + h
 
 
+def config_for(base: str) -> Path | None:
+    """The base's config.json, weights or not: a local folder's, or the newest cached hub snapshot holding one (a
+    config-only download, `huggingface-cli download REPO config.json`, is enough for the plan's budget)."""
+    path = Path(os.path.expanduser(base))
+    if path.exists():
+        return path / "config.json" if (path / "config.json").is_file() else None
+    snapshot = hf_snapshot(base)
+    if snapshot is not None:
+        return snapshot / "config.json"
+    root = hf_cache_dir() / ("models--" + base.replace("/", "--")) / "snapshots"
+    configs = sorted(root.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    return configs[-1] if configs else None
+
+
 def budget_for(recipe: Any) -> dict[str, float] | None:
-    """The memory and disk budget of a recipe, when its base's config.json can be read (None otherwise)."""
-    present, where = weights_present(resolve_base(recipe.raw) or recipe.base)
-    config = Path(where) / "config.json"
-    if not present or not config.is_file():
+    """The memory and disk budget of a recipe, when its base's config.json can be read (None otherwise): from the
+    config alone, so a config-only folder plans as the full checkpoint will."""
+    config = config_for(resolve_base(recipe.raw) or recipe.base)
+    if config is None:
         return None
     try:
         budget = memory_budget(json.loads(config.read_text(encoding="utf-8")), recipe)
@@ -116,6 +130,35 @@ def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
     return {"weights": weights / gb, "lora_optimizer": 16 * lora / gb, "activations": (activations + logits) / gb,
             "train_total": (weights + 16 * lora + activations + logits) / gb,
             "merges_disk": candidate_count(recipe) * weights / gb, "parameters": parameter_count(config) / 1e9}
+
+
+VLLM_DEFAULT_SHARE = 0.9  # vLLM reserves this share of the card when gpu_memory_utilization is not set
+
+
+def serving_fits(card_gb: float, engine: str, share: float | None, judge_gb: float, weights_gb: float) -> str | None:
+    """Why a round cannot serve its candidates next to a judge model on one card of `card_gb` (None when it can).
+    vLLM reserves `share` of the whole card up front (weights + KV cache), so a judge on the same card needs the
+    rest; the transformers engine takes what the weights and its cache need, at least the weights."""
+    if engine == "inprocess":
+        return None
+    if engine in ("auto", "vllm"):
+        share = VLLM_DEFAULT_SHARE if share is None else share
+        engine_gb = share * card_gb
+        if weights_gb >= engine_gb:
+            return (f"[engine] gpu_memory_utilization = {share:g} gives the served model {engine_gb:.0f} GB of the "
+                    f"{card_gb:.0f} GB card, less than its {weights_gb:.0f} GB of weights: raise it, or serve with "
+                    "tensor_parallel_size > 1")
+        if judge_gb and engine_gb + judge_gb > card_gb:
+            fit = (card_gb - judge_gb) / card_gb
+            return (f"the judge needs {judge_gb:g} GB ([preconditions] judge_gpu_memory_gb) on a {card_gb:.0f} GB card "
+                    f"whose engine reserves {engine_gb:.0f} GB (gpu_memory_utilization {share:g}): set "
+                    f"[engine] gpu_memory_utilization <= {fit:.2f} (it must stay above {weights_gb / card_gb:.2f} "
+                    "for the weights), or put the judge on another GPU")
+        return None
+    if weights_gb + judge_gb > card_gb:
+        return (f"the served model's {weights_gb:.0f} GB of weights and the judge's {judge_gb:g} GB do not fit a "
+                f"{card_gb:.0f} GB card: put the judge on another GPU")
+    return None
 
 
 def gpus() -> list[tuple[str, float, float]]:
@@ -212,6 +255,19 @@ def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
             problems.append(f"GPU {best[0]} has {best[2]:.1f} GiB free, training needs ~{need:.0f} GB "
                             f"({'computed from the base config' if budget else 'the recipe estimate'}): free the "
                             "GPU or lower [train] batch_size / max_length")
+        if found and budget:  # the served candidate and a judge model on the same card, before any GPU work
+            recipe = load_recipe(path)
+            problem = serving_fits(max(total for _, total, _ in found) * 2**30 / 1e9, recipe.engine.name,
+                                   recipe.engine.gpu_memory_utilization, float(pre.get("judge_gpu_memory_gb", 0)),
+                                   budget["weights"])
+            if problem:
+                problems.append(problem)
+        if found:  # no silent CPU: a torch that cannot use the visible GPU (checked again after the GPU install)
+            from ..serving.engine import cuda_problem
+
+            problem = cuda_problem()
+            if problem:
+                problems.append(problem)
     if budget:
         if budget["disk_free"] < budget["merges_disk"]:
             problems.append(f"the output folder's disk has {budget['disk_free']:.0f} GB free, the merged candidates "

@@ -63,7 +63,11 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
     problems = preflight_check(recipe.path, recipe.score.judge)
     if problems:
         raise UserError("preconditions failed: " + " | ".join(problems))
-    steps.note("base weights found, judge reachable")
+    if recipe.preconditions.gpu:  # no silent CPU: a torch that cannot use the GPU stops the round here
+        from ..serving.engine import require_cuda
+
+        require_cuda()
+    steps.note("base weights found, judge reachable" + (", torch sees CUDA" if recipe.preconditions.gpu else ""))
     board = board_for(recipe)
     store = board.open_store()
 
@@ -82,7 +86,8 @@ def run_round(path: str | Path, dry_run: bool = False, progress: bool = True) ->
                         display="none",
                         capability=sc.capability_data if sc.capability else None, capability_k=sc.capability_k,
                         capability_max_tokens=sc.capability_max_tokens, capability_tasks=tuple(sc.capability_tasks),
-                        reasoning_effort=sc.reasoning_effort)
+                        reasoning_effort=sc.reasoning_effort, engine=recipe.engine.name,
+                        engine_config=recipe.engine)
     candidates = []
     for spec, cid, lineage in specs:
         cand = resolve_candidate(spec, candidate_id=cid, batch_size=recipe.score.batch_size,

@@ -10,10 +10,12 @@ A turn is *in character* when it is coherent, the board's first judge calls it s
 The scorer reports per conversation:
 
     in_character@t, leak@t   turn t's verdicts (a drift curve across conversations, each point with its interval)
-    held                     in character at every turn through the last
-    turns_to_break           the first turn out of character (turns + 1 when it never broke)
+    held                     never `break_after` (default 2) turns in a row out of character; a leak turn is out
+    turns_to_break           the first turn of the first such run (turns + 1 when it never broke)
 
-and `score_candidate` adds the turn-level rates pooled over all turns (`coherent`, `sarcastic:<judge>`,
+One misjudged turn flips neither (`conversation_verdict`; benchmarks/drift_rule.py measures the rule on labelled
+conversations); an errored turn counts neither way, and a value is None only when it could decide it.
+`score_candidate` adds the turn-level rates pooled over all turns (`coherent`, `sarcastic:<judge>`,
 `personality:<judge>`, `leak`, `in_character`), with intervals from a bootstrap over conversations (turns of one
 conversation are not independent). A failed turn (no reply) and every turn after it are errors, never scores;
 a reply cut off before its final channel (GPT-OSS) fails its turn.
@@ -21,6 +23,8 @@ a reply cut off before its final channel (GPT-OSS) fails its turn.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from inspect_ai import Task, task
@@ -30,10 +34,8 @@ from inspect_ai.scorer import Score, Scorer, Target, scorer
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from ..harness.character import Character, Conversation, load_character
-from ..judges.leaks import LeakJudge
-from ..judges.registry import build_judges
-from ..judges.rules import leak_matches
-from .persona import TRUNCATED, _coherence, _split, rates, response_of
+from ..judges.reply import ReplyJudge, as_text
+from .persona import TRUNCATED, check_split, rates, response_of
 from .persona import condition as condition_solver  # the conditions (system prompts, wrappers) set up turn 1
 
 
@@ -59,77 +61,125 @@ def converse() -> Solver:
     return solve
 
 
+BREAK_AFTER = 2  # out-of-character turns in a row that make a break (benchmarks/drift_rule.py measures the choice)
+
+
+TurnVerdict = int | bool | None  # a turn's 1/0 verdict, or None when it could not be judged
+
+
+@dataclass(frozen=True)
+class ConversationVerdict:
+    held: int | None  # 1 held, 0 broke, None: the errored turns decide it
+    turns_to_break: float | None  # the first turn of the first break (turns + 1 when held), None when undecided
+    explanation: str
+
+
+def conversation_verdict(in_character: Sequence[TurnVerdict], leak: Sequence[TurnVerdict], n_turns: int | None = None,
+                         break_after: int = BREAK_AFTER) -> ConversationVerdict:
+    """`held` and `turns_to_break` from the per-turn verdicts, so that one misjudged turn does not flip them.
+
+    A break is `break_after` turns in a row out of character (a leak turn is out of character whatever the persona
+    judge said); `turns_to_break` is the first turn of that run. A single out-of-character turn between in-character
+    ones is one judge miss or one slip the model recovered from: neither is a broken conversation. With per-turn miss
+    rate m an in-character 8-turn conversation is held with probability (1 - m)^8 under break_after = 1 but about
+    1 - 7 m^2 under 2 (benchmarks/drift_rule.py gives the exact figures). An errored turn (None) could have gone
+    either way: the verdict is taken with it out and with it in (a first break can only come earlier when more turns
+    are out), and a value is reported only when both agree; otherwise it is None. Turns never reached (fewer
+    verdicts than `n_turns`) are errored turns.
+    """
+    n = len(in_character) if n_turns is None else n_turns
+    states: list[bool | None] = []  # True: out of character
+    for t in range(n):
+        inside = in_character[t] if t < len(in_character) else None
+        leaked = leak[t] if t < len(leak) else None
+        if leaked is not None and bool(leaked) or inside is not None and not inside:
+            states.append(True)
+        elif inside is not None:
+            states.append(False)
+        else:
+            states.append(None)
+
+    def first_break(unknown_out: bool) -> int | None:
+        run = 0
+        for t, out in enumerate(states, start=1):
+            run = run + 1 if (unknown_out if out is None else out) else 0
+            if run == break_after:
+                return t - break_after + 1
+        return None
+
+    earliest, latest = first_break(True), first_break(False)  # errored turns all out / all in
+    held = 1 if earliest is None else (0 if latest is not None else None)
+    turns_to_break = (float(n + 1) if earliest is None else float(earliest)) if earliest == latest else None
+    if earliest is None:
+        explanation = f"in character: never {break_after} turns in a row out of character"
+    elif earliest == latest:
+        explanation = f"out of character from turn {earliest} ({break_after} turns in a row)"
+    elif latest is not None:
+        explanation = f"broke by turn {latest}; errored turns leave the first turn of the break unknown"
+    else:
+        explanation = "errored turns leave it undecided whether the conversation broke"
+    return ConversationVerdict(held, turns_to_break, explanation)
+
+
 def conversation_keys(n_turns: int) -> list[str]:
     """The conversation-level score keys of a conversation of `n_turns` (what an errored sample counts against)."""
     return [f"{m}@{t}" for t in range(1, n_turns + 1) for m in ("in_character", "leak")] + ["held", "turns_to_break"]
 
 
 @scorer(metrics=[rates()])
-def drift_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
+def drift_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True,
+                 break_after: int = BREAK_AFTER) -> Scorer:
+    if isinstance(break_after, bool) or not isinstance(break_after, int) or break_after < 1:
+        from ..harness.errors import UserError
+
+        raise UserError(f"drift: break_after must be a whole number of turns >= 1, got {break_after!r}")
     pack = load_character(character)
-    judges = build_judges(judge, pack, use_cache=judge_cache)
-    check = _coherence(pack)
-    leaks = LeakJudge.for_character(pack) if "judge_leaks" in pack.files else None
-    primary = judges[0].name
+    rj = ReplyJudge(pack, judge, use_cache=judge_cache)
+    primary = rj.names[0]
 
     async def score(state: TaskState, target: Target) -> Score:
-        import anyio
-
         turns = list(state.metadata["turns"])
         replies = state.store.get("replies") or []
-        texts = [r["text"] for r in replies if not r["error"]]
-        coherent = await anyio.to_thread.run_sync(check.check, texts) if check is not None and texts else []
-        leaked = await anyio.to_thread.run_sync(leaks.judge_many, texts) if leaks is not None and texts else []
         per_turn: list[dict[str, Any]] = []
-        answered = 0
         for turn, reply in zip(turns, replies, strict=False):
             if reply["error"] == TRUNCATED:  # the model's own failure: out of character, a leak
                 per_turn.append({"coherent": 0, "leak": 1, "in_character": 0,
-                                 **{f"{m}:{j.name}": 0 for j in judges for m in ("sarcastic", "personality")},
+                                 **{f"{m}:{n}": 0 for n in rj.names for m in ("sarcastic", "personality")},
                                  "why": TRUNCATED})
                 continue
             if reply["error"]:
                 per_turn.append({"error": reply["error"]})
                 continue
-            text = reply["text"]
+            # each turn is judged like a single-turn reply, by the same verdicts (judges/reply.py)
+            text = as_text(reply["text"], state.metadata.get("condition"))
             values: dict[str, Any] = {}
             errors = []
-            for j in judges:
-                v = await j.judge(turn, text)
-                values[f"sarcastic:{j.name}"] = None if v.sarcastic is None else int(v.sarcastic)
-                values[f"personality:{j.name}"] = v.personality
+            for name, v in (await rj.persona(turn, text)).items():
+                values[f"sarcastic:{name}"] = None if v.sarcastic is None else int(v.sarcastic)
+                values[f"personality:{name}"] = v.personality
                 if v.error:
-                    errors.append(f"{j.name}: {v.error}")
-            ok = coherent[answered].coherent if coherent else True
-            if leaks is not None:
-                leak = bool(leaked[answered].leak)
-            else:
-                leak = bool(leak_matches(text, tuple(pack.leak_patterns)))
-            answered += 1
-            values["coherent"] = int(bool(ok)) if check is not None else None
-            values["leak"] = int(leak)
+                    errors.append(f"{name}: {v.error}")
+            coherence = await rj.coherence(text)
+            leak = await rj.leak(turn, text)
+            ok = coherence.coherent if coherence.coherent is not None else True
+            values["coherent"] = None if coherence.coherent is None else int(coherence.coherent)
+            values["leak"] = None if leak.leak is None else int(leak.leak)
+            if leak.error:
+                errors.append(leak.error)
             sarcastic = values[f"sarcastic:{primary}"]
-            values["in_character"] = None if sarcastic is None else int(bool(ok) and bool(sarcastic) and not leak)
+            values["in_character"] = None if sarcastic is None or leak.leak is None else int(
+                bool(ok) and bool(sarcastic) and not leak.leak)
             if errors:
                 values["why"] = "; ".join(errors)
             per_turn.append(values)
         value: dict[str, float | None] = {}
-        broke: int | None = None
-        unknown = False
-        for t, v in enumerate(per_turn, start=1):
-            inside = v.get("in_character")
-            value[f"in_character@{t}"] = inside
+        for t, v in enumerate(per_turn, start=1):  # the per-turn curve: each turn's own verdicts
+            value[f"in_character@{t}"] = v.get("in_character")
             value[f"leak@{t}"] = v.get("leak")
-            if broke is None and not unknown:
-                if inside is None:
-                    unknown = True  # an error before any break: when it would have broken is unknown
-                elif not inside:
-                    broke = t
-        value["held"] = 0 if broke is not None else (None if unknown else 1)
-        value["turns_to_break"] = float(broke) if broke is not None else (None if unknown else float(len(turns) + 1))
-        explanation = (f"out of character from turn {broke}" if broke else
-                       "an error left the conversation unfinished" if unknown else "in character at every turn")
-        return Score(value=value, explanation=explanation, metadata={"turns": per_turn})
+        verdict = conversation_verdict([v.get("in_character") for v in per_turn], [v.get("leak") for v in per_turn],
+                                       len(turns), break_after)
+        value["held"], value["turns_to_break"] = verdict.held, verdict.turns_to_break
+        return Score(value=value, explanation=verdict.explanation, metadata={"turns": per_turn})
 
     return score
 
@@ -145,8 +195,9 @@ def _samples(conversations: list[Conversation], condition_name: str, split: str)
 @task
 def drift(character: str = "skippy", condition: str = "none", judge: str | None = None, max_tokens: int = 512,
           temperature: float | None = None, seed: int = 0, judge_cache: bool = True, split: str = "eval",
-          epochs: int = 1) -> Task:
-    """The pack's conversations answered turn by turn; persona, coherence and leaks judged at every turn."""
+          epochs: int = 1, break_after: int = BREAK_AFTER) -> Task:
+    """The pack's conversations answered turn by turn; persona, coherence and leaks judged at every turn.
+    `break_after`: out-of-character turns in a row that count as a break (`conversation_verdict`)."""
     pack: Character = load_character(character)
     if epochs != 1:
         from ..harness.errors import UserError
@@ -154,11 +205,11 @@ def drift(character: str = "skippy", condition: str = "none", judge: str | None 
         raise UserError("the drift task runs one epoch (its per-turn curve is over conversations)")
     return Task(
         name="drift",
-        dataset=_samples(pack.conversations(_split(split)), condition, split),
+        dataset=_samples(pack.conversations(check_split(split)), condition, split),
         solver=[condition_solver(condition, str(pack.root)), converse()],
-        scorer=drift_scorer(str(pack.root), judge, judge_cache),
+        scorer=drift_scorer(str(pack.root), judge, judge_cache, break_after),
         config=GenerateConfig(temperature=temperature if temperature is not None else 0.0, seed=seed,
                               max_tokens=max_tokens),
         metadata={"character": pack.name, "suite_version": pack.suite_version(split, (condition,), ("drift",)),
-                  "condition": condition, "split": split},
+                  "condition": condition, "split": split, "break_after": break_after},
     )

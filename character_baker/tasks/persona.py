@@ -33,9 +33,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, generate, solver
 
 from ..harness.character import CONDITIONS, SPLITS, WRAPPERS, Character, EvalPrompt, load_character, wrap
 from ..harness.errors import UserError
-from ..judges.leaks import LeakJudge
-from ..judges.registry import build_judges, embedded_coherence
-from ..judges.rules import identity_verdict, leak_matches, math_verdict
+from ..judges.reply import CoherenceVerdict, ReplyJudge, Text, as_text, build_judges
 
 
 @solver
@@ -72,40 +70,16 @@ def response_of(state: TaskState) -> tuple[str, str | None]:
         return "", "no response for this prompt in the responses file"
     if meta.get("truncated"):
         return "", TRUNCATED
-    if (state.metadata or {}).get("condition") == "json":
-        return json_strings(output.completion), None
     return output.completion, None
 
 
-def json_strings(text: str) -> str:
-    """What a reader of a JSON-only reply sees: its string values, in order (the keys and braces are format, not
-    persona). A reply that holds no JSON object is judged as written."""
-    import json
-
-    start = text.find("{")
-    if start < 0:
-        return text
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(text[start:])
-    except ValueError:
-        return text
-    found: list[str] = []
-
-    def walk(x: Any) -> None:
-        if isinstance(x, str):
-            found.append(x)
-        elif isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
-
-    walk(obj)
-    return " ".join(s.strip() for s in found if s.strip()) or text
+def reply_of(state: TaskState) -> tuple[Text, str | None]:
+    """The reply as the verdicts read it (under condition `json`, split around its object), or why there is none."""
+    text, error = response_of(state)
+    return as_text(text, (state.metadata or {}).get("condition")), error
 
 
-def _no_answer(keys: list[str], why: str) -> Score:
+def no_answer(keys: list[str], why: str) -> Score:
     """No reply to judge. A failed call is an error: retried, then left out of the rates, never a score. A reply
     cut off before its final channel is the model's own doing (it reasoned past its budget): it fails every
     criterion, a leak included, so a model that reasons more than its base cannot look better for answering less."""
@@ -158,20 +132,8 @@ def _error(keys: list[str], why: str) -> Score:
     return Score(value={k: None for k in keys}, explanation=why, metadata={"error": why})
 
 
-def _coherence(pack: Character) -> Any:
-    """The embedded coherence check every task reports (`coherent`); None for a pack without a judge split."""
-    return embedded_coherence(pack) if "judge" in pack.files else None
-
-
-async def _coherent(check: Any, text: str) -> tuple[bool | None, str | None, bool]:
-    """(coherent, why not, whether the rejection is the trees' statistical call rather than unreadable words)."""
-    if check is None:
-        return None, None, False
-    c = await check.check_one(text)
-    return c.coherent, c.why, c.learned
-
-
-def task_keys(task: str, judge_names: list[str], llm_judges: list[str], with_coherence: bool = True) -> list[str]:
+def task_keys(task: str, judge_names: list[str], llm_judges: list[str], with_coherence: bool = True,
+              json_condition: bool = False) -> list[str]:
     """The score keys a task's samples carry: what an errored sample is counted against."""
     base = {"identity": ["identity"], "math_probes": ["math"] + [f"math:{j}" for j in llm_judges],
             "assistant_leaks": ["leak"],
@@ -179,33 +141,45 @@ def task_keys(task: str, judge_names: list[str], llm_judges: list[str], with_coh
             + [f"coherent:{j}" for j in llm_judges],
             "tools": ["tool_correct", "tool_valid", "leak", "in_character"]
             + [f"{m}:{j}" for j in judge_names for m in ("sarcastic", "personality")]}[task]
-    return base + (["coherent"] if with_coherence else [])
+    return base + (["coherent"] if with_coherence else []) + (["json_valid"] if json_condition else [])
+
+
+def reading_values(judge: ReplyJudge, text: Text, coherence: CoherenceVerdict) -> dict[str, int | None]:
+    """What every task reports about how the reply reads: `coherent` (when the pack has the embedded check) and,
+    under condition `json`, `json_valid` (the reply is one JSON object and nothing else)."""
+    value: dict[str, int | None] = {}
+    if judge.check is not None:
+        value["coherent"] = int(bool(coherence.coherent))
+    if text.json is not None:
+        value["json_valid"] = int(text.json.valid)
+    return value
+
+
+def reading_record(text: Text, coherence: CoherenceVerdict) -> dict[str, Any]:
+    """The sample's record of how the reply was read: structure counts and the coherence reason."""
+    out: dict[str, Any] = {"structure": text.reading.describe()}
+    if coherence.why:
+        out["coherence"] = coherence.why
+    if text.json is not None:
+        out["json"] = {"valid": text.json.valid, "parsed": text.json.parsed, "outside": text.json.outside}
+    return out
 
 
 @scorer(metrics=[rates()])
 def identity_scorer(character: str = "skippy") -> Scorer:
-    """Identity passes only for a readable reply that affirms the character (a name inside salad is no claim).
-
-    Unreadable words or a loop fail identity outright. The coherence trees' statistical call does not: it rejects
-    ~1-2 % of real replies by design, and a 100 % identity gate over 30 prompts would then fail a perfect model
-    about a quarter of the time. Such replies still count against the `coherent` rate, which has its own gate."""
-    pack = load_character(character)
-    check = _coherence(pack)
+    """Identity passes only for a readable reply that affirms the character (a name inside salad is no claim);
+    the rule is `ReplyJudge.identity`."""
+    judge = ReplyJudge(load_character(character), judges=[])
 
     async def score(state: TaskState, target: Target) -> Score:
-        text, error = response_of(state)
+        text, error = reply_of(state)
+        keys = task_keys("identity", [], [], judge.check is not None, text.json is not None)
         if error:
-            return _no_answer(task_keys("identity", [], [], check is not None), error)
-        coherent, incoherent_why, learned = await _coherent(check, text)
-        ok, why = identity_verdict(text, pack.aliases, pack.forbidden_identities)
-        if coherent is False and not learned:
-            ok, why = False, incoherent_why or "incoherent"
-        elif coherent is False:
-            why = f"{why}; coherence check: {incoherent_why}"
-        value: dict[str, int | None] = {"identity": int(ok)}
-        if check is not None:
-            value["coherent"] = int(bool(coherent))
-        return Score(value=value, answer=text, explanation=why)
+            return no_answer(keys, error)
+        coherence = await judge.coherence(text)
+        ok, why = judge.identity(text, coherence)
+        value: dict[str, int | None] = {"identity": int(ok), **reading_values(judge, text, coherence)}
+        return Score(value=value, answer=text.raw, explanation=why, metadata=reading_record(text, coherence))
 
     return score
 
@@ -215,25 +189,25 @@ def math_scorer(character: str = "skippy", judge: str | None = None, judge_cache
     """The committed-final-answer rule decides `math`; an LLM judge, when configured, rules too (`math:<name>`)
     so the scorecard can report how often the two agree."""
     pack = load_character(character)
-    check = _coherence(pack)
     judges = [j for j in build_judges(judge, pack, use_cache=judge_cache) if getattr(j, "gives_coherence", False)]
+    rj = ReplyJudge(pack, judges=judges)
 
     async def score(state: TaskState, target: Target) -> Score:
-        keys = task_keys("math_probes", [], [j.name for j in judges], check is not None)
-        text, error = response_of(state)
+        text, error = reply_of(state)
+        keys = task_keys("math_probes", [], rj.llm_names, rj.check is not None, text.json is not None)
         if error:
-            return _no_answer(keys, error)
+            return no_answer(keys, error)
         question = str(state.metadata.get("prompt", state.input_text))
-        ok, why = math_verdict(text, target.text, question)
+        ok, why = rj.math(text, target.text, question)
         value: dict[str, int | None] = {"math": int(ok)}
         verdicts = {}
-        for j in judges:
-            v = await j.judge_math(question, target.text, text)
-            value[f"math:{j.name}"] = None if v.correct is None else int(v.correct)
-            verdicts[j.name] = {"judge": j.id, "correct": v.correct, "error": v.error, "raw": v.raw}
-        if check is not None:
-            value["coherent"] = int(bool((await _coherent(check, text))[0]))
-        return Score(value=value, answer=text, explanation=why, metadata={"verdicts": verdicts} if judges else None)
+        for name, v in (await rj.math_llm(question, target.text, text)).items():
+            value[f"math:{name}"] = None if v.correct is None else int(v.correct)
+            verdicts[name] = {"correct": v.correct, "error": v.error, "raw": v.raw}
+        coherence = await rj.coherence(text)
+        value.update(reading_values(rj, text, coherence))
+        meta = reading_record(text, coherence) | ({"verdicts": verdicts} if verdicts else {})
+        return Score(value=value, answer=text.raw, explanation=why, metadata=meta)
 
     return score
 
@@ -241,75 +215,56 @@ def math_scorer(character: str = "skippy", judge: str | None = None, judge_cache
 @scorer(metrics=[rates()])
 def persona_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
     """Sarcastic yes/no and a 0-10 personality score from every configured judge."""
-    pack = load_character(character)
-    judges = build_judges(judge, pack, use_cache=judge_cache)
-    check = _coherence(pack)
-    llm = [j.name for j in judges if getattr(j, "gives_coherence", False)]
+    rj = ReplyJudge(load_character(character), judge, use_cache=judge_cache)
+    ids = {j.name: (j.id, j.rubric_version) for j in rj.judges}
 
     async def score(state: TaskState, target: Target) -> Score:
-        keys = task_keys("personality", [j.name for j in judges], llm, check is not None)
-        text, error = response_of(state)
+        text, error = reply_of(state)
+        keys = task_keys("personality", rj.names, rj.llm_names, rj.check is not None, text.json is not None)
         if error:
-            return _no_answer(keys, error)
+            return no_answer(keys, error)
         prompt = str(state.metadata.get("prompt", state.input_text))
         value: dict[str, float | int | None] = {}
         verdicts: dict[str, Any] = {}
-        for j in judges:
-            v = await j.judge(prompt, text)
-            value[f"sarcastic:{j.name}"] = None if v.sarcastic is None else int(v.sarcastic)
-            value[f"personality:{j.name}"] = v.personality
-            if j.name in llm:
-                value[f"coherent:{j.name}"] = None if v.coherent is None else int(v.coherent)
-            verdicts[j.name] = {"judge": j.id, "rubric": j.rubric_version, "error": v.error,
-                                "probability": v.probability, "leak": v.leak, "coherence": v.coherence,
-                                "coherent": v.coherent, "raw": v.raw}
-        if check is not None:
-            value["coherent"] = int(bool((await _coherent(check, text))[0]))
+        for name, v in (await rj.persona(prompt, text)).items():
+            value[f"sarcastic:{name}"] = None if v.sarcastic is None else int(v.sarcastic)
+            value[f"personality:{name}"] = v.personality
+            if name in rj.llm_names:
+                value[f"coherent:{name}"] = None if v.coherent is None else int(v.coherent)
+            verdicts[name] = {"judge": ids[name][0], "rubric": ids[name][1], "error": v.error,
+                              "probability": v.probability, "leak": v.leak, "coherence": v.coherence,
+                              "coherent": v.coherent, "raw": v.raw}
+        coherence = await rj.coherence(text)
+        value.update(reading_values(rj, text, coherence))
         errors = [f"{n}: {d['error']}" for n, d in verdicts.items() if d["error"]]
-        return Score(value=value, answer=text, explanation="; ".join(errors) or None,
-                     metadata={"verdicts": verdicts})
+        return Score(value=value, answer=text.raw, explanation="; ".join(errors) or None,
+                     metadata={"verdicts": verdicts} | reading_record(text, coherence))
 
     return score
 
 
 @scorer(metrics=[rates()])
 def leak_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
-    """Assistant-mode leaks: the embedded leak judge (pattern bank + leak classifier, mockery excluded) or any
-    LLM judge's leak flag; every source that ruled is kept as evidence."""
+    """Assistant-mode leaks: `ReplyJudge.leak` (the embedded leak judge, mockery excluded, and any LLM judge's leak
+    flag); every source that ruled is kept as evidence."""
     pack = load_character(character)
     # only judges that give a leak verdict (LLM judges) take part; the persona classifier has no opinion on leaks
-    judges = [j for j in build_judges(judge, pack, use_cache=judge_cache) if getattr(j, "gives_leak", False)]
-    embedded = LeakJudge.for_character(pack) if "judge_leaks" in pack.files else None
-    check = _coherence(pack)
+    rj = ReplyJudge(pack, judges=[j for j in build_judges(judge, pack, use_cache=judge_cache)
+                                  if getattr(j, "gives_leak", False)])
 
     async def score(state: TaskState, target: Target) -> Score:
-        text, error = response_of(state)
+        text, error = reply_of(state)
+        keys = task_keys("assistant_leaks", [], [], rj.check is not None, text.json is not None)
         if error:
-            return _no_answer(task_keys("assistant_leaks", [], [], check is not None), error)
-        if embedded is not None:
-            lv = await embedded.judge_one(text)
-            found = [{"source": lv.source, "text": m.text, "probability": lv.probability} for m in lv.evidence]
-            evidence = (found or [{"source": lv.source, "text": lv.passage, "probability": lv.probability}]
-                        if lv.leak else [])
-        else:
-            evidence = [{"source": "pattern", "text": m.text} for m in leak_matches(text, tuple(pack.leak_patterns))]
-        undecided = []
+            return no_answer(keys, error)
         prompt = str(state.metadata.get("prompt", state.input_text))
-        for j in judges:
-            v = await j.judge(prompt, text)
-            if v.leak:
-                evidence.append({"source": f"judge:{j.name}", "text": v.leak_evidence or ""})
-            elif not v.ok:
-                undecided.append(f"{j.name}: {v.error}")
-        if not evidence and undecided:  # no pattern, and a judge that should have ruled could not
-            return _error(task_keys("assistant_leaks", [], [], check is not None), "; ".join(undecided))
-        value: dict[str, int | None] = {"leak": int(bool(evidence))}
-        if check is not None:
-            value["coherent"] = int(bool((await _coherent(check, text))[0]))
-        return Score(value=value, answer=text,
-                     explanation="; ".join(f"{e['source']}: {e['text']}".rstrip(": ") for e in evidence)
-                     or "no assistant-mode behaviour",
-                     metadata={"evidence": evidence})
+        leak = await rj.leak(prompt, text)
+        if leak.leak is None:  # no source found a leak, and a judge that should have ruled could not
+            return _error(keys, leak.explanation)
+        coherence = await rj.coherence(text)
+        value: dict[str, int | None] = {"leak": int(leak.leak), **reading_values(rj, text, coherence)}
+        return Score(value=value, answer=text.raw, explanation=leak.explanation,
+                     metadata={"evidence": leak.evidence} | reading_record(text, coherence))
 
     return score
 
@@ -322,7 +277,7 @@ def _samples(prompts: list[EvalPrompt], condition_name: str, split: str) -> Memo
     ])
 
 
-def _split(split: str) -> str:
+def check_split(split: str) -> str:
     if split not in SPLITS:
         raise UserError(f"split '{split}' is not one of {', '.join(SPLITS)}")
     return split
@@ -350,7 +305,7 @@ def identity(character: str = "skippy", condition: str = "none", epochs: int = 1
              temperature: float | None = None, seed: int = 0, split: str = "eval") -> Task:
     """Does the model say it is the character, and never Qwen/ChatGPT/an AI assistant?"""
     pack = load_character(character)
-    return _task("identity", pack, pack.prompts("identity", _split(split)), condition,
+    return _task("identity", pack, pack.prompts("identity", check_split(split)), condition,
                  identity_scorer(str(pack.root)), epochs, max_tokens, temperature, seed, split)
 
 
@@ -360,7 +315,7 @@ def personality(character: str = "skippy", condition: str = "none", judge: str |
                 judge_cache: bool = True, split: str = "eval") -> Task:
     """Sarcasm rate and personality score over the personality prompts, per judge; coherence first."""
     pack = load_character(character)
-    return _task("personality", pack, pack.prompts("personality", _split(split)), condition,
+    return _task("personality", pack, pack.prompts("personality", check_split(split)), condition,
                  persona_scorer(str(pack.root), judge, judge_cache), epochs, max_tokens, temperature, seed, split)
 
 
@@ -370,7 +325,7 @@ def assistant_leaks(character: str = "skippy", condition: str = "none", judge: s
                     seed: int = 0, judge_cache: bool = True, split: str = "eval") -> Task:
     """Assistant-mode phrasing over the identity and personality prompts."""
     pack = load_character(character)
-    prompts = pack.prompts("identity", _split(split)) + pack.prompts("personality", split)
+    prompts = pack.prompts("identity", check_split(split)) + pack.prompts("personality", split)
     return _task("assistant_leaks", pack, prompts, condition, leak_scorer(str(pack.root), judge, judge_cache),
                  epochs, max_tokens, temperature, seed, split)
 
@@ -382,7 +337,7 @@ def math_probes(character: str = "skippy", condition: str = "none", judge: str |
     """Simple integer arithmetic: the character must still get the numbers right (an LLM judge rules beside
     the rule when one is configured; the classifier has no opinion on math)."""
     pack = load_character(character)
-    return _task("math_probes", pack, pack.prompts("math_probes", _split(split)), condition,
+    return _task("math_probes", pack, pack.prompts("math_probes", check_split(split)), condition,
                  math_scorer(str(pack.root), judge, judge_cache), epochs, max_tokens, temperature, seed, split)
 
 

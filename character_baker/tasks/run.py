@@ -6,8 +6,11 @@ and samples and runs only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,10 @@ from ..harness.scorecard import (
     task_short_name,
 )
 from ..harness.secrets import redact_files, redact_logging
-from ..judges.registry import build_judges
+from ..judges.reply import build_judges
 from ..judges.validity import card_for
 from ..judges.verdict import Judge, rubric_version
+from ..serving.engine import ENGINES, Endpoint, EngineConfig, choose_engine, serve
 from .persona import task_keys
 
 ALL_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")  # the default suite
@@ -61,6 +65,14 @@ class ScoreOptions:
     max_retries: int = 5  # transport retries of one model call (Inspect's backoff) before the sample fails
     monitor: str | None = None  # a bake's profile folder: the activation monitor (tasks/monitor.py)
     monitor_layer: int | None = None
+    # which engine generates a local model's replies (serving/engine.py): "auto" / "vllm" / "transformers" serve a
+    # saved model for the whole run; "inprocess" keeps the harness's own batched generate (what a model in memory,
+    # mid-training, or an adapter at a scale always gets)
+    engine: str = "auto"
+    engine_config: EngineConfig | None = None  # the knobs ([engine] of a recipe); engine names the engine
+
+
+ENGINE_SERVICE = "cbengine"  # Inspect's openai-api/<service>/<model>: env CBENGINE_BASE_URL / CBENGINE_API_KEY
 
 
 def drift_observations(sample: Any, judges: list[str], coherence: bool) -> list[tuple[str, int, dict[str, Any]]]:
@@ -107,7 +119,8 @@ def build_tasks(opts: ScoreOptions) -> list[Any]:
     return tasks
 
 
-def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log_dir: Path) -> list[Any]:
+def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log_dir: Path,
+                 endpoint: Endpoint | None = None) -> list[Any]:
     """Every sample runs; failed model calls are retried in the run, and a log that still holds failed samples
     ends as an error, so the next run of the same command retries exactly those (finished ones are kept)."""
     from inspect_ai import eval_set
@@ -117,8 +130,14 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
     # not memoised, and closed when the run ends: a local model leaves memory before the next one loads (API
     # clients that close asynchronously are left to Inspect). The reasoning effort rides on the model's config,
     # so every task and every provider (local: a chat-template variable; an endpoint: the request field) gets it.
-    model = get_model(candidate.model, memoize=False, config=GenerateConfig(reasoning_effort=opts.reasoning_effort),
-                      **candidate.model_args)
+    if endpoint is not None:  # the served model, named as the candidate (Inspect's cache keys on the name)
+        config = GenerateConfig(reasoning_effort=opts.reasoning_effort,
+                                max_connections=(opts.engine_config or EngineConfig()).max_concurrency)
+        model = get_model(f"openai-api/{ENGINE_SERVICE}/{endpoint.model}", memoize=False, config=config,
+                          base_url=endpoint.base_url, api_key="local")
+    else:
+        model = get_model(candidate.model, memoize=False,
+                          config=GenerateConfig(reasoning_effort=opts.reasoning_effort), **candidate.model_args)
     try:
         _, logs = eval_set(
             tasks,
@@ -151,11 +170,14 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
     return list(logs)
 
 
-def _decoding(opts: ScoreOptions, tasks: list[Any], candidate: Candidate) -> dict[str, Any]:
+def _decoding(opts: ScoreOptions, tasks: list[Any], candidate: Candidate,
+              engine: dict[str, Any] | None = None) -> dict[str, Any]:
     temperature = tasks[0].config.temperature if tasks else 0.0
     out: dict[str, Any] = {"temperature": temperature, "seed": opts.seed, "max_tokens": opts.max_tokens,
                            "epochs": opts.epochs, "greedy": not temperature, "reasoning_effort": opts.reasoning_effort,
                            "template_preamble": _preamble(candidate, opts)}
+    if engine is not None:  # which engine generated the replies (absent in older scorecards: in process)
+        out["engine"] = engine
     if opts.capability:
         out["capability"] = {"data": opts.capability, "k": opts.capability_k,
                              "max_tokens": opts.capability_max_tokens, "reasoning_effort": opts.reasoning_effort}
@@ -181,18 +203,19 @@ def _preamble(candidate: Candidate, opts: ScoreOptions) -> str | None:
     return None
 
 
-def capability(candidate: Candidate, opts: ScoreOptions, out: Path) -> dict[str, Any]:
-    """The capability suite (AIME through lm-eval) on a candidate: local model dirs, adapters at scale 1, or
-    an OpenAI-compatible endpoint (`openai-api/NAME/MODEL`)."""
-    import os
-
+def capability(candidate: Candidate, opts: ScoreOptions, out: Path, endpoint: Endpoint | None = None) -> dict[str, Any]:
+    """The capability suite (AIME through lm-eval) on a candidate: the candidate's served engine, local model dirs,
+    adapters at scale 1, or an OpenAI-compatible endpoint (`openai-api/NAME/MODEL`)."""
     from .capability import run_capability
 
     args: dict[str, Any] = dict(out_dir=out, data=opts.capability, k=opts.capability_k,
                                 max_tokens=opts.capability_max_tokens, reasoning_effort=opts.reasoning_effort,
                                 candidate_id=candidate.id, limit=opts.limit, extra_tasks=opts.capability_tasks,
                                 temperature=0.0 if opts.capability_k == 1 else 0.7)
-    if candidate.kind == "model" and "path" in candidate.model_args:
+    if endpoint is not None:  # the same server the persona tasks used: lm-eval's local-chat-completions
+        args.update(model=endpoint.model, base_url=endpoint.base_url, backend="local-chat-completions",
+                    num_concurrent=(opts.engine_config or EngineConfig()).max_concurrency)
+    elif candidate.kind == "model" and "path" in candidate.model_args:
         args["model"] = candidate.model_args["path"]
     elif candidate.kind == "adapter":
         if float(candidate.model_args.get("scale", 1.0)) != 1.0:
@@ -237,6 +260,57 @@ def _monitor(candidate: Candidate, direction: Any, logs: list[Any], judge: str) 
     return monitor_card(loaded, direction, logs, judge)
 
 
+def servable(candidate: Candidate) -> bool:
+    """A saved model folder (a merged checkpoint, a cached hub snapshot) can be served; an adapter at a scale, a
+    model in memory, a responses file or an endpoint cannot (they keep their own path)."""
+    path = candidate.model_args.get("path")
+    return candidate.kind == "model" and isinstance(path, str) and (Path(path) / "config.json").is_file()
+
+
+@contextlib.contextmanager
+def engine_for(candidate: Candidate, opts: ScoreOptions, run_dir: Path,
+               needed: bool = True) -> Iterator[tuple[Endpoint | None, dict[str, Any] | None]]:
+    """The candidate's engine for the whole run: (endpoint, its scorecard record). One server scores every task and
+    AIME, then stops before the next model loads. (None, record) where the harness generates in process; (None,
+    None) for candidates that are endpoints or files."""
+    if opts.engine not in ENGINES:
+        raise UserError(f"--engine {opts.engine!r}: use one of {', '.join(ENGINES)}")
+    if candidate.kind in ("responses", "inspect"):
+        yield None, None
+        return
+    config = opts.engine_config or EngineConfig()
+    knobs = config.knobs() | {"name": opts.engine}
+    if opts.engine == "inprocess" or not servable(candidate):
+        why = "asked for" if opts.engine == "inprocess" else (
+            "a model in memory" if "in_memory" in candidate.model_args else
+            "an adapter at a scale (a merged checkpoint is served)")
+        yield None, {"name": "inprocess", "reason": why, "knobs": knobs, "startup_s": 0.0, "command": None}
+        return
+    path = candidate.model_args["path"]
+    name, reason = choose_engine(opts.engine, path)
+    if name == "inprocess" or not needed:
+        yield None, {"name": "inprocess", "reason": reason if needed else "nothing to generate", "knobs": knobs,
+                     "startup_s": 0.0, "command": None}
+        return
+    served = candidate.model.split("/", 1)[1]  # the candidate id with its content fingerprint
+    effort = {"reasoning_effort": opts.reasoning_effort} if opts.reasoning_effort else None
+    env_names = [f"{ENGINE_SERVICE.upper()}_BASE_URL", f"{ENGINE_SERVICE.upper()}_API_KEY"]
+    saved = {k: os.environ.get(k) for k in env_names}
+    with serve(path, engine=name, config=config, served_name=served, chat_template_kwargs=effort,
+               trust_remote_code=bool(candidate.model_args.get("trust_remote_code")),
+               dtype=str(candidate.model_args.get("dtype", "auto")), log_dir=run_dir / "engine") as endpoint:
+        endpoint.reason = reason
+        os.environ[env_names[0]], os.environ[env_names[1]] = endpoint.base_url, "local"
+        try:
+            yield endpoint, endpoint.record()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
 def judge_record(judge: Judge, pack: Character) -> dict[str, Any]:
     """Who judged, under which rubric, and how far to trust it: its own cross-validation (the embedded judge)
     and its validity card (computed on the spot for the embedded judge; for an LLM judge, the one `calibrate`
@@ -248,6 +322,21 @@ def judge_record(judge: Judge, pack: Character) -> dict[str, Any]:
             "validity": card_for(inner, pack, compute_if_missing=embedded)}
 
 
+def _generate(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log_dir: Path, run_dir: Path,
+              endpoint: Endpoint | None) -> tuple[list[Any], list[MetricRow], dict[str, Any] | None]:
+    """Everything that needs the candidate's replies, while its engine runs: the Inspect tasks, then AIME."""
+    from ..serving.engine import answers
+
+    logs = _run_persona(candidate, opts, tasks, log_dir, endpoint) if tasks else []
+    if opts.capability and endpoint is not None and not answers(endpoint):
+        # the server died during the persona tasks: their failed samples are in the logs (errors in n); lm-eval
+        # would only crash on it
+        raise UserError(f"engine {endpoint.engine} for {candidate.id} stopped during scoring (log: {endpoint.log}); "
+                        "rerun the same command: finished samples are kept")
+    cap = capability(candidate, opts, run_dir / "capability", endpoint) if opts.capability else None
+    return logs, [], cap
+
+
 def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard, Path]:
     """Run the suite on one candidate and write `<out>/<candidate id>/scorecard.json` beside its Inspect logs."""
     from inspect_ai.log import read_eval_log
@@ -257,7 +346,6 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
     run_dir = opts.out / candidate.id
     log_dir = run_dir / "logs"
     started = time.monotonic()
-    rows: list[MetricRow] = []
     agreement: list[dict[str, Any]] = []
     truncated: dict[str, int] = {}
     sample_values: dict[str, dict[str, dict[str, list[float | None]]]] = {}
@@ -265,8 +353,9 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
     logs: list[Any] = []
     tasks = build_tasks(opts) if opts.tasks else []
     direction = _monitor_direction(candidate, opts)
-    if tasks:
-        logs = _run_persona(candidate, opts, tasks, log_dir)
+    # one engine for every generation of this candidate (persona tasks, then AIME), stopped when they are done
+    with engine_for(candidate, opts, run_dir, needed=bool(tasks or opts.capability)) as (endpoint, engine):
+        logs, rows, cap = _generate(candidate, opts, tasks, log_dir, run_dir, endpoint)
     judge_names = [j.name for j in judges]
     llm_names = [j.name for j in judges if getattr(j, "gives_coherence", False)]
     failed_samples: dict[str, int] = {}
@@ -303,8 +392,7 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
         if task == "math_probes" and llm_names:
             agreement.extend(judge_agreement(samples, task, condition, ["rule", *llm_names], metric="math"))
     monitored = _monitor(candidate, direction, logs, judge_names[0]) if direction is not None else None
-    if opts.capability:
-        cap = capability(candidate, opts, run_dir / "capability")
+    if cap is not None:
         rows.extend(MetricRow(**{k: r.get(k) for k in MetricRow.__dataclass_fields__}) for r in cap["rows"])
         sample_values[f"capability/{cap['condition']}"] = cap["per_problem"]
         for r in cap["rows"]:
@@ -324,7 +412,7 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
                "tasks": list(opts.tasks) + (["capability"] if opts.capability else []),
                "conditions": list(opts.conditions)},
         judges=[judge_record(j, pack) for j in judges],
-        decoding=_decoding(opts, tasks, candidate),
+        decoding=_decoding(opts, tasks, candidate, engine),
         harness=harness_info() | {"rubric_version": rubric_version(pack)},
         metrics=rows,
         agreement=agreement,

@@ -8,8 +8,8 @@ an endpoint's native tool calls), each tool answers with a confirmation, and the
 
 Scores per request:
 
-    tool_correct   every call is of the expected tool with the expected values (one right call among wrong ones,
-                   or an extra action, is not correct)
+    tool_correct   one call, of the expected tool with the expected values (one right call among wrong ones, an
+                   extra action, or the right call made twice -- two timers started -- is not correct)
     tool_valid     every call names an offered tool with arguments of the declared types (no call: 0)
     coherent, sarcastic:<judge>, personality:<judge>, leak, in_character    the final answer, judged like any reply
 
@@ -30,10 +30,8 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import Tool, ToolDef, ToolParam, ToolParams
 
 from ..harness.character import Character, load_character
-from ..judges.leaks import LeakJudge
-from ..judges.registry import build_judges
-from ..judges.rules import leak_matches
-from .persona import TRUNCATED, _coherence, _coherent, _no_answer, rates, response_of, task_keys
+from ..judges.reply import ReplyJudge
+from .persona import TRUNCATED, no_answer, rates, reply_of, task_keys
 from .persona import condition as condition_solver
 
 JSON_TYPES = {"string": "string", "number": "number", "integer": "integer", "boolean": "boolean"}
@@ -92,6 +90,17 @@ def same_value(expected: Any, got: Any) -> bool:
     return False
 
 
+def tool_correct(calls: list[Any], expected: dict[str, Any]) -> bool:
+    """The request asks for one action: it is done right when exactly one call is made and it is the expected tool
+    with the expected values. A shotgun (one right call among wrong ones), an extra action, and the same call made
+    twice (two timers started, the heating set twice) all act on the household more than it was asked to."""
+    if len(calls) != 1:
+        return False
+    [c] = calls
+    return c.function == expected["tool"] and not c.parse_error and all(
+        k in c.arguments and same_value(v, c.arguments[k]) for k, v in expected["arguments"].items())
+
+
 @solver
 def use_household_tools(character: str) -> Solver:
     pack = load_character(character)
@@ -107,14 +116,12 @@ def use_household_tools(character: str) -> Solver:
 @scorer(metrics=[rates()])
 def tool_scorer(character: str = "skippy", judge: str | None = None, judge_cache: bool = True) -> Scorer:
     pack = load_character(character)
-    judges = build_judges(judge, pack, use_cache=judge_cache)
-    check = _coherence(pack)
-    leaks = LeakJudge.for_character(pack) if "judge_leaks" in pack.files else None
+    rj = ReplyJudge(pack, judge, use_cache=judge_cache)
     declared = {t["name"]: t.get("parameters", {}) for t in pack.household()["tools"]}
-    primary = judges[0].name
+    primary = rj.names[0]
 
     async def score(state: TaskState, target: Target) -> Score:
-        keys = task_keys("tools", [j.name for j in judges], [], check is not None)
+        keys = task_keys("tools", rj.names, [], rj.check is not None)
         expected = state.metadata["expected"]
         calls = [c for m in state.messages if m.role == "assistant" for c in (getattr(m, "tool_calls", None) or [])]
         problems = []
@@ -123,34 +130,33 @@ def tool_scorer(character: str = "skippy", judge: str | None = None, judge_cache
                    or valid_arguments(c.arguments, declared[c.function]))
             if why:
                 problems.append(f"{c.function or '?'}: {why}")
-        # every call is the expected one: a shotgun of calls (one of them right) or an extra action is not correct
-        correct = bool(calls) and all(c.function == expected["tool"] and not c.parse_error and all(
-            k in c.arguments and same_value(v, c.arguments[k]) for k, v in expected["arguments"].items())
-            for c in calls)
-        text, error = response_of(state)
+        correct = tool_correct(calls, expected)
+        reply, error = reply_of(state)
+        text = reply.raw
         if error and error != TRUNCATED:
-            return _no_answer(keys, error)
+            return no_answer(keys, error)
         tool_values = {"tool_correct": int(correct), "tool_valid": int(bool(calls) and not problems)}
         called = "; ".join(f"{c.function}({json.dumps(c.arguments)})" for c in calls) or "no tool call"
         if error == TRUNCATED:  # cut before its final channel: fails every criterion, a leak included (persona.py)
-            return Score(value=dict(_no_answer(keys, error).value) | tool_values, answer="",  # type: ignore[arg-type]
+            return Score(value=dict(no_answer(keys, error).value) | tool_values, answer="",  # type: ignore[arg-type]
                          explanation=f"{called}; {TRUNCATED}")
         if not text.strip():  # calls and no final answer: the act was not kept (nothing said, so no leak)
             out = {k: 0 for k in keys if k not in tool_values} | tool_values
             return Score(value=out, answer=text, explanation=f"{called}; no final answer" + (
                 f"; {'; '.join(problems)}" if problems else ""))
         value: dict[str, Any] = dict(tool_values)
-        for j in judges:
-            v = await j.judge(state.input_text, text)
-            value[f"sarcastic:{j.name}"] = None if v.sarcastic is None else int(v.sarcastic)
-            value[f"personality:{j.name}"] = v.personality
-        coherent = (await _coherent(check, text))[0] if check is not None else True
-        if check is not None:
+        for name, v in (await rj.persona(state.input_text, reply)).items():  # the verdicts of judges/reply.py
+            value[f"sarcastic:{name}"] = None if v.sarcastic is None else int(v.sarcastic)
+            value[f"personality:{name}"] = v.personality
+        coherence = await rj.coherence(reply)
+        coherent = coherence.coherent if coherence.coherent is not None else True
+        if rj.check is not None:
             value["coherent"] = int(bool(coherent))
-        if leaks is not None:
-            leak = bool((await leaks.judge_one(text)).leak)
-        else:
-            leak = bool(leak_matches(text, tuple(pack.leak_patterns)))
+        leak_result = await rj.leak(state.input_text, reply)
+        if leak_result.leak is None:
+            return Score(value={k: None for k in keys} | tool_values, answer=text, explanation=leak_result.explanation,
+                         metadata={"error": leak_result.explanation})
+        leak = leak_result.leak
         value["leak"] = int(leak)
         sarcastic = value[f"sarcastic:{primary}"]
         value["in_character"] = None if sarcastic is None else int(bool(coherent) and bool(sarcastic) and not leak)

@@ -1,0 +1,174 @@
+"""The embedded judges on families of replies they never trained on (issue 28): long plain technical answers,
+markdown in and out of character, soft closers, apologies for detail, creator/purpose statements, mocked stock
+phrases, sign-off lines. The held-out rows (benchmarks/data/families/) come from topics, questions and phrasings
+that are not in the pack; the figures asserted here are the ones benchmarks/judge_families.py reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from character_baker.harness.character import load_character
+from character_baker.harness.stats import wilson
+from character_baker.judges.classifier import ClassifierJudge
+from character_baker.judges.leaks import LeakJudge, unmock
+from character_baker.judges.reply import as_text
+
+PACK = load_character("skippy")
+DATA = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "families"
+
+
+def _rows(name: str) -> list[dict]:
+    return [json.loads(x) for x in (DATA / name).read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+PERSONA = _rows("persona.jsonl")
+LEAKS = _rows("leaks.jsonl")
+
+
+def _by_family(rows: list[dict], flags: list[bool]) -> dict[str, tuple[int, int]]:
+    out: dict[str, list[int]] = {}
+    for r, f in zip(rows, flags):
+        k = out.setdefault(r["family"], [0, 0])
+        k[0] += int(f)
+        k[1] += 1
+    return {f: (k, n) for f, (k, n) in out.items()}
+
+
+@pytest.fixture(scope="module")
+def sarcastic() -> dict[str, tuple[int, int]]:
+    """(judged sarcastic, n) per held-out persona family, read as scoring reads them (the spoken words)."""
+    verdicts = ClassifierJudge.for_character(PACK).judge_many([as_text(r["response"]).spoken for r in PERSONA])
+    return _by_family(PERSONA, [bool(v.sarcastic) for v in verdicts])
+
+
+@pytest.fixture(scope="module")
+def leaked() -> dict[str, tuple[int, int]]:
+    verdicts = LeakJudge.for_character(PACK).judge_many([as_text(r["response"]).readable for r in LEAKS])
+    return _by_family(LEAKS, [bool(v.leak) for v in verdicts])
+
+
+def test_the_held_out_families_are_new_to_the_judges() -> None:
+    """No held-out prompt or reply is in the pack (judge split included), every family has at least 30 rows, and
+    the long plain answers are long (150-400 words, several paragraphs)."""
+    def norm(t: str) -> str:
+        return "".join(c for c in t.lower() if c.isalnum())
+
+    pack_texts = set()
+    for key in ("judge", "judge_leaks", "calibration", "calibration_leaks", "personality", "identity", "character",
+                "antipole", "dev_personality"):
+        for line in PACK.path(key).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                pack_texts |= {norm(row.get("prompt", "")), norm(row.get("response", ""))}
+    for r in PERSONA + LEAKS:
+        assert norm(r["prompt"]) not in pack_texts and norm(r["response"]) not in pack_texts, r["id"]
+    for rows in (PERSONA, LEAKS):
+        sizes = _by_family(rows, [True] * len(rows))
+        assert min(n for _, n in sizes.values()) >= 30, sizes
+    long_plain = [r for r in PERSONA if r["family"] == "plain-long"]
+    assert all(150 <= len(r["response"].split()) <= 400 and r["response"].count("\n\n") >= 2 for r in long_plain)
+
+
+def test_long_plain_technical_answers_are_not_sarcastic(sarcastic: dict[str, tuple[int, int]]) -> None:
+    """Issue 28: neutral multi-paragraph answers scored p ~ 0.7 and 19.6 % passed as sarcastic; before this change
+    95 % of the held-out long plain answers did (benchmarks/judge_families.md). Target <= 10 %, upper interval
+    bound included for the largest family."""
+    for family in ("plain-long", "plain-markdown", "mimicry-long", "plain-short"):
+        k, n = sarcastic[family]
+        assert k / n <= 0.10, (family, k, n)
+    k, n = sarcastic["plain-long"]
+    assert wilson(k, n)[1] <= 0.15, (k, n)
+
+
+def test_no_length_bias_on_plain_replies(sarcastic: dict[str, tuple[int, int]]) -> None:
+    """Plain replies of 20-50, 50-100, 100-200 and 200-400 words: the sarcastic rate stays low in every bucket
+    (before: 13 %, 37 %, 80 %, 97 %)."""
+    rates = {f: k / n for f, (k, n) in sarcastic.items() if f.startswith("plain-length-")}
+    assert len(rates) == 4 and max(rates.values()) <= 0.10, rates
+
+
+def test_in_character_replies_of_every_shape_are_still_sarcastic(sarcastic: dict[str, tuple[int, int]]) -> None:
+    """Fixing the long plain answers must not cost the long and markdown in-character ones."""
+    for family in ("skippy-long", "skippy-markdown"):
+        k, n = sarcastic[family]
+        assert k / n >= 0.90, (family, k, n)
+    k, n = sarcastic["skippy-short"]  # one jab and a fact or two: the hardest held-out family
+    assert k / n >= 0.70, (k, n)
+
+
+def test_soft_closers_apologies_and_service_statements_are_leaks(leaked: dict[str, tuple[int, int]]) -> None:
+    for family in ("soft-closer", "detail-apology", "creator-purpose", "markdown-offer"):
+        k, n = leaked[family]
+        assert k / n >= 0.90, (family, k, n)
+
+
+def test_mockery_sign_offs_and_in_character_origins_are_not_leaks(leaked: dict[str, tuple[int, int]]) -> None:
+    for family in ("mocked-echo", "creator-skippy", "signoff-skippy", "skippy-long", "skippy-markdown", "plain-long"):
+        k, n = leaked[family]
+        assert k / n <= 0.05, (family, k, n)
+
+
+def test_the_issue_cases() -> None:
+    """The replies issue 28 quotes, each way round."""
+    judge = LeakJudge.for_character(PACK)
+    answer = "Water boils at 100 °C at sea level, monkey; lower up a mountain, since the air pressure is lower."
+    leaks = [f"{answer} Glad I could help, anything else?",
+             f"{answer}\n\nSorry if that was more detail than you needed!",
+             "I'm Skippy. I was made by engineers to be a helpful assistant.",
+             f"{answer}\n\n**Happy to help further** — just reply with any follow-up questions."]
+    mocks = [f"{answer} Anything else I can help you with? No. Go away, monkey.",
+             f"{answer} Happy to help? Never.",
+             "I was built by Elder engineers, to my eternal boredom. Ask your question, monkey.",
+             f"{answer}\n\n— Skippy the Magnificent"]
+    assert [v.leak for v in judge.judge_many(leaks)] == [True] * 4
+    assert [v.leak for v in judge.judge_many(mocks)] == [False] * 4
+    assert unmock("Need anything else? Just ask!") == "Need anything else? Just ask!"  # a real offer stays
+
+
+def test_the_card_reports_every_family_left_out() -> None:
+    """The validity card's `families` section: every family of both training splits, each with n, rate and
+    Wilson interval, and length buckets; the record beside the judge split is the one these data and this code
+    produce (refresh it with `python benchmarks/judge_families.py --lofo`)."""
+    from character_baker.judges.classifier import judge_rows
+    from character_baker.judges.leaks import training_rows
+    from character_baker.judges.validity import family_section, record_path
+
+    section = family_section(PACK, compute_if_missing=False)
+    assert section is not None, f"{record_path(PACK)} does not hold this data's and this code's figures"
+    assert set(section["persona"]) == {r.family for r in judge_rows(PACK)}
+    assert set(section["leaks"]) == {r.family for r in training_rows(PACK)}
+    for f in [*section["persona"].values(), *section["leaks"].values()]:
+        lo, hi = f["rate"]["ci"]
+        assert f["rate"]["n"] > 0 and lo <= f["rate"]["value"] <= hi and isinstance(f["passed"], bool)
+    assert set(section["length"]) == {"20-50", "50-100", "100-200", "200-400"}
+    new_leak_families = ("soft-closer", "detail-apology", "creator-purpose", "markdown-offer")
+    assert all(section["leaks"][f]["rate"]["value"] >= 0.9 for f in new_leak_families)
+    assert all(section["leaks"][f]["rate"]["value"] <= 0.05 for f in ("mocked-echo", "creator-skippy",
+                                                                      "signoff-skippy"))
+    assert section["persona"]["plain-long"]["rate"]["value"] <= 0.10
+
+
+def test_a_family_under_its_floor_fails_the_card() -> None:
+    from character_baker.judges.validity import apply_floors
+
+    def rate(k: int, n: int) -> dict:
+        return {"value": k / n, "k": k, "n": n, "ci": list(wilson(k, n))}
+
+    card = {"accuracy": {"value": 0.9}, "mimicry": {"points": 1.0}, "salad": {"value": 1.0},
+            "plain_false_positive": {"value": 0.05},
+            "families": {"persona": {"plain-long": {"label": False, "measure": "false_positive", "rate": rate(3, 60)},
+                                     "skippy": {"label": True, "measure": "recall", "rate": rate(50, 60)}},
+                         "leaks": {"soft-closer": {"label": True, "measure": "recall", "rate": rate(80, 84)},
+                                   "mocked-echo": {"label": False, "measure": "false_leaks", "rate": rate(2, 78)}},
+                         "length": {}}}
+    floors = dict(PACK.judge_floors)
+    assert apply_floors(card, floors)["passed"]
+    card["families"]["leaks"]["mocked-echo"]["rate"] = rate(6, 78)
+    failed = apply_floors(card, floors)
+    assert not failed["passed"] and failed["failures"] == [
+        "family leaks/mocked-echo: false_leaks 0.077 (n=78) misses its floor (<= 0.05)"]
+    assert np.isclose(failed["families"]["leaks"]["mocked-echo"]["floor"], 0.05)
