@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", default=None, choices=("auto", "vllm", "transformers", "inprocess"),
                    help="what generates a local model's replies: a server per model (auto: vllm on a CUDA GPU with "
                    "vllm installed, else transformers serve) or inprocess (default: $CHARACTER_BAKER_ENGINE or "
-                   "auto); recorded in the scorecard")
+                   "inprocess; a round's [engine] defaults to auto); recorded in the scorecard")
     s.add_argument("--max-concurrency", type=int, default=None,
                    help="requests in flight to a served engine (default 16)")
     s.add_argument("--board", default=None, help="also record the scorecards in this board's store")
@@ -154,7 +154,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                         temperature=args.temperature, seed=args.seed, out=args.out, max_samples=args.max_samples,
                         display=args.display, limit=args.limit, judge_cache=not args.no_cache,
                         monitor=args.monitor, monitor_layer=args.monitor_layer,
-                        engine=args.engine or os.environ.get("CHARACTER_BAKER_ENGINE") or "auto",
+                        engine=args.engine or os.environ.get("CHARACTER_BAKER_ENGINE") or "inprocess",
                         engine_config=EngineConfig(max_concurrency=args.max_concurrency or 16))
     if args.epochs < 1:
         raise UserError("--epochs must be at least 1")

@@ -18,12 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def round_recipe(tmp_path: Path, base: Path | str, **extra: str) -> Path:
     board = (ROOT / "leaderboards" / "demo" / "board.toml").read_text().replace('suite = "toy"', 'suite = "skippy"')
-    return tiny_round(tmp_path, base, board, model=extra.get("model", ""), score=extra.get("score", ""))
+    return tiny_round(tmp_path, base, board, model=extra.get("model", ""), score=extra.get("score", ""),
+                      engine=extra.get("engine", "inprocess"))
 
 
 @pytest.mark.timeout(1500)  # every model is served by its own transformers server on the CPU (a start each)
 def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe = round_recipe(tmp_path, tiny_qwen3_dir, score='chosen_tasks = ["drift"]\nchosen_conditions = ["json"]')
+    recipe = round_recipe(tmp_path, tiny_qwen3_dir, score='chosen_tasks = ["drift"]\nchosen_conditions = ["json"]',
+                          engine="auto")
     code = main(["round", str(recipe)])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("T1: SUCCESS") or line.startswith("T1: FAIL")

@@ -68,7 +68,7 @@ class ScoreOptions:
     # which engine generates a local model's replies (serving/engine.py): "auto" / "vllm" / "transformers" serve a
     # saved model for the whole run; "inprocess" keeps the harness's own batched generate (what a model in memory,
     # mid-training, or an adapter at a scale always gets)
-    engine: str = "auto"
+    engine: str = "inprocess"
     engine_config: EngineConfig | None = None  # the knobs ([engine] of a recipe); engine names the engine
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 
 def tiny_round(folder: Path, base: Path | str, board_toml: str, scales: tuple[float, ...] = (0.5, 1.0),
-               model: str = "", score: str = "") -> Path:
+               model: str = "", score: str = "", engine: str = "inprocess") -> Path:
     """`folder/round.toml` baking Skippy into `base` in 6 steps, its board in `folder/board` (from `board_toml`,
-    written once), its output in `folder/out`. `model` and `score` are extra lines for those tables."""
+    written once), its output in `folder/out`. `model` and `score` are extra lines for those tables; `engine` is
+    the round's `[engine] name` (in process unless a test is about serving: a server start costs ~30 s on a CPU)."""
     board = folder / "board"
     if not board.exists():
         board.mkdir(parents=True)
@@ -46,6 +47,8 @@ judge = "classifier"
 limit = 4
 max_tokens = 8
 {score}
+[engine]
+name = "{engine}"
 """
     path = folder / "round.toml"
     path.write_text(text)
