@@ -141,7 +141,12 @@ def compute_card(judge: Judge, character: Character, seed: int = 0, progress: bo
                                   if both else None, "kappa": cohen_kappa([bool(a) for a, _ in both],
                                                                           [bool(b) for _, b in both])}
     if _has_families(judge, character):
-        card["families"] = family_section(character)
+        # leave-one-family-out retrains both judges once per family (minutes): a card reads the figures recorded for
+        # this data and code (`judge/families.json`, the disk cache) and says so when there are none
+        card["families"] = family_section(character, compute_if_missing=False)
+        if card["families"] is None:
+            card["families_note"] = ("not measured for this judge split and code: python benchmarks/judge_families.py "
+                                     "--lofo records it")
     return apply_floors(card, character.judge_floors)
 
 
