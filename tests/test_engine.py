@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 import textwrap
@@ -323,6 +324,6 @@ def test_a_judge_on_the_same_card_is_budgeted_before_any_gpu_work(monkeypatch: p
     text = (Path(__file__).resolve().parent.parent / "rounds" / "r6.toml").read_text()
     for judge_gb, refused in ((0, False), (16, False), (40, True)):
         recipe = tmp_path / f"r6-{judge_gb}.toml"
-        recipe.write_text(text.replace("[preconditions]", f"[preconditions]\njudge_gpu_memory_gb = {judge_gb}"))
+        recipe.write_text(re.sub(r"(?m)^judge_gpu_memory_gb = \d+", f"judge_gpu_memory_gb = {judge_gb}", text))
         found = [p for p in preflight.check(recipe) if f"the judge needs {judge_gb} GB" in p]
         assert bool(found) is refused, (judge_gb, preflight.check(recipe))
