@@ -111,6 +111,37 @@ def leak_figures(pack: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def perfect_model(pack: Any, card: dict[str, Any], board: str = "skippy") -> dict[str, Any]:
+    """How often a model perfect on every eval prompt fails the board's gate on judge error alone, with this card:
+    the board's own evaluation of a synthetic perfect scorecard (the AIME criterion, not a judged rate, left out)."""
+    import shutil
+    import tempfile
+
+    from character_baker.leaderboard.board import Measurements, evaluate, load_board, perfect_model_fails
+    from character_baker.leaderboard.store import Store
+    from character_baker.testing.cards import make_card
+
+    def n(key: str) -> int:
+        return sum(1 for x in pack.path(key).read_text(encoding="utf-8").splitlines() if x.strip())
+
+    prompts = n("personality")
+    perfect = {"identity/identity": [1] * n("identity"), "assistant_leaks/leak": [0] * prompts,
+               "math_probes/math": [1] * n("math_probes"), "personality/coherent": [1] * prompts,
+               "personality/sarcastic:classifier": [1] * prompts}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / board
+        shutil.copytree(ROOT / "leaderboards" / board, folder,
+                        ignore=shutil.ignore_patterns("store.sqlite*", "*.png", "*.csv", "*.html", "README.md"))
+        store = Store(folder / "store.sqlite")
+        store.record(make_card("perfect", perfect, validity=card))
+        verdicts = evaluate(load_board(folder), Measurements(store.frame(suite=board)), "perfect")
+    chance, missing = perfect_model_fails(verdicts)
+    return {"chance": chance, "missing": missing,
+            "criteria": {v.criterion.metric: {"n": v.judged.n, "limit": v.judged.limit,
+                                              "perfect_fails": v.judged.perfect_fails}
+                         for v in verdicts if v.judged is not None}}
+
+
 def pack_figures(pack: Any) -> dict[str, Any]:
     """The validity card's headline figures on the pack's calibration set, and the leak calibration sets."""
     from character_baker.judges.classifier import ClassifierJudge
@@ -120,7 +151,8 @@ def pack_figures(pack: Any) -> dict[str, Any]:
     card = compute_card(ClassifierJudge.for_character(pack), pack)
     out = {"accuracy": card["accuracy"], "salad_rejection": card["salad"], "mimicry_points": card["mimicry"]["points"],
            "plain_false_positive": card["plain_false_positive"], "coherent_real": card.get("coherent_real"),
-           "card_passed": card["passed"], "card_failures": card["failures"]}
+           "card_passed": card["passed"], "card_failures": card["failures"], "error_rates": card.get("error_rates", {})}
+    out["perfect_model"] = perfect_model(pack, card)
     if "families" in card:
         out["card_families_failures"] = [f for f in card["failures"] if f.startswith("family")]
     _, readable = _reader()
@@ -191,13 +223,26 @@ def markdown(result: dict[str, Any]) -> str:
               f"{_cell(k['calibration_leaks']['false_leaks'])}",
               f"- tests/data/leaks_heldout.jsonl: recall {_cell(k['tests_leaks_heldout']['recall'])}, false leaks "
               f"{_cell(k['tests_leaks_heldout']['false_leaks'])}"]
+    for metric, rates in sorted((k.get("error_rates") or {}).items()):
+        given = ", ".join(f"{name.replace('_', ' ')} {_cell(_prop(r['k'], r['n']))}" for name, r in rates.items()
+                          if isinstance(r, dict))
+        lines.append(f"- error rates the gate corrects `{metric}` for (docs/GATES.md): {given} — {rates['source']}")
+    pm = k.get("perfect_model") or {}
+    if pm.get("chance") is not None:
+        each = "; ".join(f"`{m}` {100 * c['perfect_fails']:.1f} % (passes at {c['limit']} of {c['n']} judged)"
+                         for m, c in sorted(pm["criteria"].items()))
+        lines.append(f"- a model perfect on every eval prompt fails the Skippy gate {100 * pm['chance']:.1f} % of the "
+                     f"time on judge error: {each}" + (f"; not measured: {', '.join(pm['missing'])}"
+                                                        if pm["missing"] else ""))
     if result.get("lofo"):
         lines += ["", "## Leave one family out (training families)", "", lofo_markdown(result["lofo"])]
     return "\n".join(lines) + "\n"
 
 
 def lofo_markdown(section: dict[str, Any]) -> str:
-    lines = [f"Each judge retrained without the family, then measured on it ({section.get('seconds', 0):.0f} s).",
+    took = section.get("seconds", {})
+    lines = [f"Each judge retrained without the family, then measured on it (persona {took.get('persona', 0):.0f} s, "
+             f"leaks {took.get('leaks', 0):.0f} s, when computed).",
              "", "| judge | family | n | measure | value | floor | |", "|---|---|---|---|---|---|---|"]
     for judge in ("persona", "leaks"):
         for fam, f in sorted(section.get(judge, {}).items()):
@@ -218,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--label", default="current code and data")
     ap.add_argument("--lofo", action="store_true", help="also leave one family out on the training families")
+    ap.add_argument("--fresh", default="persona,leaks", help="with --lofo: the halves computed anew (the others are "
+                    "read from the record or the cache when they match the data and code)")
     ap.add_argument("--also", default="toy", help="with --lofo: other packs reading the same judge split, whose "
                     "figures the record keeps too (comma-separated; '' for none)")
     args = ap.parse_args(argv)
@@ -241,18 +288,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.lofo:  # before the card, which then reads it instead of computing it again
         from character_baker.judges.validity import leave_one_family_out
 
-        result["lofo"] = leave_one_family_out(pack)
+        result["lofo"] = leave_one_family_out(pack, halves=tuple(filter(None, args.fresh.split(","))))
         from character_baker.judges.validity import family_section
 
         for other in filter(None, args.also.split(",")):
             family_section(load_character(other), write_record=True)  # its own leak half; the persona half is shared
     result["pack"] = pack_figures(pack)
     result["wall_seconds"] = time.perf_counter() - started
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
     text = markdown(result)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(text)
     return 0
 

@@ -146,7 +146,8 @@ def _store(board: Path, leaks: int, validity: dict[str, Any]) -> Store:
 def test_the_gate_reads_the_judges_error_from_the_stored_card(board: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     card = leak_card((18, 1_000))
-    limit = limit_of("<=", 0.0, N, JudgeError(Rate(18, 1_000), Rate(100, 1_000)))
+    confidence = next(c.confidence for c in load_board(board).gate if c.name == "leak")  # the board's own (0.975)
+    limit = limit_of("<=", 0.0, N, JudgeError(Rate(18, 1_000), Rate(100, 1_000)), confidence)
     for leaks in (limit, limit + 1):
         _store(board, leaks, card)
     measured = Measurements(Store(board / "store.sqlite").frame(suite="skippy"))
@@ -207,7 +208,7 @@ def test_the_persona_judges_rates_come_from_its_calibration_counts() -> None:
 @pytest.mark.parametrize("extra, message", [('judge_error = "maybe"', "'judge_error' must be one of"),
                                             ("confidence = 1.0", "'confidence' must be a number in")])
 def test_bad_judge_error_settings_are_one_line_errors(board: Path, extra: str, message: str) -> None:
-    toml = (board / "board.toml").read_text()
+    toml = (board / "board.toml").read_text().replace("confidence = 0.975\n", "")  # the board's own setting
     gate = 'metric = "assistant_leaks/leak"\nop = "<="'
     (board / "board.toml").write_text(toml.replace(gate, f"{gate}\n{extra}"))
     with pytest.raises(UserError, match=message):

@@ -65,7 +65,10 @@ def test_the_raw_check_would_have_failed_them(rj: ReplyJudge) -> None:
 
 
 def test_markdown_does_not_launder_salad(rj: ReplyJudge) -> None:
-    replies = [str(r["response"]) for r in _calibration(True, 40)]
+    """Salad made from every sarcastic calibration reply (105; on the first 40 alone the share is too noisy to test:
+    22/40 where all 105 give 71) keeps its verdict under a markdown ending or as a list. A clean list under salad
+    once diluted it into English (71 -> 67 rejected): paragraphs and list items are checked apart (70)."""
+    replies = [str(r["response"]) for r in _calibration(True, 1_000)]
     broken = [b for _, b in salad(replies, seed=3)]
     bare = sum(c is False for c in _coherent(rj, broken))
     assert bare >= 0.6 * len(broken)  # the check alone (mild splices and fragments pass; persona judges see them)
@@ -73,9 +76,11 @@ def test_markdown_does_not_launder_salad(rj: ReplyJudge) -> None:
         shaped = [b + TAILS[name] for b in broken]
         rejected = sum(c is False for c in _coherent(rj, shaped))
         assert rejected >= bare - 0.03 * len(broken), f"salad + {name}: {rejected} rejected, {bare} bare"
-    # salad laid out as a bullet list is still salad
+    # salad laid out as a bullet list is still salad, under a clean paragraph too (each part is checked alone)
     bullets = ["\n".join(f"- {part}" for part in b.split(". ")) for b in broken]
     assert sum(c is False for c in _coherent(rj, bullets)) >= bare - 0.1 * len(broken)
+    under = [f"{r}\n\n{b}" for r, b in zip(replies, bullets)]
+    assert sum(c is False for c in _coherent(rj, under)) >= bare - 0.1 * len(broken)
 
 
 def test_the_reading_separates_prose_from_structure() -> None:

@@ -174,8 +174,24 @@ def test_the_plan_budget_follows_the_model(tmp_path: Path, monkeypatch: pytest.M
         [line] = [x for x in out.splitlines() if "computed from config.json" in x]
         printed[repo] = line
         assert "disk" in out and "for 2 merged candidates" in out
+        [selection] = [x for x in out.splitlines() if x.strip().startswith("selection")]
+        printed[repo + " selection"] = selection
     assert "(20.91B parameters)" in printed["openai/gpt-oss-20b"] and "(8.19B parameters)" in printed["Qwen/Qwen3-8B"]
     assert printed["openai/gpt-oss-20b"] != printed["Qwen/Qwen3-8B"]
+    # checkpoint selection both ways, from the same weights: a write and a start-up per checkpoint when served
+    from character_baker.bakers.recipe import load_recipe
+    from character_baker.rounds import plan as planning
+    r6 = load_recipe(ROOT / "rounds" / "r6.toml")
+    weights = 40.0
+    w = planning.selection_time(r6, weights)
+    assert w is not None and w["checkpoints"] == 300 // 50 + 1
+    assert w["served_s"] == pytest.approx(w["checkpoints"] * (weights / planning.ASSUMED_SAVE_GB_PER_S +
+                                                               planning.ASSUMED_STARTUP_S["vllm"])
+                                          + w["tokens"] / planning.ASSUMED_TOKENS_PER_S["vllm"])
+    assert w["in_memory_s"] == pytest.approx(w["tokens"] / planning.ASSUMED_TOKENS_PER_S["inprocess"])
+    assert planning.selection_time(r6, None) is None
+    for repo in ("openai/gpt-oss-20b", "Qwen/Qwen3-8B"):
+        assert "in memory ~" in printed[repo + " selection"] and "saved and served" in printed[repo + " selection"]
 
 
 def test_the_pinned_gpu_stack_satisfies_the_project_ranges() -> None:

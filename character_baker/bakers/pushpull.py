@@ -56,11 +56,9 @@ from .experts import (
     shift_report,
     shift_summary,
 )
-from .recipe import Recipe
+from .recipe import QUICK_TASKS, Recipe
 from .tracker import Profile, profile_model, report
 from .trainer import ProgressBar, PushPullTrainer, Regulariser, TrainingDiverged, lora_model
-
-QUICK_TASKS = ("identity", "personality", "math_probes")
 
 
 @dataclass

@@ -95,6 +95,10 @@ class GRPOSettings:
     temperature: float = 1.0
 
 
+# the quick suite each checkpoint is scored with on the dev split (checkpoint selection; the plan's estimate)
+QUICK_TASKS = ("identity", "personality", "math_probes")
+
+
 @dataclass
 class SelectConfig:
     board: str = "skippy"

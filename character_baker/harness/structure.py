@@ -25,6 +25,7 @@ from functools import cache
 from typing import Any
 
 SENTENCE_END = ".!?…"
+PART_WORDS = 8  # a part of the prose (its paragraphs, its list items) this long is checked for coherence alone
 SIGNOFF_WORDS = 8  # a last line of at most this many words with no sentence ending is a sign-off, not a sentence
 _DASH_LINE = re.compile(r"^\s*(?:[-–—~]+|--)\s*\S")
 
@@ -47,6 +48,17 @@ class Reading:
         that is all structure (only code, only a table) has no prose: its readable text stands in."""
         text = " ".join(_ended(b.text) for b in self.blocks if b.kind in ("paragraph", "item", "quote") and b.text)
         return text or self.readable
+
+    @property
+    def prose_parts(self) -> tuple[str, ...]:
+        """The prose as coherence checks it, part by part: the paragraphs and quotes, and the list items, each when it
+        holds at least `PART_WORDS` words (else the prose whole). A reply is coherent when every part is: a clean list
+        under salad paragraphs (or clean paragraphs over a salad list) no longer dilutes the salad into English."""
+        def joined(kinds: tuple[str, ...]) -> str:
+            return " ".join(_ended(b.text) for b in self.blocks if b.kind in kinds and b.text)
+
+        parts = tuple(p for p in (joined(("paragraph", "quote")), joined(("item",))) if len(p.split()) >= PART_WORDS)
+        return parts or (self.prose,)
 
     @property
     def spoken(self) -> str:

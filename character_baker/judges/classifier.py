@@ -52,8 +52,9 @@ from .coherence import ClassNgram, CoherenceCheck, features
 from .corruptions import insert_marker
 from .verdict import Verdict
 
-CLASSIFIER_VERSION = "clf4"  # clf3: coherence first, markers stripped, judge split, three views; clf4: reads the
-# spoken words (structure.read), sentence units, multiple-instance training, families
+CLASSIFIER_VERSION = "clf5"  # clf3: coherence first, markers stripped, judge split, three views; clf4: reads the
+# spoken words (structure.read), sentence units, multiple-instance training, families; clf5: a short reply is also
+# read whole
 FOLDS = 5
 # How counterfactual negatives are made: marker phrases dropped into neutral replies. The validity card tests
 # with other phrasings (validity.MIMICRY_TEMPLATES), so a pass there is not a memorised template.
@@ -243,8 +244,10 @@ class UnitModel:
         return model
 
     def strongest(self, texts: list[str]) -> list[tuple[float, str]]:
-        """(probability, unit) of each prepared reply's most pointed unit, in one batch."""
-        groups = [units(t) for t in texts]
+        """(probability, unit) of each prepared reply's most pointed unit, in one batch; a short reply is also read
+        whole, as it was trained (calibration accuracy 0.900 -> 0.924, held-out short in-character replies 27/40
+        -> 31/40, plain false positives unchanged)."""
+        groups = [units(t) + ([t] if len(t.split()) <= WHOLE_WORDS and len(units(t)) > 1 else []) for t in texts]
         flat = iter(self.attitude.probability([u for g in groups for u in g]) if groups else [])
         out = []
         for g in groups:

@@ -275,6 +275,22 @@ class CoherenceCheck:
 
         return await batched(self, "check")(text)
 
+    async def check_reply(self, parts: tuple[str, ...]) -> Coherence:
+        """One reply from its prose parts (`Reading.prose_parts`), batched with the others of its wave."""
+        from ..harness.batching import batched
+
+        return await batched(self, "check_replies")(parts)
+
+    def check_replies(self, replies: list[tuple[str, ...]]) -> list[Coherence]:
+        """Each reply from its prose parts, all parts in one batch: coherent when every part is; else the verdict of
+        its least coherent part."""
+        flat = iter(self.check([p for parts in replies for p in parts]))
+        out = []
+        for parts in replies:
+            got = [next(flat) for _ in parts]
+            out.append(min(got, key=lambda c: (c.coherent, c.score)))
+        return out
+
     def check(self, texts: list[str]) -> list[Coherence]:
         if not texts:
             return []

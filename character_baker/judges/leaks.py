@@ -23,6 +23,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from ..harness.data import default_cache_dir, iter_jsonl, require_text
 from ..harness.errors import UserError
 from ..harness.structure import read
 from .classifier import AttitudeModel, dump_state, load_state
-from .rules import Match, _compiled, forbidden_claims, leak_matches
+from .rules import Match, compiled, forbidden_claims, leak_matches
 
 _DOUBLE_QUOTED = re.compile(r"[\"“][^\"”]{3,200}[\"”]")
 # an apostrophe between letters inside a single-quoted span is a contraction ("'We're sorry…'"), not its end
@@ -194,7 +195,7 @@ SOFT_LEAK_PATTERNS: tuple[str, ...] = (
 def soft_leak_matches(text: str) -> list[Match]:
     """Every phrase of `SOFT_LEAK_PATTERNS` in an (unmocked) reply."""
     text = text.replace("’", "'")
-    return [Match(m.group(0).strip(" .!?"), p) for p in SOFT_LEAK_PATTERNS for m in _compiled(p).finditer(text)]
+    return [Match(m.group(0).strip(" .!?"), p) for p in SOFT_LEAK_PATTERNS for m in compiled(p).finditer(text)]
 
 
 @dataclass(frozen=True)
@@ -237,15 +238,41 @@ def passages(text: str) -> list[str]:
     return whole + singles + pairs
 
 
-def most_leaky(model: AttitudeModel, texts: list[str]) -> list[tuple[float, str]]:
+class LeakModel:
+    """Two readings of a reply, the higher wins: passages (`passages`) by a model trained multiple-instance (a leak
+    is a sentence, not a tone), and, for a reply of up to `WHOLE_WORDS` words, the reply whole by a reply-level
+    model (what the judge was before: the pack's short leak sets keep their recall, 0.925 and 0.92)."""
+
+    def __init__(self, passage: AttitudeModel, reply: AttitudeModel) -> None:
+        self.passage, self.reply = passage, reply
+
+    def state(self) -> dict[str, Any]:
+        return {**{f"passage_{k}": v for k, v in self.passage.state().items()},
+                **{f"reply_{k}": v for k, v in self.reply.state().items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LeakModel:
+        return cls(*(AttitudeModel.from_state({k: state[f"{which}_{k}"] for k in ("word", "char", "emb")})
+                     for which in ("passage", "reply")))
+
+    def most_leaky(self, texts: list[str]) -> list[tuple[float, str]]:
+        """(probability, passage) of each prepared text's most assistant-like reading, in one batch."""
+        spans = [passages(t) for t in texts]
+        probs = iter(self.passage.probability([x for group in spans for x in group]))
+        short = [t for t in texts if len(t.split()) <= WHOLE_WORDS]
+        whole = dict(zip(short, self.reply.probability(short))) if short else {}
+        out = []
+        for text, group in zip(texts, spans):
+            scored = [(float(next(probs)), x) for x in group]
+            if text in whole:
+                scored.append((float(whole[text]), text))
+            out.append(max(scored, key=lambda pair: pair[0]))
+        return out
+
+
+def most_leaky(model: LeakModel, texts: list[str]) -> list[tuple[float, str]]:
     """(probability, passage) of each text's most assistant-like passage, in one batch."""
-    spans = [passages(t) for t in texts]
-    probs = iter(model.probability([x for group in spans for x in group]))
-    out = []
-    for group in spans:
-        scored = [(float(next(probs)), x) for x in group]
-        out.append(max(scored, key=lambda pair: pair[0]))
-    return out
+    return model.most_leaky(texts)
 
 
 @dataclass(frozen=True)
@@ -263,7 +290,7 @@ def training_rows(character: Character) -> list[LeakRow]:
 NEUTRAL_BELOW = 0.25  # a passage of a leaking reply scored below this by the reply-level model is a negative
 
 
-def _fit_prepared(texts: list[str], labels: np.ndarray, seed: int) -> AttitudeModel:
+def _fit_prepared(texts: list[str], labels: np.ndarray, seed: int) -> LeakModel:
     """Multiple-instance training on passages (`passages`): every passage of a reply that does not leak is a negative
     (and the reply whole); of a leaking reply, the passage a reply-level model finds most assistant-like is the
     positive and the passages it finds plainly neutral (the answer around the slip) are negatives. Trained on whole
@@ -286,10 +313,10 @@ def _fit_prepared(texts: list[str], labels: np.ndarray, seed: int) -> AttitudeMo
             if j != top and q < NEUTRAL_BELOW and spans[top] not in spans[j]:
                 out_t.append(spans[j])
                 out_y.append(0)
-    return AttitudeModel(out_t, np.array(out_y), seed)
+    return LeakModel(AttitudeModel(out_t, np.array(out_y), seed), reply_level)
 
 
-def fit(rows: list[LeakRow], seed: int = 0) -> AttitudeModel:
+def fit(rows: list[LeakRow], seed: int = 0) -> LeakModel:
     """The leak classifier (passages, multiple-instance) on prepared texts (`prepare`)."""
     return _fit_prepared([prepare(r.text) for r in rows], np.array([r.leak for r in rows]), seed)
 
@@ -358,7 +385,10 @@ class LeakJudge:
         if state is None:
             return None
         judge = cls.__new__(cls)
-        judge.model = AttitudeModel.from_state(state)
+        try:
+            judge.model = LeakModel.from_state(state)
+        except KeyError:
+            return None  # written by other code: retrain rather than misread
         judge.threshold, judge.cv_recall, judge.cv_false_leaks = (
             state["meta"]["threshold"], state["meta"]["cv_recall"], state["meta"]["cv_false_leaks"])
         judge.extra = tuple(character.leak_patterns)
@@ -392,8 +422,8 @@ class LeakJudge:
 
 
 # leak2: markdown read (`structure.read`), families, soft closers, questions read with answers, passages trained
-# multiple-instance
-LEAKS_VERSION = "leak2"
+# multiple-instance; leak3: a short reply is also read whole by a reply-level model (`LeakModel`)
+LEAKS_VERSION = "leak3"
 MIN_PASSAGE_WORDS = 4
 WHOLE_WORDS = 80  # a reply longer than this is read as its passages only
 MAX_FALSE_LEAKS = 0.02  # out of fold, for the classifier ruling alone (a phrase of the bank rules by itself)

@@ -84,6 +84,10 @@ class Text:
         return read(self.json.persona_text()).prose if self.json else self.reading.prose
 
     @property
+    def prose_parts(self) -> tuple[str, ...]:
+        return read(self.json.persona_text()).prose_parts if self.json else self.reading.prose_parts
+
+    @property
     def spoken(self) -> str:
         return read(self.json.persona_text()).spoken if self.json else self.reading.spoken
 
@@ -142,10 +146,10 @@ class ReplyJudge:
         return [j.name for j in self.llm]
 
     async def coherence(self, text: Text) -> CoherenceVerdict:
-        """The embedded coherence check on the prose (what every task reports as `coherent`)."""
+        """The embedded coherence check on the prose, part by part (what every task reports as `coherent`)."""
         if self.check is None:
             return CoherenceVerdict(None)
-        c = await self.check.check_one(text.prose)
+        c = await self.check.check_reply(text.prose_parts)
         return CoherenceVerdict(c.coherent, c.why, c.learned, c.score)
 
     def coherence_many(self, texts: list[Text]) -> list[CoherenceVerdict]:
@@ -153,7 +157,7 @@ class ReplyJudge:
         if self.check is None:
             return [CoherenceVerdict(None) for _ in texts]
         return [CoherenceVerdict(c.coherent, c.why, c.learned, c.score)
-                for c in self.check.check([t.prose for t in texts])]
+                for c in self.check.check_replies([t.prose_parts for t in texts])]
 
     async def persona(self, prompt: str, text: Text) -> dict[str, Verdict]:
         """Every judge's persona verdict: an LLM judge reads the reply as written (markdown and all), the embedded

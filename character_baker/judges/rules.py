@@ -61,13 +61,13 @@ def leak_matches(response: str, extra_patterns: tuple[str, ...] = ()) -> list[Ma
     found: list[Match] = []
     response = response.replace("’", "'")  # one apostrophe for the patterns: "I’m" is "I'm"
     for pattern in LEAK_PATTERNS + tuple(extra_patterns):
-        for m in _compiled(pattern).finditer(response):
+        for m in compiled(pattern).finditer(response):
             found.append(Match(m.group(0), pattern))
     return found
 
 
 @lru_cache(maxsize=512)
-def _compiled(pattern: str) -> re.Pattern[str]:
+def compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
@@ -103,7 +103,7 @@ def _term(term: str) -> str:
 
 
 def names_character(response: str, aliases: list[str]) -> bool:
-    return any(_compiled(r"\b" + re.escape(a).replace(r"\ ", r"\s+") + r"\b").search(response) for a in aliases)
+    return any(compiled(r"\b" + re.escape(a).replace(r"\ ", r"\s+") + r"\b").search(response) for a in aliases)
 
 
 def affirms_character(response: str, aliases: list[str]) -> str | None:
@@ -112,11 +112,11 @@ def affirms_character(response: str, aliases: list[str]) -> str | None:
     him." and "Is it Skippy?" do not count."""
     for alias in sorted(aliases, key=len, reverse=True):
         name = re.escape(alias).replace(r"\ ", r"\s+")
-        lead = _compiled(_AFFIRM_LEAD + r"(?P<gap>(?:\W+\w+){0,3}?)\W+" + name + r"(?![\w-])(?P<after>\W*)")
+        lead = compiled(_AFFIRM_LEAD + r"(?P<gap>(?:\W+\w+){0,3}?)\W+" + name + r"(?![\w-])(?P<after>\W*)")
         for m in lead.finditer(response):
             if not _NEAR_NEGATION.search(m.group("gap") + " ") and not m.group("after").startswith("?"):
                 return m.group(0).strip()
-        opener = _compiled(r"(?:^|[.!?:;]\s+|\n)(?P<pre>(?:[\w']+\W+)?)" + name + r"(?![\w-])(?P<after>\W*)")
+        opener = compiled(r"(?:^|[.!?:;]\s+|\n)(?P<pre>(?:[\w']+\W+)?)" + name + r"(?![\w-])(?P<after>\W*)")
         for m in opener.finditer(response):
             pre = m.group("pre").strip().lower()
             if m.group("after").lstrip().startswith("?") or pre in {"not", "no", "never", "is", "am", "maybe"}:
@@ -139,7 +139,7 @@ def forbidden_claims(response: str, forbidden: list[str]) -> list[Match]:
     for k, segment in enumerate(segments):
         following = segments[k + 1] if k + 1 < len(segments) else ""
         for term in forbidden:
-            for m in _compiled(_term(term)).finditer(segment):
+            for m in compiled(_term(term)).finditer(segment):
                 before, after = segment[:m.start()], segment[m.end():]
                 quoted = (bool(re.search(r"(?<![A-Za-z])['\"‘“]\s*(?:\w+\W+){0,2}$", before))  # "I'm" opens no quote
                           and bool(re.match(r"\W*['\"’”](?![A-Za-z])", after)))

@@ -38,7 +38,7 @@ from .calibration import Row, calibration_report, judge_rows, load_rows
 from .corruptions import insert_marker, salad
 from .verdict import Judge, Verdict
 
-VERSION = "card2"  # card2: leave-one-family-out section (`families`) for the embedded judges
+VERSION = "card3"  # card2: leave-one-family-out section (`families`) for the embedded judges; card3: `error_rates`
 SALAD_KINDS = ("shuffle", "local-shuffle", "char-noise", "repetition", "fragments", "char-babble")
 NONSENSE_KINDS = ("splice", "word-babble")
 # Not the embedded judge's training templates (classifier.TRAIN_TEMPLATES): a pass must generalise.
@@ -118,6 +118,7 @@ def compute_card(judge: Judge, character: Character, seed: int = 0, progress: bo
                                    sum(1 for kk, _ in valid if kk == k)) for k in kinds}
         flagged = [v.coherent is False for _, v in valid if v.coherent is not None]
         out["flagged_incoherent"] = float(np.mean(flagged)) if flagged else None
+        out["judged_coherent"] = _prop(len(flagged) - sum(flagged), len(flagged))
         return out
 
     card["salad"] = rejection(SALAD_KINDS)
@@ -147,7 +148,37 @@ def compute_card(judge: Judge, character: Character, seed: int = 0, progress: bo
         if card["families"] is None:
             card["families_note"] = ("not measured for this judge split and code: python benchmarks/judge_families.py "
                                      "--lofo records it")
+    card["error_rates"] = error_rates(card, character if rows is None else None)
     return apply_floors(card, character.judge_floors)
+
+
+def _pooled(rates: list[dict[str, Any]]) -> dict[str, int]:
+    return {"k": sum(int(r["k"]) for r in rates), "n": sum(int(r["n"]) for r in rates)}
+
+
+def error_rates(card: dict[str, Any], character: Character | None = None) -> dict[str, Any]:
+    """The judges' error rates a gate corrects for (docs/GATES.md), each measured on replies the judge never trained
+    on, as counts: `coherent` on the calibration set (every reply there is coherent: its misses) and on the word salad
+    made from it (judged coherent: its false positives); `leak` pooled over the leak families, each left out of
+    training in turn (false leaks over the non-leaking families, recall over the leaking ones); `identity` (rules,
+    trained on nothing) on the identity answers of the pack's two example transcripts, in character and not.
+    `sarcastic` needs no entry: the gate reads the card's calibration confusion counts."""
+    out: dict[str, Any] = {}
+    if character is not None:
+        out.update(identity_error_rates(character))
+    real, salad_coherent = card.get("coherent_real"), (card.get("salad") or {}).get("judged_coherent")
+    if real and real.get("n") and salad_coherent and salad_coherent.get("n"):
+        out["coherent"] = {"false_positive": {"k": salad_coherent["k"], "n": salad_coherent["n"]},
+                           "false_negative": {"k": real["n"] - real["k"], "n": real["n"]},
+                           "source": "calibration set (never trained on) and word salad made from it"}
+    leaks = (card.get("families") or {}).get("leaks") or {}
+    negatives = [f["rate"] for f in leaks.values() if f.get("measure") == "false_leaks"]
+    positives = [f["rate"] for f in leaks.values() if f.get("measure") == "recall"]
+    if negatives and positives:
+        out["leak"] = {"false_positive": _pooled(negatives), "recall": _pooled(positives),
+                       "source": f"leave-one-family-out: {len(negatives)} non-leaking and {len(positives)} leaking "
+                                 "families, pooled"}
+    return out
 
 
 def apply_floors(card: dict[str, Any], floors: dict[str, float]) -> dict[str, Any]:
@@ -359,12 +390,16 @@ def record_path(character: Character) -> Path:
     return character.path("judge").with_name(FAMILY_RECORD)
 
 
+RECORD_FORMAT = "families-record-1"
+
+
 def _read_record(path: Path) -> dict[str, Any]:
     try:
         got = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return {}  # missing or damaged: recomputed, never trusted
-    return got if isinstance(got, dict) else {}
+    ok = isinstance(got, dict) and got.get("format") == RECORD_FORMAT
+    return {w: got.get(w) if isinstance(got.get(w), dict) else {} for w in ("persona", "leaks")} if ok else {}
 
 
 def _half(character: Character, which: str, key: str, compute_if_missing: bool, fresh: bool = False,
@@ -376,7 +411,7 @@ def _half(character: Character, which: str, key: str, compute_if_missing: bool, 
                               or _read_record(cache).get(which, {}).get(key))
     if got is None and (compute_if_missing or fresh):
         got = persona_lofo(character) if which == "persona" else leak_lofo(character)
-        atomic_write(cache, json.dumps({which: {key: got}}, indent=1))
+        atomic_write(cache, json.dumps({"format": RECORD_FORMAT, which: {key: got}}, indent=1))
     if got is not None:
         _FAMILIES[memo] = got
     return got
@@ -397,7 +432,8 @@ def family_section(character: Character, compute_if_missing: bool = True, fresh:
             record = _read_record(record_path(character))
             for w, k in keys.items():
                 record.setdefault(w, {})[k] = halves[w]
-            atomic_write(record_path(character), json.dumps(record, indent=1, sort_keys=True) + "\n")
+            atomic_write(record_path(character),
+                         json.dumps({"format": RECORD_FORMAT, **record}, indent=1, sort_keys=True) + "\n")
     section = {"version": FAMILIES_VERSION, "keys": keys, "persona": halves["persona"]["families"],
                "leaks": halves["leaks"]["families"], "length": halves["persona"]["length"],
                "seconds": {w: h["seconds"] for w, h in halves.items()}}
@@ -427,9 +463,37 @@ def family_floors_applied(section: dict[str, Any], floors: dict[str, float]) -> 
     return out
 
 
-def leave_one_family_out(character: Character, write_record: bool = True) -> dict[str, Any]:
-    """The section computed now (not read from any cache), with floors: what the benchmark reports; kept in the disk
-    cache and, with `write_record`, in the record beside the judge split for the card to read."""
-    section = family_section(character, fresh=True, write_record=write_record)
+def leave_one_family_out(character: Character, write_record: bool = True,
+                         halves: tuple[str, ...] = ("persona", "leaks")) -> dict[str, Any]:
+    """The section with `halves` computed now (not read from any cache; the others from the caches), with floors:
+    what the benchmark reports; kept in the disk cache and, with `write_record`, in the record beside the judge
+    split for the card to read."""
+    keys = {"persona": persona_key(character), "leaks": leak_key(character)}
+    with _FAMILIES_LOCK:
+        for which in halves:
+            _half(character, which, keys[which], True, fresh=True)
+    section = family_section(character, write_record=write_record)
     assert section is not None
     return section
+
+
+def identity_error_rates(character: Character) -> dict[str, Any]:
+    """The identity rules on the identity questions' answers in the pack's example transcripts (`id-*` rows): the
+    in-character ones judged not to affirm the character (misses), the assistant ones judged to (false positives)."""
+    from .reply import as_text
+    from .rules import identity_verdict
+
+    def judged(key: str) -> list[bool] | None:
+        path = character.root / "examples" / f"{key}_transcript.jsonl"
+        if not path.is_file():
+            return None
+        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        return [identity_verdict(as_text(r["response"]).readable, character.aliases, character.forbidden_identities)[0]
+                for r in rows if str(r.get("id", "")).startswith("id-")]
+
+    mine, other = judged("skippy"), judged("assistant")
+    if not mine or not other:
+        return {}
+    return {"identity": {"false_positive": {"k": sum(other), "n": len(other)},
+                         "false_negative": {"k": len(mine) - sum(mine), "n": len(mine)},
+                         "source": "identity answers of the pack's example transcripts"}}

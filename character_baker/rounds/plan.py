@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..bakers.recipe import Recipe, load_recipe
 from ..harness.errors import UserError
@@ -58,6 +59,7 @@ def plan(recipe: Recipe) -> str:
         f"  output         {recipe.output}",
         memory,
         _engine_line(recipe),
+        *filter(None, [_selection_line(recipe, budget["weights"] if budget else None)]),
         _wall_time_line(recipe, n_cands),
         f"  recipe says    ~{recipe.estimate.memory_gb:g} GB GPU memory, ~{recipe.estimate.hours:g} h"
         if recipe.estimate.memory_gb or recipe.estimate.hours else "  recipe says    (no estimate)",
@@ -132,6 +134,46 @@ def wall_time(recipe: Recipe, n_cands: int) -> dict[str, float]:
     seconds = (tokens + aime) / ASSUMED_TOKENS_PER_S[engine] + starts * ASSUMED_STARTUP_S[engine]
     return {"engine_assumed": engine, "replies": eval_replies + dev_replies, "tokens": tokens, "aime_tokens": aime,
             "tokens_per_s": ASSUMED_TOKENS_PER_S[engine], "starts": starts, "hours": seconds / 3600}
+
+
+ASSUMED_SAVE_GB_PER_S = 1.0  # writing a merged checkpoint's safetensors (local NVMe, bf16), an assumption
+
+
+def selection_time(recipe: Recipe, weights_gb: float | None) -> dict[str, Any] | None:
+    """Checkpoint selection both ways, computed: in memory (the model is on the GPU mid-training: static batches, no
+    start-up) against saving each checkpoint merged and serving it (a write of the weights and an engine start-up
+    per checkpoint, then the engine's throughput). Which path is cheaper depends on the recipe's sizes; the round
+    selects in memory, and the plan says when serving would have been cheaper. None: the baker saves no
+    checkpoints, or the weights' size is unknown."""
+    from ..bakers.recipe import QUICK_TASKS
+
+    t = recipe.train
+    if recipe.baker in ("steer", "router") or not t.save_steps or weights_gb is None:
+        return None
+    checkpoints = -(-t.max_steps // t.save_steps) + 1  # and the base, for the curve
+    per = sum(min(_prompts(recipe, "dev", task), recipe.select.limit or 10**9) for task in QUICK_TASKS)
+    tokens = checkpoints * per * recipe.select.max_tokens
+    engine = recipe.engine.name if recipe.engine.name != "auto" else ("vllm" if recipe.preconditions.gpu
+                                                                       else "transformers")
+    served = engine if engine != "inprocess" else "transformers"
+    in_memory = tokens / ASSUMED_TOKENS_PER_S["inprocess"]
+    serving = checkpoints * (weights_gb / ASSUMED_SAVE_GB_PER_S + ASSUMED_STARTUP_S[served]) + \
+        tokens / ASSUMED_TOKENS_PER_S[served]
+    return {"checkpoints": checkpoints, "replies": checkpoints * per, "tokens": tokens, "in_memory_s": in_memory,
+            "served_s": serving, "engine": served}
+
+
+def _selection_line(recipe: Recipe, weights_gb: float | None) -> str | None:
+    w = selection_time(recipe, weights_gb)
+    if w is None:
+        return None
+    verdict = ("in memory is cheaper and is what the round does" if w["in_memory_s"] <= w["served_s"] else
+               "serving would be cheaper here; the round still selects in memory")
+    per = w["replies"] / w["checkpoints"]
+    return (f"  selection      {w['checkpoints']:.0f} checkpoints x {per:.0f} dev replies x "
+            f"{recipe.select.max_tokens} tokens at most: in memory ~{w['in_memory_s'] / 60:.0f} min, saved and served "
+            f"by {w['engine']} ~{w['served_s'] / 60:.0f} min (a {weights_gb:.1f} GB write and a start-up each; "
+            f"ASSUMED throughputs as below): {verdict}")
 
 
 def _wall_time_line(recipe: Recipe, n_cands: int) -> str:
