@@ -249,7 +249,7 @@ def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
         need = budget["train_total"] if budget else float(pre.get("gpu_memory_gb", 0))
         if not found:
             problems.append(f"no CUDA GPU visible (nvidia-smi): round {raw.get('round')} needs one with "
-                            f"~{need:g} GB free; run it on a GPU machine")
+                            f"~{need:.1f} GB free; run it on a GPU machine")
         elif need and max(free for _, _, free in found) < need * 1e9 / 2**30:  # nvidia-smi's GiB vs the plan's GB
             best = max(found, key=lambda g: g[2])
             problems.append(f"GPU {best[0]} has {best[2]:.1f} GiB free, training needs ~{need:.0f} GB "
