@@ -4,6 +4,9 @@ CPU: the same prompts (the Skippy pack's eval personality prompts), greedy, the 
 replies are identical.
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/engine_throughput.py [--prompts 32] [--tokens 64]
+    # on a lent GPU (one prepared run, a few minutes; a 16 GB bf16 write):
+    PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/engine_throughput.py --shape qwen3-8b --prompts 64 --tokens 256 \
+        --batch 16 --concurrency 64
 
 The random weights are scaled up (x`--scale`) so greedy replies vary with the prompt instead of repeating one token.
 Figures go in benchmarks/RESULTS.md; on a 2-core shared machine quote the ratio, not the absolute rates.
@@ -20,13 +23,36 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+# Qwen3-8B's text shape (its config.json), for the GPU run: the transformers engine serves Qwen-family models (it
+# refuses GPT-OSS: no harmony parser), so this is what it would serve on a GPU box without vLLM. The vocabulary is
+# the tiny tokenizer's (random weights make no words anyway).
+QWEN3_8B = dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, max_position_embeddings=4096, tie_word_embeddings=False)
 
-def build(folder: Path, scale: float) -> Path:
+
+def build(folder: Path, scale: float, shape: str = "tiny") -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
     from character_baker.testing.tiny import tiny_qwen3
 
+    if shape == "qwen3-8b":  # random bf16, built on the GPU when there is one, saved as safetensors
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+
+        from character_baker.testing.tiny import train_tokenizer
+
+        tok = train_tokenizer()
+        config = Qwen3Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                             torch_dtype="bfloat16", **QWEN3_8B)
+        torch.manual_seed(0)
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            model = Qwen3ForCausalLM(config).to(torch.bfloat16)
+        path = folder / "qwen3-8b-shape"
+        model.generation_config.eos_token_id, model.generation_config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+        model.save_pretrained(path, safe_serialization=True)
+        tok.save_pretrained(path)
+        del model
+        return path
     path = tiny_qwen3(folder / "tiny-qwen3")
     model = AutoModelForCausalLM.from_pretrained(path)
     with torch.no_grad():
@@ -44,9 +70,11 @@ def prompts(n: int) -> list[str]:
 
 
 def in_process(path: Path, texts: list[str], tokens: int, batch: int) -> tuple[list[str], int, float]:
+    import torch
+
     from character_baker.harness.loading import generate_batch, load_model
 
-    loaded = load_model(str(path), device="cpu")
+    loaded = load_model(str(path), device="cuda" if torch.cuda.is_available() else "cpu")
     generate_batch(loaded, [[{"role": "user", "content": "warm up"}]], max_new_tokens=4)
     started = time.perf_counter()
     out: list[str] = []
@@ -92,14 +120,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="in-process static batch (the cb/ provider's default)")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight to the server")
     parser.add_argument("--scale", type=float, default=8.0)
+    parser.add_argument("--shape", choices=("tiny", "qwen3-8b"), default="tiny",
+                        help="qwen3-8b: the GPU run (e.g. --prompts 64 --tokens 256 --batch 16 --concurrency 64)")
+    parser.add_argument("--dir", default=None, help="where the model is written (default: a temporary folder)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = build(Path(tmp), args.scale)
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        path = build(Path(tmp), args.scale, args.shape)
         texts = prompts(args.prompts)
         local, local_new, local_s = in_process(path, texts, args.tokens, args.batch)
         remote, remote_new, remote_s, startup = served(path, texts, args.tokens, args.concurrency)
     same = sum(a.strip() == b.strip() for a, b in zip(local, remote))
     print(json.dumps({
+        "shape": args.shape, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "prompts": len(texts), "max_new_tokens": args.tokens,
         "inprocess": {"batch": args.batch, "new_tokens": local_new, "seconds": round(local_s, 2),
                       "tokens_per_s": round(local_new / local_s, 1)},
