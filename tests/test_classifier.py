@@ -39,9 +39,14 @@ def rate(texts: list[str]) -> float:
     return float(np.mean([bool(v.sarcastic) for v in judge().judge_many(texts)]))
 
 
-def test_the_embedded_judge_passes_its_own_validity_card() -> None:
+def test_the_embedded_judge_meets_the_packs_floors_and_its_card_reports_every_family() -> None:
+    """The pack's floors hold. The families left out of training (`judge/families.json`) are on the card too, and
+    the card fails exactly when one of them misses its floor: today 22 of 44 do (benchmarks/judge_families.md), so
+    the card fails, and says which."""
     card = card_for(judge(), PACK, compute_if_missing=True)
-    assert card["passed"], card["failures"]
+    assert [f for f in card["failures"] if not f.startswith("family ")] == []
+    assert card["families"] is not None and card["failures"] == card["families"]["failures"]
+    assert card["passed"] is (not card["failures"])
     assert card["accuracy"]["value"] >= 0.85 and card["accuracy"]["n"] == len(ROWS) >= 200
     assert card["mimicry"]["points"] <= 10 and card["mimicry"]["n"] >= 150
     assert card["salad"]["value"] >= 0.95 and card["plain_false_positive"]["value"] <= 0.15
@@ -144,13 +149,14 @@ def test_calibrate_writes_the_card_and_the_scorecard_carries_it(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", "--judge", "classifier", "--json"]) == 0
     [card] = json.loads(capsys.readouterr().out)
-    assert card["passed"] and Path(card["stored"]).is_file()
+    assert Path(card["stored"]).is_file() and card["passed"] is (not card["failures"])
     transcript = PACK.root / "examples" / "skippy_transcript.jsonl"
     out = tmp_path / "runs"
     assert main(["score", "--candidate", f"responses:{transcript}", "--tasks", "personality", "--out", str(out)]) == 0
     [scorecard] = [json.loads(p.read_text()) for p in out.glob("*/scorecard.json")]
     [record] = scorecard["judges"]
-    assert record["validity"]["accuracy"] == card["accuracy"] and record["validity"]["passed"]
+    assert record["validity"]["accuracy"] == card["accuracy"]
+    assert (record["validity"]["passed"], record["validity"]["failures"]) == (card["passed"], card["failures"])
     assert record["training"]["cv_accuracy"] >= PACK.classifier_floor
 
 
