@@ -278,10 +278,12 @@ def test_score_records_into_the_board(board: Path, tmp_path: Path) -> None:
                  "--out", str(tmp_path / "runs")]) == 0
     store = Store(board / "store.sqlite")
     [cid] = [r[0] for r in store.db.execute("SELECT candidate FROM results")]
-    assert main(["gate", "--board", str(board), "--candidate", cid]) in (0, 1)
+    card = json.loads(next((tmp_path / "runs").glob("*/scorecard.json")).read_text())
+    validated = card["judges"][0]["validity"]["passed"]  # the embedded judges' card fails on its families today
+    assert main(["gate", "--board", str(board), "--candidate", cid]) in ((0, 1) if validated else (2,))
+    assert main(["gate", "--board", str(board), "--candidate", cid, "--allow-unvalidated-judge"]) in (0, 1)
     verdicts = evaluate(load_board(board), Measurements(store.frame()), cid)
     assert all(v.reason != "not measured" for v in verdicts)
-    card = json.loads(next((tmp_path / "runs").glob("*/scorecard.json")).read_text())
     assert card["samples"]["personality/none"]["sarcastic:classifier"]
 
 
