@@ -243,17 +243,18 @@ def verdict_line(recipe: Recipe, board: Board, chosen: str | None, verdicts: lis
     """The round's one line. A judge whose validity card fails makes the round FAIL: its numbers are no evidence."""
     if chosen is None:
         return RoundResult(False, f"{recipe.round}: FAIL (no candidate was produced)", None)
-    if doubts:
-        return RoundResult(False, f"{recipe.round}: FAIL — {chosen}: judge not validated ({'; '.join(doubts)})",
-                           chosen)
-    success = bool(verdicts) and all(v.passed for v in verdicts)
+    success = bool(verdicts) and all(v.passed for v in verdicts) and not doubts
     parts = []
     for v in verdicts:
         row = measured.get(chosen, v.criterion)
         text = "not measured" if row is None else _describe(v, row)
         parts.append(f"{v.criterion.label} {text}" + ("" if v.passed else " ✗"))
     label = "SUCCESS" if success else "FAIL"
-    return RoundResult(success, f"{recipe.round}: {label} — {chosen} ({', '.join(parts)})", chosen)
+    line = f"{recipe.round}: {label} — {chosen} ({', '.join(parts)})"
+    if doubts:  # the figures still show what the gate saw, after the reason they do not count
+        line = f"{recipe.round}: FAIL — {chosen}: judge not validated ({'; '.join(doubts)}); gate on its numbers: " \
+               f"{', '.join(parts)}"
+    return RoundResult(success, line, chosen)
 
 
 def _describe(v: Verdict, row: dict[str, Any]) -> str:
