@@ -50,6 +50,38 @@ def test_a_typo_in_a_board_is_an_error_not_a_different_gate(board: Path, typo: s
     _one_line_error(capsys, "board.toml", f"unknown key '{key}'", f"did you mean '{near}'")
 
 
+@pytest.mark.parametrize("gate, bad, needle", [
+    ('metric = "assistant_leaks/leak"\nop = "<="\nthreshold = 0.0', "threshold = 5",
+     "'threshold' 5 is outside [0, 1]: assistant_leaks/leak is a proportion (a percent? 5 % is 0.05)"),
+    ('metric = "personality/sarcastic"\nop = ">="\nthreshold = 0.30', "threshold = -0.2",
+     "'threshold' -0.2 is outside [0, 1]"),
+    ('metric = "personality/sarcastic"\nop = ">="\nthreshold = 0.30', "threshold = nan", "must be a finite number"),
+])
+def test_a_threshold_a_proportion_cannot_take_is_an_error(board: Path, gate: str, bad: str, needle: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A leak gate written as `threshold = 5` (meaning 5 %) passed a model that leaks on every prompt."""
+    Store(board / "store.sqlite").record(make_card("leaky", {**passing(), "assistant_leaks/leak": [1] * 20}))
+    toml = (board / "board.toml").read_text()
+    assert gate in toml
+    (board / "board.toml").write_text(toml.replace(gate, gate.rsplit("\n", 1)[0] + "\n" + bad))
+    assert main(["gate", "--board", str(board), "--candidate", "leaky"]) == 2
+    _one_line_error(capsys, "board.toml", needle)
+
+
+def test_a_change_in_a_rate_lies_in_minus_one_to_one(board: Path) -> None:
+    from character_baker.harness.errors import UserError
+    from character_baker.leaderboard.board import load_board
+
+    gate = 'metric = "personality/sarcastic"\nop = ">="\nthreshold = 0.30'
+    toml = (board / "board.toml").read_text()
+    (board / "board.toml").write_text(toml.replace(gate, gate[:-4] + '-0.05\nrelative_to = "base"'))
+    [c] = [c for c in load_board(board).gate if c.name == "sarcastic"]
+    assert (c.threshold, c.relative_to) == (-0.05, "base")  # "no more than 5 points below the base"
+    (board / "board.toml").write_text(toml.replace(gate, gate[:-4] + '-1.5\nrelative_to = "base"'))
+    with pytest.raises(UserError, match=r"outside \[-1, 1\]"):
+        load_board(board)
+
+
 @pytest.mark.parametrize("content, needle", [
     ("[[gaet]]\nmetric = 'x/y'\n", "unknown key 'gaet'"),
     ("columns = 5\n", "'columns' must be an array of tables"),

@@ -116,8 +116,14 @@ def _column(raw: Any, where: str, cls: type = Column, default_judge: str | None 
         if bound not in BOUNDS:
             raise UserError(f"{where}: 'bound' must be one of {', '.join(BOUNDS)}, got {bound!r}")
         threshold = raw.get("threshold")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise UserError(f"{where}: 'threshold' must be a number")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise UserError(f"{where}: 'threshold' must be a finite number")
+        if is_proportion(metric.split("/")[1].split(":")[0]):  # a rate: 0.05 is 5 %; a change in a rate: -1 .. 1
+            low = -1.0 if raw.get("relative_to") else 0.0
+            if not low <= threshold <= 1:
+                hint = f" (a percent? {threshold:g} % is {threshold / 100:g})" if 1 < abs(threshold) <= 100 else ""
+                raise UserError(f"{where}: 'threshold' {threshold:g} is outside [{low:g}, 1]: {metric} is a "
+                                f"proportion{hint}")
         mode = raw.get("judge_error", "test")
         if mode not in JUDGE_ERROR_MODES:
             raise UserError(f"{where}: 'judge_error' must be one of {', '.join(JUDGE_ERROR_MODES)}, got {mode!r}")
