@@ -54,6 +54,14 @@ def test_bakers_meet_on_one_board_and_are_compared_with_the_control(tiny_qwen3_d
         assert any("personality/sarcastic" in line for line in lines)
     report = (tmp_path / "board" / "bakeoff.md").read_text()
     assert all(f"| {b} |" in report for b in ("base", "sft", "pushpull", "steer"))
+    # a candidate whose judges' card fails is marked, as a round would not count it (the embedded card fails today)
+    from character_baker.leaderboard.board import unvalidated
+
+    store = Store(board.store_path)
+    doubted = {b for b, cid in result["chosen"].items() if unvalidated(board, store, cid)}
+    marked = {line.split("|")[1].strip() for line in report.splitlines()
+              if line.startswith("| ") and line.rstrip(" |").endswith("‡")}
+    assert marked == doubted and ("‡ judge not validated" in report) == bool(doubted)
     for name in ("README.md", "pareto.png", "scales.png"):
         assert (tmp_path / "board" / name).stat().st_size > 0
 

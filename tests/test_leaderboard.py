@@ -306,3 +306,14 @@ def test_every_task_is_in_inspects_registry() -> None:
             "('identity', 'personality', 'assistant_leaks', 'math_probes', 'drift', 'tools')))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == str(sorted(["identity", "personality", "assistant_leaks", "math_probes", "drift", "tools"]))
+
+
+def test_a_card_failing_many_floors_is_one_short_line(board: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from character_baker.leaderboard.board import unvalidated
+
+    failures = [f"family persona/f{i}: recall 0.5 (n=40) misses its floor (>= 0.8)" for i in range(22)]
+    Store(board / "store.sqlite").record(make_card("doubted", passing(),
+                                                   validity={"passed": False, "failures": failures}))
+    [line] = unvalidated(load_board(board), Store(board / "store.sqlite"), "doubted")
+    assert "persona/f0" in line and "persona/f2" in line and "persona/f3" not in line
+    assert line.endswith("and 19 more (its validity card lists them)")

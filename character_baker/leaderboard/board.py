@@ -414,5 +414,12 @@ def unvalidated(board: Board, store: Store, candidate: str) -> list[str]:
         if card is None:
             continue  # never measured by this judge: the criterion fails as "not measured"
         if not card.get("passed"):
-            lines.append(f"judge '{name}' ({card.get('judge', '?')}): " + "; ".join(card.get("failures") or ["failed"]))
+            failures = card.get("failures") or ["failed"]
+            shown = "; ".join(failures[:SHOWN_FAILURES])
+            if len(failures) > SHOWN_FAILURES:  # the card has them all: `calibrate --judge NAME` prints it
+                shown += f"; and {len(failures) - SHOWN_FAILURES} more (its validity card lists them)"
+            lines.append(f"judge '{name}' ({card.get('judge', '?')}): {shown}")
     return lines
+
+
+SHOWN_FAILURES = 3  # a card's failures named in one line; the rest are counted

@@ -33,7 +33,7 @@ from ..harness.console import Steps, quiet_libraries
 from ..harness.data import atomic_write, check_keys
 from ..harness.errors import UserError
 from ..harness.scorecard import is_proportion
-from ..leaderboard.board import Board, Measurements, Verdict, evaluate
+from ..leaderboard.board import Board, Measurements, Verdict, evaluate, unvalidated
 from ..tasks.run import ScoreOptions, score_candidate
 from .preflight import check as preflight_check
 from .round import _build_base, _choose, _on_dev, _short, _summary, board_for, results_table
@@ -185,7 +185,9 @@ def run_bakeoff(path: str | Path, progress: bool = True) -> int:
     publish(board, store)
     all_ids = {baker: [c.id for c in cands] for baker, cands in candidates.items()}
     atomic_write(board.root / "pareto.png", pareto_plot(board, measured, all_ids, base.id))
-    atomic_write(board.root / "bakeoff.md", report(bakeoff, board, measured, base.id, chosen, verdicts, comparisons))
+    doubts = {cid: unvalidated(board, store, cid) for cid in chosen.values()}
+    atomic_write(board.root / "bakeoff.md", report(bakeoff, board, measured, base.id, chosen, verdicts, comparisons,
+                                                   doubts))
     atomic_write(bakeoff.output / "bakeoff.json", json.dumps(
         {"chosen": chosen, "comparisons": comparisons, "minutes": round((time.monotonic() - started) / 60, 2)},
         indent=2))
@@ -244,7 +246,10 @@ def _column(board: Board, metric: str) -> Any:
 
 
 def report(bakeoff: Bakeoff, board: Board, measured: Measurements, base: str, chosen: dict[str, str],
-           verdicts: dict[str, list[Verdict]], comparisons: dict[str, list[str]]) -> str:
+           verdicts: dict[str, list[Verdict]], comparisons: dict[str, list[str]],
+           doubts: dict[str, list[str]] | None = None) -> str:
+    """The bake-off's page; `doubts` (per candidate: its judges' failed cards) mark a gate ‡, as a round would not
+    count them."""
     from ..leaderboard.publish import _md, _md_row, cell
 
     cols = board.columns
@@ -256,7 +261,13 @@ def report(bakeoff: Bakeoff, board: Board, measured: Measurements, base: str, ch
              _md_row(["---"] * (len(cols) + 3))]
     for baker, cid in [("base", base), *chosen.items()]:
         gate = "base" if baker == "base" else ("PASS" if all(v.passed for v in verdicts[cid]) else "FAIL")
+        if baker != "base" and (doubts or {}).get(cid):
+            gate += " ‡"
         lines.append(_md_row([baker, _md(cid), *[cell(measured.get(cid, c), c) for c in cols], gate]))
+    marked = sorted({d for cid in chosen.values() for d in (doubts or {}).get(cid, [])})
+    if marked:
+        lines += ["", "‡ judge not validated: a round would FAIL on it whatever the figures (" +
+                  _md("; ".join(marked)) + ")"]
     lines += ["", f"## Against the control ({bakeoff.control}), paired on the same eval prompts", ""]
     for baker, found in comparisons.items():
         lines.append(f"- **{baker}**")
