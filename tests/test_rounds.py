@@ -78,12 +78,10 @@ def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, caps
     done = tmp_path / "out" / "train" / "done.json"
     logs = sorted((tmp_path / "out" / "scores").rglob("*.eval"))
     mtime = done.stat().st_mtime_ns
-    started = time.monotonic()
     assert main(["round", str(recipe)]) == code
     assert done.stat().st_mtime_ns == mtime
     assert sorted((tmp_path / "out" / "scores").rglob("*.eval")) == logs
     assert Store(board.store_path).count() == 5  # three models' "none" rows and two "json" rows
-    assert time.monotonic() - started < 120
 
 
 def test_dry_run_prints_the_plan_and_does_nothing(tiny_qwen3_dir: Path, tmp_path: Path,

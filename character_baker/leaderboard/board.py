@@ -404,6 +404,9 @@ def judge_cards(store: Store, candidate: str, suite: str) -> dict[str, dict[str,
     return cards
 
 
+SHOWN_FAILURES = 3  # a card's failures named in one line; the rest are counted
+
+
 def unvalidated(board: Board, store: Store, candidate: str) -> list[str]:
     """One line per judge the gate relies on whose validity card is missing or misses a floor."""
     needed = sorted({c.judge for c in board.gate if c.judge and c.name in JUDGED | {"coherent"}})
@@ -421,5 +424,3 @@ def unvalidated(board: Board, store: Store, candidate: str) -> list[str]:
             lines.append(f"judge '{name}' ({card.get('judge', '?')}): {shown}")
     return lines
 
-
-SHOWN_FAILURES = 3  # a card's failures named in one line; the rest are counted

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..bakers.recipe import Recipe, load_recipe
+from ..bakers.recipe import QUICK_TASKS, Recipe, load_recipe
 from ..harness.errors import UserError
 from .preflight import candidate_count, check
 
@@ -110,12 +110,18 @@ def _prompts(recipe: Recipe, split: str, task: str) -> int:
     return count
 
 
+def assumed_engine(recipe: Recipe) -> str:
+    """The engine the estimates assume: the recipe's, or for "auto" the one `choose_engine` picks on such a box."""
+    if recipe.engine.name != "auto":
+        return recipe.engine.name
+    return "vllm" if recipe.preconditions.gpu else "transformers"
+
+
 def wall_time(recipe: Recipe, n_cands: int) -> dict[str, float]:
     """The round's scoring generation as a computed estimate: new-token budgets of every reply (an upper bound:
     replies may stop early) over the engine's assumed throughput, plus one start-up per model and split."""
     s = recipe.score
-    engine = recipe.engine.name if recipe.engine.name != "auto" else ("vllm" if recipe.preconditions.gpu
-                                                                       else "transformers")
+    engine = assumed_engine(recipe)
     models = n_cands + 1
 
     def replies(split: str, tasks: list[str], conditions: list[str]) -> int:
@@ -145,7 +151,6 @@ def selection_time(recipe: Recipe, weights_gb: float | None) -> dict[str, Any] |
     per checkpoint, then the engine's throughput). Which path is cheaper depends on the recipe's sizes; the round
     selects in memory, and the plan says when serving would have been cheaper. None: the baker saves no
     checkpoints, or the weights' size is unknown."""
-    from ..bakers.recipe import QUICK_TASKS
 
     t = recipe.train
     if recipe.baker in ("steer", "router") or not t.save_steps or weights_gb is None:
@@ -153,8 +158,7 @@ def selection_time(recipe: Recipe, weights_gb: float | None) -> dict[str, Any] |
     checkpoints = -(-t.max_steps // t.save_steps) + 1  # and the base, for the curve
     per = sum(min(_prompts(recipe, "dev", task), recipe.select.limit or 10**9) for task in QUICK_TASKS)
     tokens = checkpoints * per * recipe.select.max_tokens
-    engine = recipe.engine.name if recipe.engine.name != "auto" else ("vllm" if recipe.preconditions.gpu
-                                                                       else "transformers")
+    engine = assumed_engine(recipe)
     served = engine if engine != "inprocess" else "transformers"
     in_memory = tokens / ASSUMED_TOKENS_PER_S["inprocess"]
     serving = checkpoints * (weights_gb / ASSUMED_SAVE_GB_PER_S + ASSUMED_STARTUP_S[served]) + \
