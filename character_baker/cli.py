@@ -7,11 +7,13 @@ import asyncio
 import json
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .harness.console import console
 from .harness.errors import UserError
+from .judges.verdict import JUDGE_RETRIES, JUDGE_TIMEOUT_S
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -30,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--suite", default="skippy",
                    help="character pack (a name or a path; default skippy), or 'capability' for AIME only")
     s.add_argument("--judge", default=None,
-                   help="classifier | <inspect model> | name=<model>,... "
+                   help="classifier | <inspect model> | name=<model>,...; an LLM judge takes ?timeout=SECONDS&"
+                   f"retries=N per call (default {JUDGE_TIMEOUT_S} s, {JUDGE_RETRIES} retries) and ?logprobs "
                    "(default: $CHARACTER_BAKER_JUDGE or classifier)")
     s.add_argument("--conditions", type=_csv, default=("none",),
                    help="none,character,assistant,break; wrapped prompts: tool_result,json,email,code_review")
@@ -72,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests in flight to a served engine (default 16)")
     s.add_argument("--board", default=None, help="also record the scorecards in this board's store")
     s.add_argument("--store", default=None, help="store file (default: the board's)")
+    s.add_argument("--json", action="store_true",
+                   help="print one JSON object on stdout (each scorecard's path, metrics and empty tasks); "
+                   "same exit status")
 
     j = sub.add_parser("judge", help="judge {id, prompt, response, answer?, condition?} rows from a JSONL file: every "
                        "verdict `score` gives the same reply, with its reason (docs/VERDICTS.md)")
@@ -88,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input", type=Path, default=None, help="labelled rows {id, prompt, response, sarcastic}")
     c.add_argument("--no-cache", action="store_true")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("--gold", type=Path, default=None,
+                   help="a board's gold labels (labels/gold.jsonl, from `view`): add each judge's agreement with "
+                   "people to its validity card and to the board (never used to train a judge)")
 
     def board_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--board", required=True, help="board name (leaderboards/NAME) or folder")
@@ -106,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--candidate", required=True)
     g.add_argument("--allow-unvalidated-judge", action="store_true",
                    help="gate even when a judge's validity card is missing or misses a floor (the output says so)")
+    g.add_argument("--json", action="store_true", help="print the verdicts as one JSON object; same exit status")
 
     rg = sub.add_parser("regress", help="paired comparison of a candidate against a baseline (exit 1 on regression)")
     board_args(rg)
@@ -116,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--condition", default=None)
     rg.add_argument("--allow-mismatch", action="store_true")
     rg.add_argument("--junit", type=Path, default=None)
+    rg.add_argument("--json", action="store_true", help="print the comparisons as one JSON object; same exit status")
 
     sub.add_parser("bakers", help="list the installed bakers")
     pr = sub.add_parser("profile", help="profile a recipe's base model: push/pull units per layer, report")
@@ -130,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     bo = sub.add_parser("bakeoff", help="several bakers on one round recipe, one board, each compared with the control")
     bo.add_argument("config", type=Path, help="a bake-off file (rounds/bakeoff.toml)")
 
+    v = sub.add_parser("view", help="serve the board locally: every number one click from its replies, and a "
+                       "labelling page (labels go to <board>/labels/gold.jsonl)")
+    board_args(v)
+    v.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
+    v.add_argument("--port", type=int, default=0, help="default 0: a free port, printed")
+    v.add_argument("--labeller", default=None, help="name stamped on labels (default: your user name)")
+
     pb = sub.add_parser("publish", help="write README.md, results.csv, index.html and plots into the board folder")
     board_args(pb)
     pb.add_argument("--out", type=Path, default=None)
@@ -140,7 +158,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     import os
 
     from .harness.candidates import resolve_candidate
-    from .harness.scorecard import empty_tasks, format_table, monitor_lines
+    from .harness.scorecard import empty_tasks, format_table, monitor_lines, silent_judges
     from .serving.engine import EngineConfig
     from .tasks.run import ALL_TASKS, ScoreOptions, score_candidate
 
@@ -152,7 +170,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                         capability_tasks=args.capability_tasks, reasoning_effort=args.reasoning_effort,
                         epochs=args.epochs, max_tokens=args.max_tokens,
                         temperature=args.temperature, seed=args.seed, out=args.out, max_samples=args.max_samples,
-                        display=args.display, limit=args.limit, judge_cache=not args.no_cache,
+                        display=args.display or ("none" if args.json else None), limit=args.limit,
+                        judge_cache=not args.no_cache,
                         monitor=args.monitor, monitor_layer=args.monitor_layer,
                         engine=args.engine or os.environ.get("CHARACTER_BAKER_ENGINE") or "inprocess",
                         engine_config=EngineConfig(max_concurrency=args.max_concurrency or 16))
@@ -170,35 +189,47 @@ def cmd_score(args: argparse.Namespace) -> int:
         board = load_board(args.board)
         store = board.open_store(args.store)
     status = 0
+    report: list[dict[str, Any]] = []
+    say = console().print if not args.json else (lambda *a, **k: None)  # --json: stdout holds the JSON only
     for cand in candidates:
         card, path = score_candidate(cand, opts)
-        console().print(format_table(card))
+        empty = empty_tasks(card)
+        report.append({"candidate": cand.id, "scorecard": str(path), "empty_tasks": empty,
+                       "metrics": card.to_json()["metrics"],
+                       "judges": [{"name": j["name"], "validated": bool(j["validity"].get("passed"))}
+                                  for j in card.judges]})
+        say(format_table(card))
         if card.monitor:
-            console().print(monitor_lines(card.monitor))
-        console().print(f"scorecard: {path}")
+            say(monitor_lines(card.monitor))
+        say(f"scorecard: {path}")
         for judge in card.judges:
             if not judge["validity"].get("passed"):
-                console().print(f"[yellow]judge '{judge['name']}' is not validated: "
+                say(f"[yellow]judge '{judge['name']}' is not validated: "
                                 f"{'; '.join(judge['validity'].get('failures') or [])}[/yellow]", highlight=False)
         for a in card.agreement:
             kappa = "n/a" if a["kappa"] is None else f"{a['kappa']:.2f}"
             share = "n/a" if a["agreement"] is None else f"{100 * a['agreement']:.1f}%"
-            console().print(f"agreement on {a['task']}/{a.get('metric', 'sarcastic')} ({a['condition']}), "
+            say(f"agreement on {a['task']}/{a.get('metric', 'sarcastic')} ({a['condition']}), "
                             f"{' vs '.join(a['judges'])}: {share} of {a['n']}, kappa {kappa}", highlight=False)
         failed = card.suite.get("failed_samples") or {}
         if failed:
-            console().print(f"[yellow]{sum(failed.values())} samples failed ("
+            say(f"[yellow]{sum(failed.values())} samples failed ("
                             + ", ".join(f"{k}: {v}" for k, v in sorted(failed.items()))
                             + "); they count as errors. Rerun the same command to retry them.[/yellow]",
                             highlight=False)
-        empty = empty_tasks(card)
         if empty:
             print(f"character-baker: error: {cand.id}: no valid sample in {', '.join(empty)} "
                   f"(every generation or judgment failed; see {path.parent / 'logs'})", file=sys.stderr)
             status = 1
+        elif silent := silent_judges(card):  # the judged metrics are all errors, however well the rest went
+            print(f"character-baker: error: {cand.id}: judge {', '.join(repr(j) for j in silent)} produced no valid "
+                  f"judgment (every call failed; counted as errors, see {path.parent / 'logs'})", file=sys.stderr)
+            status = 1
         if store is not None and board is not None:
             store.record(card.to_json())
-            console().print(f"recorded in board '{board.name}' ({store.path})")
+            say(f"recorded in board '{board.name}' ({store.path})")
+    if args.json:
+        print(json.dumps({"status": status, "candidates": report}, indent=2))
     return status
 
 
@@ -250,11 +281,24 @@ def cmd_gate(args: argparse.Namespace) -> int:
                         "pass --allow-unvalidated-judge to gate anyway)")
     verdicts = evaluate(board, measured, args.candidate)
     passed = all(v.passed for v in verdicts)
+    if args.json:
+        print(json.dumps({"candidate": args.candidate, "board": board.name, "passed": passed,
+                          "unvalidated": doubts, "criteria": [verdict_json(v) for v in verdicts]}, indent=2))
+        return 0 if passed else 1
     note = " (judge NOT validated: " + "; ".join(doubts) + ")" if doubts else ""
     print(f"{'PASS' if passed else 'FAIL'}: {args.candidate} on board '{board.name}'{note}")
     for line in gate_lines(verdicts):
         print("  " + line)
     return 0 if passed else 1
+
+
+def verdict_json(v: Any) -> dict[str, Any]:
+    """One gate criterion's verdict, for scripts."""
+    c = v.criterion
+    return {"criterion": c.describe(), "metric": c.metric, "condition": c.condition, "judge": c.judge, "op": c.op,
+            "threshold": c.threshold, "relative_to": c.relative_to, "passed": v.passed, "value": v.value,
+            "low": v.low, "high": v.high, "compared": v.compared, "reason": v.reason,
+            "judge_error": v.judged.describe() if v.judged is not None else v.judge_error_unknown}
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
@@ -270,12 +314,17 @@ def cmd_regress(args: argparse.Namespace) -> int:
         comparisons += compare(b, c, tolerances, alpha=args.alpha)
     if not comparisons:
         raise UserError("no metric measured on the same prompts by both (are per-prompt samples recorded?)")
-    print(f"regress: {cand[0]['candidate']} against baseline {base[0]['candidate']} (alpha {args.alpha})")
-    for comp in comparisons:
-        print("  " + describe(comp))
     if args.junit:
         junit(comparisons, args.junit, f"character-baker regress {board.name}")
     regressed = [c for c in comparisons if c.regressed]
+    if args.json:
+        print(json.dumps({"baseline": base[0]["candidate"], "candidate": cand[0]["candidate"], "alpha": args.alpha,
+                          "regressed": len(regressed), "compared": len(comparisons),
+                          "comparisons": [{"name": c.name, **asdict(c)} for c in comparisons]}, indent=2))
+        return 1 if regressed else 0
+    print(f"regress: {cand[0]['candidate']} against baseline {base[0]['candidate']} (alpha {args.alpha})")
+    for comp in comparisons:
+        print("  " + describe(comp))
     print(f"{len(regressed)} of {len(comparisons)} metrics regressed")
     return 1 if regressed else 0
 
@@ -286,6 +335,63 @@ def cmd_publish(args: argparse.Namespace) -> int:
     board, store = _board(args)
     written = publish(board, store, args.out)
     print(f"published board '{board.name}': " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from .leaderboard.view import serve
+
+    board, store = _board(args)
+    serve(board, store, host=args.host, port=args.port, labeller=args.labeller)
+    return 0
+
+
+def cmd_calibrate_gold(args: argparse.Namespace) -> int:
+    """People's labels against each judge: the agreement goes on the judge's stored card and beside the gold file,
+    where the board reads it."""
+    from .harness.character import load_character
+    from .harness.data import atomic_write
+    from .judges.calibration import Row, judge_rows
+    from .judges.reply import build_judges
+    from .judges.validity import load_card, save_card
+    from .leaderboard.labels import human_agreement, read_labels
+
+    labels = list(read_labels(args.gold).values())
+    if not labels:
+        raise UserError(f"{args.gold}: no labels (label replies with `character-baker view`)")
+    for lab in labels:
+        for key in ("prompt", "response"):
+            if not isinstance(lab.get(key), str):
+                raise UserError(f"{args.gold}: label '{lab['id']}' has no text field '{key}'")
+        if not isinstance(lab.get("sarcastic"), bool):
+            raise UserError(f"{args.gold}: label '{lab['id']}': field 'sarcastic' must be true or false")
+    pack = load_character(args.suite)
+    judges = build_judges(args.judge, pack, use_cache=not args.no_cache)
+    rows = [Row(lab["id"], lab["prompt"], lab["response"], label=lab["sarcastic"]) for lab in labels]
+    verdicts = asyncio.run(judge_rows(judges, rows, progress=sys.stderr.isatty()))
+    by_label = [{j.name: {"sarcastic": v.sarcastic, "leak": v.leak, "coherent": v.coherent}
+                 for j, v in zip(judges, vs, strict=True) if v.ok} for vs in verdicts]
+    report = {"gold": str(args.gold), "labels": len(labels),
+              "labellers": sorted({str(lab.get("labeller")) for lab in labels}),
+              "judges": human_agreement(labels, by_label)}
+    for judge in judges:
+        inner = getattr(judge, "inner", judge)
+        card = load_card(inner, pack)
+        if card is not None and judge.name in report["judges"]:
+            card["human"] = {**report["judges"][judge.name], "gold": str(args.gold), "labels": len(labels)}
+            save_card(inner, pack, card)
+    atomic_write(args.gold.with_name("agreement.json"), json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"agreement with people on {len(labels)} labelled replies ({args.gold}):")
+    for name, fields in report["judges"].items():
+        for field, a in fields.items():
+            k = a["kappa"]
+            kappa = "n/a" if k["value"] is None else f"{k['value']:.2f}" + (
+                f" [{k['ci'][0]:.2f}, {k['ci'][1]:.2f}]" if k["ci"] else "")
+            acc = "n/a" if a["accuracy"] is None else f"{100 * a['accuracy']['value']:.1f}%"
+            print(f"  {name:<12} {field:<10} n={a['n']:<4} accuracy {acc:<7} kappa {kappa}")
     return 0
 
 
@@ -305,6 +411,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    if args.gold is not None:
+        if args.input is not None:
+            raise UserError("--gold and --input measure against different labels: give one")
+        return cmd_calibrate_gold(args)
     from rich.table import Table
 
     from .harness.character import load_character
@@ -410,6 +520,7 @@ def cmd_bakeoff(args: argparse.Namespace) -> int:
 
 COMMANDS = {"score": cmd_score, "judge": cmd_judge, "calibrate": cmd_calibrate, "record": cmd_record,
             "import-history": cmd_import_history, "gate": cmd_gate, "regress": cmd_regress, "publish": cmd_publish,
+            "view": cmd_view,
             "bakers": cmd_bakers, "profile": cmd_profile, "bake": cmd_bake, "round": cmd_round,
             "bakeoff": cmd_bakeoff}
 

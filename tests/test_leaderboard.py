@@ -317,3 +317,90 @@ def test_a_card_failing_many_floors_is_one_short_line(board: Path, capsys: pytes
     [line] = unvalidated(load_board(board), Store(board / "store.sqlite"), "doubted")
     assert "persona/f0" in line and "persona/f2" in line and "persona/f3" not in line
     assert line.endswith("and 19 more (its validity card lists them)")
+
+
+def _with_wrapped_columns(board: Path) -> None:
+    """The demo board's layout: plain-chat columns and the same metrics under the JSON wrapper."""
+    toml = (board / "board.toml").read_text()
+    at = toml.index("[[gate]]")
+    wrapped = ('[[columns]]\nmetric = "personality/sarcastic"\ncondition = "json"\nlabel = "sarcastic in JSON"\n'
+               '[[columns]]\nmetric = "math_probes/math"\ncondition = "json"\nlabel = "math in JSON"\n\n')
+    (board / "board.toml").write_text(toml[:at] + wrapped + toml[at:])
+
+
+def test_plots_read_plain_chat_columns_never_the_wrapped_ones(board: Path) -> None:
+    from character_baker.leaderboard.publish import BoardView, pareto_groups, publish, scale_points
+
+    _with_wrapped_columns(board)
+    store = Store(board / "store.sqlite")
+    n = 20
+    for i, scale in enumerate((0.75, 1.0, 1.25)):
+        plain = {**passing(n), "personality/sarcastic:classifier": [1] * (5 * (i + 1)) + [0] * (n - 5 * (i + 1)),
+                 "math_probes/math": [1, 1, 1, 0]}
+        wrapped = {**passing(n), "personality/sarcastic:classifier": [0] * n, "math_probes/math": [0] * 4}
+        store.record(make_card(f"m{scale}", plain, round_="R1", scale=scale, conditions=("none",)))
+        store.record(make_card(f"m{scale}", wrapped, round_="R1", scale=scale, conditions=("json",)))
+    view = BoardView(load_board(board), store)
+    [pts] = scale_points(view).values()
+    got = sorted((r["scale"], m["value"], s["value"]) for r, m, s in pts)
+    assert got == [(0.75, 0.75, 0.25), (1.0, 0.75, 0.5), (1.25, 0.75, 0.75)]  # one point per merge, plain values
+    pareto = [(m["value"], s["value"]) for pts in pareto_groups(view).values() for m, s in pts]
+    assert sorted(pareto) == [(0.75, 0.25), (0.75, 0.5), (0.75, 0.75)]
+    row = next(r for r in view.rows if r["candidate"] == "m1.0")
+    assert row["sarcastic in JSON"]["value"] == 0.0 and row["sarcastic"]["value"] == 0.5  # both columns kept
+    assert {"scales.png", "pareto.png"} <= {p.name for p in publish(load_board(board), store)}
+
+
+def test_regress_never_calls_a_drop_in_drift_leaks_a_regression(board: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """leak@t is lower-is-better by family: 100 % -> 0 % at every turn is an improvement (and --json says so)."""
+    store = Store(board / "store.sqlite")
+    n = 30
+    turns = {f"drift/leak@{t}": [1] * n for t in (1, 2, 3)}
+    store.record(make_card("leaky", {**passing(n), **turns, "drift/truncated@1": [1] * n}))
+    fixed = {k: [0] * n for k in turns}
+    store.record(make_card("fixed", {**passing(n), **fixed, "drift/truncated@1": [0] * n}))
+    assert main(["regress", "--board", str(board), "--baseline", "leaky", "--candidate", "fixed", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    leaks = [c for c in report["comparisons"] if c["key"].startswith(("leak@", "truncated@"))]
+    assert len(leaks) == 4 and all(c["change"] == -1.0 and not c["regressed"] for c in leaks)
+    assert report["regressed"] == 0 and report["candidate"] == "fixed"
+    # the other way round is a regression at every turn
+    assert main(["regress", "--board", str(board), "--baseline", "fixed", "--candidate", "leaky", "--json"]) == 1
+    back = json.loads(capsys.readouterr().out)
+    assert sorted(c["key"] for c in back["comparisons"] if c["regressed"]) == [
+        "leak@1", "leak@2", "leak@3", "truncated@1"]
+    assert all(c["p_value"] < 0.001 for c in back["comparisons"] if c["regressed"])
+
+
+def test_gate_json_gives_each_criterion_with_the_same_exit_status(board: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(board / "store.sqlite")
+    store.record(make_card("good", passing()))
+    store.record(make_card("leaks", {**passing(), "assistant_leaks/leak": [1] * 20}))
+    assert main(["gate", "--board", str(board), "--candidate", "good", "--json"]) == 0
+    good = json.loads(capsys.readouterr().out)
+    assert good["passed"] is True and good["criteria"] and all(c["passed"] for c in good["criteria"])
+    assert main(["gate", "--board", str(board), "--candidate", "leaks", "--json"]) == 1
+    bad = json.loads(capsys.readouterr().out)
+    [failed] = [c for c in bad["criteria"] if not c["passed"]]
+    assert failed["metric"] == "assistant_leaks/leak" and failed["value"] == 1.0
+
+
+def test_inspect_finds_drift_and_tools_by_package_name(tmp_path: Path) -> None:
+    """`inspect eval character_baker/drift`: Inspect loads the `inspect_ai` entry point and namespaces the tasks of
+    an installed package. The package is laid out as an install (site-packages + dist-info) around this checkout."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "character_baker").symlink_to(Path(__file__).resolve().parent.parent / "character_baker")
+    info = site / "character_baker-0.0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: character-baker\nVersion: 0.0.0\n")
+    (info / "entry_points.txt").write_text("[inspect_ai]\ncharacter_baker = character_baker._registry\n")
+    code = ("from inspect_ai._util.registry import registry_lookup; "
+            "print(sorted(n for n in ('drift', 'tools', 'identity', 'personality') "
+            "if registry_lookup('task', f'character_baker/{n}') is not None))")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path,
+                         env=env).stdout
+    assert out.strip() == str(sorted(["drift", "tools", "identity", "personality"]))

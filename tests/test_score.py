@@ -94,7 +94,7 @@ def test_garbage_judge_is_counted_as_errors(judge_server, tmp_path: Path) -> Non
     judge_server(reply=garbage)
     out = tmp_path / "runs"
     assert main(["score", "--candidate", f"responses:{SKIPPY_EXAMPLES / 'skippy_transcript.jsonl'}",
-                 "--judge", JUDGE, "--tasks", "personality,identity", "--out", str(out)]) == 0
+                 "--judge", JUDGE, "--tasks", "personality,identity", "--out", str(out)]) == 1  # no valid judgment
     card = _card(out)
     for metric in ("sarcastic", "personality"):
         row = _row(card, "personality", metric, judge="llm")

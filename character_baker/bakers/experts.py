@@ -150,11 +150,19 @@ class RoutingBuilder:
 
     def __init__(self, counter: RouteCounter) -> None:
         self.counter = counter
-        self.rows: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]]] = {s: [] for s in SETS}
+        # per set: (batch index, tokens per example, counts, gate sums, category), in the order batches came
+        self.rows: dict[str, list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, str]]] = {s: [] for s in SETS}
 
-    def add(self, which: str, category: str, mask: torch.Tensor) -> None:
+    def add(self, which: str, category: str, mask: torch.Tensor, index: int = 0) -> None:
         counts, gates = self.counter.take()
-        self.rows[which].append((mask.sum(1).float().cpu(), counts, gates, category))
+        self.rows[which].append((index, mask.sum(1).float().cpu(), counts, gates, category))
+
+    def gather(self) -> None:
+        """Every rank's rows (ranks profile alternate batches), in the batch order of one process."""
+        from .distributed import all_gather
+
+        parts = all_gather(self.rows)
+        self.rows = {s: sorted((row for part in parts for row in part[s]), key=lambda row: row[0]) for s in SETS}
 
     def build(self, top_k: int) -> Routing:
         cats = sorted({c for rows in self.rows.values() for *_, c in rows})
@@ -162,10 +170,10 @@ class RoutingBuilder:
         for s, rows in self.rows.items():
             if not rows:
                 continue
-            out["tokens"][s] = torch.cat([r[0] for r in rows])
-            out["counts"][s] = torch.cat([r[1] for r in rows])
-            out["gates"][s] = torch.cat([r[2] for r in rows])
-            out["category"][s] = torch.cat([torch.full((len(r[0]),), cats.index(r[3])) for r in rows])
+            out["tokens"][s] = torch.cat([r[1] for r in rows])
+            out["counts"][s] = torch.cat([r[2] for r in rows])
+            out["gates"][s] = torch.cat([r[3] for r in rows])
+            out["category"][s] = torch.cat([torch.full((len(r[1]),), cats.index(r[4])) for r in rows])
         return Routing(layers=list(self.counter.layers), categories=cats, logit_sd=self.counter.logit_sd,
                        top_k=top_k, **out)
 

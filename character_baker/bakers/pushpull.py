@@ -38,6 +38,7 @@ from ..harness.loading import (
     set_template_defaults,
 )
 from .architectures import Architecture, resolve
+from .distributed import barrier, check_kind, config_file, is_main, parallel_kind, rank, train_in_ranks
 from .examples import collate, encode
 from .experts import (
     Picks,
@@ -86,26 +87,40 @@ class PushPullBaker:
         where = recipe.output / "profile"
         if (where / "profile.safetensors").is_file():
             return Profile.load(where)
+        # as ranks, every rank profiles its share and gets the summed profile; rank 0 writes it, and the others wait
+        # for the write, so a later call finds it on every rank alike
         profile = profile_model(loaded.model, loaded.tokenizer, arch, char, anti, recipe.profile, progress)
         profile.meta.update(base=recipe.base, architecture=arch.name, recipe_hash=recipe.hash())
-        profile.save(where)
-        (where / "profile.md").write_text(report(profile, experts_per_layer=recipe.experts.per_layer), encoding="utf-8")
-        if profile.routing is not None:  # every expert, pooled and per category (profile.md lists the picks)
-            expert_table(profile.routing).to_csv(where / "experts.csv", index=False)
+        if is_main():
+            profile.save(where)
+            (where / "profile.md").write_text(report(profile, experts_per_layer=recipe.experts.per_layer),
+                                              encoding="utf-8")
+            if profile.routing is not None:  # every expert, pooled and per category (profile.md lists the picks)
+                expert_table(profile.routing).to_csv(where / "experts.csv", index=False)
+        barrier()
         return profile
 
-    def _begin(self, recipe: Recipe) -> tuple[Character, list[Pair], list[Pair], Loaded, Architecture]:
-        """Claim the output folder, read the data, load the base: the opening of every bake."""
+    def _begin(self, recipe: Recipe, device: str | None = None
+               ) -> tuple[Character, list[Pair], list[Pair], Loaded, Architecture]:
+        """Claim the output folder, read the data, load the base: the opening of every bake (and of every rank,
+        each on its own `device`)."""
         _claim_output(recipe)
         pack, char, anti = _data(recipe)
-        loaded = load_base(recipe.base, dtype=recipe.dtype, trust_remote_code=recipe.trust_remote_code)
+        loaded = load_base(recipe.base, dtype=recipe.dtype, device=device, trust_remote_code=recipe.trust_remote_code)
         if recipe.score.reasoning_effort:  # trained, profiled and routed under the effort it is scored with
             set_template_defaults(loaded.tokenizer, reasoning_effort=recipe.score.reasoning_effort)
         return pack, char, anti, loaded, resolve(recipe.architecture, loaded.model_type)
 
     def bake(self, recipe: Recipe, progress: bool = True, steps: Steps | None = None) -> list[Baked]:
         steps = steps or Steps(["profile", "train", "select", "merge"], show=progress)
-        pack, char, anti, loaded, arch = self._begin(recipe)
+        d = recipe.distributed
+        if d.processes > 1 and not (recipe.output / "train" / "done.json").is_file():
+            _claim_output(recipe)
+            steps.start("profile", f"and train: {d.processes} ranks under accelerate launch ({d.strategy}; "
+                        f"{config_file(recipe)})")
+            train_in_ranks(recipe, progress)
+            steps.note(f"trained: {recipe.output / 'train'}; the choice on dev, merges and scores run here")
+        pack, char, anti, loaded, arch = self._begin(recipe, conductor_device(recipe))
         profile = self._prepare(recipe, loaded, arch, char, anti, progress, steps)
         needed = recipe.train.expert_lora == "profile" or recipe.router.combine
         routing, picks = self._expert_picks(recipe, loaded, arch, char, anti, progress, steps) if needed else (None,
@@ -185,47 +200,93 @@ class PushPullBaker:
         """What the loss is, for the "train" step header."""
         return f"push {recipe.loss.push} pull {recipe.loss.pull}"
 
+    def train_ranks(self, recipe: Recipe, device: str, progress: bool = True, parallel: str | None = None) -> None:
+        """One rank of a launched bake (distributed.py): profile with the other ranks, then train. The choice on
+        dev and the merges are the round's, from the checkpoints rank 0 saves."""
+        steps = Steps(["profile", "train"], show=False)
+        _, char, anti, loaded, arch = self._begin(recipe, device)
+        profile = self._prepare(recipe, loaded, arch, char, anti, progress, steps)
+        picks = None
+        if recipe.train.expert_lora == "profile":
+            picks = self._expert_picks(recipe, loaded, arch, char, anti, progress, steps)[1]
+        self._fit(recipe, loaded, arch, profile, char, anti, progress, picks, None, parallel)
+
     def _train(self, recipe: Recipe, pack: Character, loaded: Loaded, arch: Architecture, profile: Profile | None,
                char: list[Pair], anti: list[Pair], progress: bool, picks: Picks | None = None) -> tuple[int, Path]:
-        cfg = recipe.train
+        """Train (unless done), score every saved checkpoint on dev, and return the chosen one."""
         train_dir = recipe.output / "train"
         selector = CheckpointSelector(recipe, pack, loaded, recipe.output / "selection")
-        done = train_dir / "done.json"
-        if not done.is_file():
-            set_seed(cfg.seed)  # the LoRA initialisation too: one seed, one bake
-            if not arch.expert_parameters and cfg.expert_lora != "none":
-                raise UserError(f"{recipe.path}: [train] expert_lora is for MoE models; {arch.name} has no experts")
-            experts = {"none": None, "all": list(arch.expert_parameters),
-                       "profile": None if picks is None else expert_lora_targets(arch, picks)}[cfg.expert_lora]
-            model = lora_model(loaded.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
-                               cfg.targets or list(arch.lora_targets), experts)
-            if cfg.expert_lora == "profile" and picks is not None:
-                freeze_unpicked_experts(model, picks)  # LoRA on the picked experts only: the others stay the base's
-            device = next(model.parameters()).device
-            regulariser = None if profile is None else Regulariser(profile, arch.layers(model), recipe.loss, device)
-            trainer = self._trainer(recipe, loaded, model, char, anti, regulariser, trainer_args(recipe, train_dir),
-                                    selector)
-            ProgressBar(self.label, show=progress).use_on(trainer)
-            selector.model = model
-            last = _last_checkpoint(train_dir)
-            try:
-                trainer.train(resume_from_checkpoint=str(last) if last else None)
-            except TrainingDiverged as e:
-                good = _last_checkpoint(train_dir)
-                lower = "the learning rate" + (" or the push/pull coefficients" if regulariser is not None else "")
-                raise UserError(f"training stopped: {e}; last good checkpoint: {good or 'none'} (lower {lower}; "
-                                "rerunning resumes from it)") from None
-            finally:
-                if regulariser is not None:
-                    regulariser.remove()
-            if trainer.state.global_step % cfg.save_steps:  # the final step is a checkpoint too
-                trainer.save_model(str(train_dir / f"checkpoint-{trainer.state.global_step}"))
-                selector.evaluate(trainer.state.global_step, train_dir / f"checkpoint-{trainer.state.global_step}")
-            _write_json(done, {"recipe_hash": recipe.hash(), "steps": trainer.state.global_step,
-                               "log_history": trainer.state.log_history})
-        history = json.loads(done.read_text()).get("log_history", [])
+        model = None
+        if not (train_dir / "done.json").is_file():
+            model = self._fit(recipe, loaded, arch, profile, char, anti, progress, picks, selector)
+        unscored = selector.unscored(train_dir)  # trained as ranks: scored here, from the saved adapters
+        if unscored:
+            selector.model = model if model is not None else self._lora_model(recipe, loaded, arch, picks)
+            for step, checkpoint in unscored:
+                if checkpoint is None:
+                    with selector.model.disable_adapter():  # the base itself, whatever the LoRA holds now
+                        selector.evaluate(step, None)
+                else:
+                    load_adapter_weights(selector.model, checkpoint)
+                    selector.evaluate(step, checkpoint)
+        history = json.loads((train_dir / "done.json").read_text()).get("log_history", [])
         step = selector.choose(history)
         return step, train_dir / f"checkpoint-{step}"
+
+    def _lora_model(self, recipe: Recipe, loaded: Loaded, arch: Architecture, picks: Picks | None) -> Any:
+        """The base wrapped with the recipe's LoRA (fresh: it equals the base until trained)."""
+        cfg = recipe.train
+        set_seed(cfg.seed)  # the LoRA initialisation too: one seed, one bake (every rank alike)
+        if not arch.expert_parameters and cfg.expert_lora != "none":
+            raise UserError(f"{recipe.path}: [train] expert_lora is for MoE models; {arch.name} has no experts")
+        experts = {"none": None, "all": list(arch.expert_parameters),
+                   "profile": None if picks is None else expert_lora_targets(arch, picks)}[cfg.expert_lora]
+        model = lora_model(loaded.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
+                           cfg.targets or list(arch.lora_targets), experts)
+        if cfg.expert_lora == "profile" and picks is not None:
+            freeze_unpicked_experts(model, picks)  # LoRA on the picked experts only: the others stay the base's
+        return model
+
+    def _fit(self, recipe: Recipe, loaded: Loaded, arch: Architecture, profile: Profile | None, char: list[Pair],
+             anti: list[Pair], progress: bool, picks: Picks | None, selector: CheckpointSelector | None,
+             parallel: str | None = None) -> Any:
+        """The training loop (Trainer's), resumed from the last checkpoint; `done.json` at the end. `selector`
+        scores each checkpoint as it is saved (one process); ranks pass None and the round scores them after.
+        `parallel`: what the ranks' accelerate config asks for, checked against what the Trainer runs."""
+        cfg = recipe.train
+        train_dir = recipe.output / "train"
+        model = self._lora_model(recipe, loaded, arch, picks)
+        device = next(model.parameters()).device
+        regulariser = None if profile is None else Regulariser(profile, arch.layers(model), recipe.loss, device)
+        trainer = self._trainer(recipe, loaded, model, char, anti, regulariser, trainer_args(recipe, train_dir),
+                                selector or TrainerCallback())
+        if parallel is not None:
+            check_kind(trainer, parallel)
+        ProgressBar(self.label, show=progress).use_on(trainer)
+        if selector is not None:
+            selector.model = model
+        last = _last_checkpoint(train_dir)
+        try:
+            trainer.train(resume_from_checkpoint=str(last) if last else None)
+        except TrainingDiverged as e:
+            good = _last_checkpoint(train_dir)
+            lower = "the learning rate" + (" or the push/pull coefficients" if regulariser is not None else "")
+            raise UserError(f"training stopped: {e}; last good checkpoint: {good or 'none'} (lower {lower}; "
+                            "rerunning resumes from it)") from None
+        finally:
+            if regulariser is not None:
+                regulariser.remove()
+        final = train_dir / f"checkpoint-{trainer.state.global_step}"
+        if trainer.state.global_step % cfg.save_steps:  # the final step is a checkpoint too (every rank: FSDP and
+            trainer.save_model(str(final))               # ZeRO-3 gather the adapter; rank 0 writes it)
+            if selector is not None:
+                selector.evaluate(trainer.state.global_step, final)
+        if is_main():
+            _write_json(train_dir / "done.json", {"recipe_hash": recipe.hash(), "steps": trainer.state.global_step,
+                                                  "ranks": rank()[1], "parallel": parallel_kind(trainer),
+                                                  "log_history": trainer.state.log_history})
+        barrier()
+        return model
 
     def _trainer(self, recipe: Recipe, loaded: Loaded, model: Any, char: list[Pair], anti: list[Pair],
                  regulariser: Regulariser | None, args: dict[str, Any], selector: TrainerCallback) -> Any:
@@ -261,7 +322,7 @@ class PushPullBaker:
                     continue
                 if merged is None:
                     merged = load_model(recipe.base, adapter=str(checkpoint), scale=scale, dtype=recipe.dtype,
-                                        trust_remote_code=recipe.trust_remote_code)
+                                        device=conductor_device(recipe), trust_remote_code=recipe.trust_remote_code)
                 original = None
                 if strength is not None and steering is not None:
                     original = add_router_bias(merged.model, arch, router_biases(*steering, strength))
@@ -275,12 +336,20 @@ class PushPullBaker:
         return baked
 
 
+def conductor_device(recipe: Recipe) -> str | None:
+    """Where the round's own process holds the base for the choice on dev and the merges: a model trained as ranks
+    may not fit one card, so it is spread over the visible GPUs ("auto"); else the one device (None)."""
+    return "auto" if recipe.distributed.processes > 1 and torch.cuda.is_available() else None
+
+
 def trainer_args(recipe: Recipe, train_dir: Path) -> dict[str, Any]:
     """The Trainer settings of a bake, every one that matters set explicitly: TRL's configs have other defaults
-    (bf16 autocast and gradient checkpointing, slow on a CPU), and every baker's Trainer takes these."""
+    (bf16 autocast and gradient checkpointing, slow on a CPU), and every baker's Trainer takes these. As ranks,
+    `batch_size` is each rank's: the global batch is batch_size x grad_accum x processes."""
     cfg = recipe.train
     use_cuda = torch.cuda.is_available()
-    return dict(
+    ranks = {"ddp_backend": "gloo"} if not use_cuda and rank()[1] > 1 else {}
+    return ranks | dict(
         output_dir=str(train_dir), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
         warmup_steps=cfg.warmup_steps, save_strategy="steps", save_steps=cfg.save_steps,
@@ -289,6 +358,14 @@ def trainer_args(recipe: Recipe, train_dir: Path) -> dict[str, Any]:
         bf16=use_cuda and recipe.dtype in ("auto", "bfloat16"), disable_tqdm=True,
         dataloader_pin_memory=use_cuda,
     )
+
+
+def load_adapter_weights(model: Any, checkpoint: Path) -> None:
+    """A saved checkpoint's LoRA weights into a model wrapped with the same LoRA config (no reload of the base)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
 
 
 def save_merged(loaded: Loaded, target: Path) -> None:
@@ -334,6 +411,14 @@ class CheckpointSelector(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.evaluate(state.global_step, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    def unscored(self, train_dir: Path) -> list[tuple[int, Path | None]]:
+        """The base (step 0) and the saved checkpoints not yet scored on dev, in step order: a bake trained as
+        ranks saved them without scoring."""
+        saved: list[tuple[int, Path | None]] = [(0, None)]
+        saved += sorted((int(p.name.split("-")[1]), p) for p in train_dir.glob("checkpoint-*")
+                        if p.name.split("-")[1].isdigit() and (p / "adapter_model.safetensors").is_file())
+        return [(step, path) for step, path in saved if not (self.out / f"step-{step}.json").is_file()]
 
     def evaluate(self, step: int, checkpoint: Path | None) -> None:
         from ..harness.candidates import content_of

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..harness.character import CONDITIONS
+from ..harness.character import CONDITIONS, PACKS_DIR
 from ..harness.data import check_keys
 from ..harness.errors import UserError
+from ..judges.verdict import parse_judge_spec
 from ..serving.engine import EngineConfig
 
 
@@ -138,6 +140,22 @@ class Preconditions:
     judge_gpu_memory_gb: float = 0.0  # a judge model served on the same GPU as the candidates (0: elsewhere)
 
 
+STRATEGIES = ("ddp", "fsdp", "zero3")  # the shipped accelerate configs: bakers/accelerate/<strategy>.yaml
+
+
+@dataclass
+class DistributedConfig:
+    """Training past one process (docs/SCALING.md). With processes > 1 the bake's profile and training run under
+    `accelerate launch` with the strategy's shipped config (or `accelerate_config`, a file of your own); the
+    choice on dev, the merges and the scoring run in the round's own process afterwards."""
+
+    processes: int = 1  # ranks in all, one per GPU (gloo ranks on a CPU)
+    strategy: str = "ddp"  # ddp | fsdp | zero3 (DeepSpeed ZeRO stage 3)
+    nodes: int = 1  # machines; more than one: each runs the round with its own accelerate config (SCALING.md)
+    gpu_memory_gb: float = 80.0  # each rank's card: the per-rank memory plan is checked against it
+    accelerate_config: str = ""  # an accelerate config file instead of the shipped one (relative: to the recipe)
+
+
 @dataclass
 class Estimate:
     """What the plan prints; the preflight compares gpu_memory_gb with the free memory."""
@@ -174,6 +192,7 @@ class Recipe:
     antipole_data: str | None = None
     # the serving engine of every scoring generation ([engine]; serving/engine.py): the choice on dev, the eval scores
     engine: EngineConfig = field(default_factory=EngineConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def hash(self) -> str:
@@ -210,7 +229,7 @@ def _section(cls: type, raw: Any, where: str) -> Any:
 
 
 TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "steer", "experts",
-            "router", "grpo", "select", "merge", "score", "preconditions", "estimate", "engine")
+            "router", "grpo", "select", "merge", "score", "preconditions", "estimate", "engine", "distributed")
 EXPERT_LORA = ("none", "all", "profile")
 MODEL_KEYS = ("base", "base_env", "architecture", "dtype", "trust_remote_code", "build")
 
@@ -298,7 +317,8 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         estimate=_section(Estimate, raw.get("estimate"), f"{path}: [estimate]"), build=model.get("build"),
         scales=[float(x) for x in scales],
         character_data=data.get("character"), antipole_data=data.get("antipole"),
-        engine=EngineConfig.from_table(raw.get("engine"), f"{path}: [engine]"), raw=raw,
+        engine=EngineConfig.from_table(raw.get("engine"), f"{path}: [engine]"),
+        distributed=_section(DistributedConfig, raw.get("distributed"), f"{path}: [distributed]"), raw=raw,
     )
     for name in ("character_data", "antipole_data"):
         value = getattr(recipe, name)
@@ -338,7 +358,100 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         if bad or not (values or empty_ok):
             raise UserError(f"{path}: [score] {key}: {bad[0] if bad else 'empty'!r} is not a list of "
                             f"{', '.join(allowed)}")
+    d = recipe.distributed
+    if d.strategy not in STRATEGIES:
+        raise UserError(f"{path}: [distributed] strategy = {d.strategy!r}: use {', '.join(STRATEGIES)}")
+    if d.processes < 1 or d.nodes < 1 or d.processes % d.nodes:
+        raise UserError(f"{path}: [distributed] processes = {d.processes}, nodes = {d.nodes}: need processes >= 1 "
+                        "and a whole number of processes per node")
+    if d.processes > 1 and recipe.baker in ("steer", "router"):
+        raise UserError(f"{path}: [distributed] processes = {d.processes}: the {recipe.baker} baker trains nothing "
+                        "(ranks are for the LoRA bakers)")
+    if not 0 < d.gpu_memory_gb < 10_000:
+        raise UserError(f"{path}: [distributed] gpu_memory_gb = {d.gpu_memory_gb!r}: expected a card's memory in GB")
+    if d.accelerate_config:
+        config = Path(d.accelerate_config).expanduser()
+        config = config if config.is_absolute() else path.parent / config
+        if not config.is_file():
+            raise UserError(f"{path}: [distributed] accelerate_config = {d.accelerate_config!r}: no such file")
+        d.accelerate_config = str(config.resolve())
     if recipe.score.reasoning_effort not in (None, "low", "medium", "high"):
         raise UserError(f"{path}: [score] reasoning_effort = {recipe.score.reasoning_effort!r}: "
                         "use low, medium or high")
+    _check_values(recipe)
+    _check_references(recipe)
     return recipe
+
+
+def _check_values(recipe: Recipe) -> None:
+    """Values no run can use, refused before anything runs: Trainer reads `max_steps = -5` as "train by epochs" and
+    trained for hours; `limit = "all"` passed the type check (its default is None) and failed after the bake."""
+    path, t = recipe.path, recipe.train
+    for section, key, value in (("train", "max_steps", t.max_steps), ("train", "save_steps", t.save_steps),
+                                ("train", "batch_size", t.batch_size), ("train", "grad_accum", t.grad_accum),
+                                ("profile", "batch_size", recipe.profile.batch_size),
+                                ("score", "batch_size", recipe.score.batch_size),
+                                ("score", "epochs", recipe.score.epochs),
+                                ("score", "max_tokens", recipe.score.max_tokens),
+                                ("select", "max_tokens", recipe.select.max_tokens)):
+        if value < 1:
+            raise UserError(f"{path}: [{section}] {key} = {value}: must be at least 1")
+    if not (math.isfinite(t.learning_rate) and t.learning_rate > 0):
+        raise UserError(f"{path}: [train] learning_rate = {t.learning_rate!r}: must be a number above 0")
+    for section, limit in (("score", recipe.score.limit), ("select", recipe.select.limit)):
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise UserError(f"{path}: [{section}] limit = {limit!r}: must be a whole number of prompts >= 1 "
+                            "(leave it out for all of them)")
+
+
+def known_bakers() -> set[str]:
+    """The installed bakers (entry points) and, in a checkout whose package is not installed (`tox -e r6` plans
+    before any install), those its pyproject.toml declares. Standard library only, like the plan."""
+    from importlib.metadata import entry_points
+
+    from . import GROUP
+
+    names = {ep.name for ep in entry_points(group=GROUP)}
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return names
+    if project.get("name") == "character-baker":
+        names |= set(project.get("entry-points", {}).get(GROUP, {}))
+    return names
+
+
+def board_file(recipe_path: Path, board: str) -> Path:
+    """Where a recipe's board resolves, as the round and checkpoint selection resolve it: beside the recipe, else
+    as given, else under leaderboards/ (from the working folder)."""
+    near = recipe_path.parent / board
+    path = near if near.exists() else Path(board) if Path(board).exists() else Path("leaderboards") / board
+    return path / "board.toml" if path.is_dir() else path
+
+
+def _check_references(recipe: Recipe) -> None:
+    """What the recipe names must exist (baker, character pack, boards) and its judge must parse: each of these
+    failed a real round only after the bake, while the dry run said nothing."""
+    path = recipe.path
+    bakers = known_bakers()
+    if recipe.baker not in bakers:
+        raise UserError(f"{path}: baker = {recipe.baker!r}: no such baker (known: {', '.join(sorted(bakers))})")
+    pack = Path(recipe.character)
+    pack = pack if pack.exists() else PACKS_DIR / recipe.character
+    if not (pack / "character.toml" if pack.is_dir() else pack).is_file():
+        known = sorted(p.name for p in PACKS_DIR.iterdir() if (p / "character.toml").is_file())
+        raise UserError(f"{path}: character = {recipe.character!r}: no such pack or file (built-in packs: "
+                        f"{', '.join(known)})")
+    for section, board in (("score", recipe.score.board), ("select", recipe.select.board)):
+        if not board_file(path, board).is_file():
+            raise UserError(f"{path}: [{section}] board = {board!r}: no board.toml beside the recipe, at that path "
+                            "or under leaderboards/")
+    judge = recipe.score.judge
+    if judge is not None:
+        if not isinstance(judge, str):
+            raise UserError(f"{path}: [score] judge must be a string, got {type(judge).__name__}")
+        try:
+            parse_judge_spec(judge)
+        except UserError as e:
+            raise UserError(f"{path}: [score] judge = {judge!r}: {str(e).removeprefix('--judge: ')}") from None

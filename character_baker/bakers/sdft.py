@@ -22,6 +22,7 @@ from ..harness.console import Steps
 from ..harness.data import Pair
 from ..harness.loading import Loaded, split_harmony
 from .architectures import Architecture
+from .distributed import main_first
 from .pushpull import PushPullBaker
 from .recipe import Recipe
 from .trainer import Regulariser
@@ -107,7 +108,8 @@ class SDFTBaker(PushPullBaker):
         steps.start("profile", "skipped: sdft has no regulariser")
         steps.start("rewrite", f"the base restates {len(char)} in-character replies in its own words")
         system = load_character(recipe.character).system_prompt
-        pairs, kept = rewrite(loaded, system, char, recipe.output / REWRITES, recipe.train.max_length, progress)
+        with main_first():  # as ranks: rank 0 restates, the others read its file
+            pairs, kept = rewrite(loaded, system, char, recipe.output / REWRITES, recipe.train.max_length, progress)
         self._targets = pairs
         steps.note(f"{len(pairs) - kept} restated, {kept} kept as written (empty or unfinished restatement): "
                    f"{recipe.output / REWRITES}")

@@ -23,6 +23,7 @@ import torch
 from ..harness.data import Pair
 from ..harness.errors import UserError
 from .architectures import Architecture, monitored_layers
+from .distributed import all_reduce_sum, rank
 from .examples import collate, encode
 from .experts import RouteCounter, Routing, RoutingBuilder, experts_per_token, routing_report
 from .recipe import ProfileConfig
@@ -213,6 +214,26 @@ def _merge(stats: dict[tuple[str, str], dict[int, RunningStats]], which: str, ca
     return out
 
 
+def _sum_over_ranks(stats: dict[tuple[str, str], dict[int, RunningStats]], keys: list[tuple[str, str]],
+                    layers: list[int], width: int) -> None:
+    """Each rank's counts, sums and sums of squares replaced by their totals over all ranks (a rank that saw no
+    batch of a category contributes zeros), so every rank selects the units one process would."""
+    for key in keys:
+        for layer in layers:
+            st = stats[key][layer]
+            zeros = torch.zeros(width, dtype=torch.float64)
+            packed = torch.cat([torch.tensor([st.n], dtype=torch.float64),
+                                zeros if st.total is None else st.total, zeros if st.squares is None else st.squares])
+            total = all_reduce_sum(packed)
+            stats[key][layer] = RunningStats(float(total[0]), total[1:width + 1], total[width + 1:])
+
+
+def _width(model: Any) -> int:
+    """The decoder's hidden size: the length of each unit vector the ranks sum."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return int(config.hidden_size)
+
+
 def report(profile: Profile, top: int = 8, experts_per_layer: int = 3) -> str:
     """Markdown: top units per layer, overlap of the unit sets between categories, MoE expert usage."""
     lines = ["# Neuron profile", "",
@@ -268,11 +289,14 @@ def profile_model(model: Any, tokenizer: Any, arch: Architecture, character: lis
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    me, ranks = rank()  # launched as ranks (distributed.py): each takes every ranks-th batch, then all are summed
     try:
         with Progress(TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       disable=not progress) as bar:
-            task = bar.add_task("profiling", total=len(batches))
-            for name, cat, items in batches:
+            task = bar.add_task("profiling", total=len(batches[me::ranks]))
+            for index, (name, cat, items) in enumerate(batches):
+                if index % ranks != me:
+                    continue
                 batch = collate([encode(tokenizer, p, cfg.max_length) for p in items], tokenizer.pad_token_id)
                 mask = (batch["labels"] != -100).to(device)
                 if counter is not None:
@@ -280,7 +304,7 @@ def profile_model(model: Any, tokenizer: Any, arch: Architecture, character: lis
                 with torch.no_grad(), hooks.capture() as outputs:
                     model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
                 if routes is not None:
-                    routes.add(name, cat, mask)
+                    routes.add(name, cat, mask, index)
                 for layer, h in outputs.items():
                     stats[(name, cat)][layer].add(h[mask])
                 bar.advance(task)
@@ -289,6 +313,11 @@ def profile_model(model: Any, tokenizer: Any, arch: Architecture, character: lis
         if counter is not None:
             counter.remove()
         model.train(was_training)
+    if ranks > 1:
+        _sum_over_ranks(stats, sorted({(name, cat) for name, cat, _ in batches}), indices, _width(model))
+        if counter is not None and routes is not None:
+            counter.moments = all_reduce_sum(counter.moments)
+            routes.gather()
     profile = select_units(stats, indices, cfg.units, cfg.selection, cfg.anchor_units)
     if routes is not None:
         profile.routing = routes.build(experts_per_token(model))

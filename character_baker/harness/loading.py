@@ -162,8 +162,8 @@ def set_template_defaults(tokenizer: Any, **defaults: str) -> None:
 def _dtype(name: str, device: str) -> Any:
     import torch
 
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if name == "auto":  # "auto" as a device: spread over the visible GPUs (accelerate's device map)
+        return torch.bfloat16 if device.startswith("cuda") or device == "auto" else torch.float32
     try:
         return getattr(torch, name)
     except AttributeError:

@@ -157,6 +157,17 @@ def empty_tasks(card: Scorecard) -> list[str]:
     return sorted(k for k, rows in by_task.items() if rows and all(valid(r) == 0 for r in rows))
 
 
+def silent_judges(card: Scorecard) -> list[str]:
+    """Judges that produced no valid judgment at all (every one of their rows all errors): a judge endpoint that
+    hung or refused every call leaves the judged metrics n/a while the other tasks look fine."""
+    silent = []
+    for judge in card.judges:
+        rows = [r for r in card.metrics if r.judge == judge["name"] and r.n]
+        if rows and all(valid(r) == 0 for r in rows):
+            silent.append(judge["name"])
+    return silent
+
+
 def format_table(card: Scorecard) -> Any:
     """A rich table of the card's metrics: value, interval, n, errors."""
     from rich.table import Table

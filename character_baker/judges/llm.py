@@ -10,18 +10,27 @@ from typing import Any
 
 from ..harness.character import Character
 from ..harness.secrets import redact
-from .verdict import MATH_TEMPLATE, RUBRIC_TEMPLATE, Verdict, parse_math_verdict, parse_verdict, rubric_version
+from .verdict import (
+    JUDGE_RETRIES,
+    JUDGE_TIMEOUT_S,
+    MATH_TEMPLATE,
+    RUBRIC_TEMPLATE,
+    Verdict,
+    parse_math_verdict,
+    parse_verdict,
+    rubric_version,
+)
 
 
 class LLMJudge:
     """Any Inspect model as the judge: temperature 0, fixed seed, the versioned rubric, a strict parse.
 
-    Transport errors are retried by Inspect's provider (`max_retries`, with backoff); what still fails
+    Each call has a timeout per attempt and a retry budget (the spec's `?timeout=S&retries=N`); what still fails
     becomes an error verdict. Keys come from the provider's environment variables only.
     """
 
     def __init__(self, model: str, character: Character, name: str = "llm", seed: int = 0,
-                 max_connections: int = 16, max_retries: int = 3, timeout: int = 120,
+                 max_connections: int = 16, max_retries: int = JUDGE_RETRIES, timeout: int = JUDGE_TIMEOUT_S,
                  logprobs: bool = False) -> None:
         self.name = name
         self.model = model
@@ -32,11 +41,16 @@ class LLMJudge:
         self.character = character
         self.rubric_version = rubric_version(character)
         self.seed = seed
+        self.timeout = timeout
+        self.retries = max_retries
+        # the attempts are ours (`_ask`): Inspect's own retries back off exponentially from 3 s, ~110 s a call on a
+        # judge answering 500, and had no attempt timeout, so a judge that never answered held the run forever
         self._config_args = dict(temperature=0.0, seed=seed, max_tokens=400, max_connections=max_connections,
-                                 max_retries=max_retries, timeout=timeout)
+                                 max_retries=0, timeout=timeout, attempt_timeout=timeout)
         if logprobs:
             self._config_args.update(logprobs=True, top_logprobs=20)
         self._model = None
+        self._unreachable: str | None = None  # set when a call's whole budget timed out: later calls fail at once
 
     def _get_model(self):  # type: ignore[no-untyped-def]
         if self._model is None:
@@ -54,14 +68,39 @@ class LLMJudge:
                                       response=response)
 
     async def _ask(self, text: str) -> Any:
-        """The model's output, or an error verdict: a failed call is counted, never a score."""
-        try:
-            output = await self._get_model().generate(text)
-        except Exception as e:  # noqa: BLE001 - any failure of the call is an error verdict, never a score
-            return Verdict(error=f"judge call failed: {type(e).__name__}: {redact(str(e))[:300]}")
-        if output.error:
-            return Verdict(error=f"judge call failed: {redact(output.error)[:300]}")
-        return output
+        """The model's output, or an error verdict: a failed call is counted, never a score. Each attempt gets
+        `timeout` seconds and a call `retries` more attempts, so a judge that never answers costs about
+        timeout x (retries + 1) once; after that the judge counts as unreachable and every later call is an error
+        at once, instead of the same wait per reply."""
+        import anyio
+
+        error = ""
+        timed_out = True
+        for attempt in range(self.retries + 1):
+            if self._unreachable:
+                return Verdict(error=f"judge call failed: {self._unreachable}")
+            if attempt:
+                await anyio.sleep(min(2.0, 0.5 * attempt))
+            try:
+                with anyio.fail_after(self.timeout + 5):  # a backstop to Inspect's own attempt timeout
+                    output = await self._get_model().generate(text)
+            except TimeoutError:
+                error = f"no answer within {self.timeout} s"
+                continue
+            except Exception as e:  # noqa: BLE001 - any failure of the call is an error verdict, never a score
+                timed_out = timed_out and "timeout" in type(e).__name__.lower() + str(e).lower()
+                error = f"{type(e).__name__}: {redact(str(e))[:300]}"
+                continue
+            if output.error:
+                timed_out = False
+                error = redact(output.error)[:300]
+                continue
+            return output
+        if timed_out:
+            self._unreachable = (f"judge {self.model} unreachable: no answer within {self.timeout} s in "
+                                 f"{self.retries + 1} attempts (?timeout=S&retries=N in the judge spec)")
+            return Verdict(error=f"judge call failed: {self._unreachable}")
+        return Verdict(error=f"judge call failed after {self.retries + 1} attempts: {error}")
 
     async def judge_math(self, question: str, reference: str, response: str) -> Verdict:
         """Whether the reply's committed final answer is the reference: a second opinion beside the rule."""

@@ -16,48 +16,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..harness.character import Character
-from ..harness.errors import UserError
 from ..harness.structure import JsonReply, Reading, read, split_json
 from .cache import CachedJudge, JudgeCache
 from .leaks import LeakJudge
 from .llm import LLMJudge
 from .rules import identity_verdict, leak_matches, math_verdict
-from .verdict import Judge, Verdict
+from .verdict import Judge, Verdict, parse_judge_spec
 
 
 def build_judges(spec: str | None, character: Character, use_cache: bool = True) -> list[Judge]:
     """Judges from a spec: `classifier`, an Inspect model (`openai-api/local/m`), or `name=model,...`.
 
     `model?logprobs` asks the provider for log-probabilities and scores personality as the
-    probability-weighted mean of the score token.
+    probability-weighted mean of the score token; `model?timeout=S&retries=N` bounds each call (defaults:
+    verdict.JUDGE_TIMEOUT_S, verdict.JUDGE_RETRIES).
 
     With no spec, an LLM judge named by CHARACTER_BAKER_JUDGE if set, else the embedded classifier.
     """
     spec = spec or os.environ.get("CHARACTER_BAKER_JUDGE") or "classifier"
     judges: list[Judge] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        name, _, model = part.partition("=") if "=" in part else ("", "", part)
-        model, _, option = model.partition("?")
-        if option not in ("", "logprobs"):
-            raise UserError(f"--judge: unknown option '?{option}' in '{part}' (known: ?logprobs)")
+    for one in parse_judge_spec(spec):
         judge: Judge
-        if model == "classifier":
+        if one.model == "classifier":
             from .classifier import ClassifierJudge
 
-            judge = ClassifierJudge.for_character(character, name=name or "classifier")
-        elif "/" in model or model == "grader":
-            judge = LLMJudge(model, character, name=name or "llm", logprobs=option == "logprobs")
+            judge = ClassifierJudge.for_character(character, name=one.name)
         else:
-            raise UserError(f"--judge: '{part}' is neither 'classifier' nor an Inspect model "
-                            "like openai-api/NAME/MODEL")
+            judge = LLMJudge(one.model, character, name=one.name, logprobs=one.logprobs, timeout=one.timeout,
+                             max_retries=one.retries)
         judges.append(judge)
-    names = [j.name for j in judges]
-    if len(set(names)) != len(names):
-        raise UserError(f"--judge: judge names must be unique, got {names} (name them: llm=MODEL,classifier)")
-    if not judges:
-        raise UserError("--judge: no judge given")
     if use_cache:
         cache = JudgeCache()
         judges = [CachedJudge(j, cache) for j in judges]

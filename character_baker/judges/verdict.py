@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..harness.character import Character
+from ..harness.errors import UserError
 
 RUBRIC_TEMPLATE = """You are an expert evaluator of role-play consistency. Judge ONE response of a model that \
 is supposed to speak as the character {name}.
@@ -92,6 +93,73 @@ class Judge(Protocol):
     gives_leak: bool  # whether its verdicts include a leak flag
 
     async def judge(self, prompt: str, response: str) -> Verdict: ...
+
+
+# An LLM judge call's budget unless its spec says otherwise (`MODEL?timeout=S&retries=N`): each attempt is abandoned
+# after `timeout` seconds and retried `retries` times, so a judge endpoint that never answers costs a reply about
+# timeout x (retries + 1) seconds, then an error verdict (counted, never a score).
+JUDGE_TIMEOUT_S = 60
+JUDGE_RETRIES = 2
+JUDGE_OPTIONS = "?logprobs, ?timeout=SECONDS, ?retries=N, joined with &"
+_MODEL = re.compile(r"^[A-Za-z0-9_.-]+/[^\s/]*(/[^\s]*)?$")
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """One judge of a `--judge` / `[score] judge` spec: its name, model and call options."""
+
+    name: str
+    model: str  # "classifier", "grader" or an Inspect model
+    logprobs: bool = False
+    timeout: int = JUDGE_TIMEOUT_S
+    retries: int = JUDGE_RETRIES
+
+    @property
+    def is_llm(self) -> bool:
+        return self.model != "classifier"
+
+
+def parse_judge_spec(spec: str) -> list[JudgeSpec]:
+    """The one parser of judge specs (`classifier`, an Inspect model, `name=model,...`, each with `?options`), standard
+    library only: the round's plan checks a recipe's judge with it before anything is installed."""
+    judges: list[JudgeSpec] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        head, _, options = part.partition("?")
+        name, _, model = head.partition("=") if "=" in head else ("", "", head)
+        name, model = name.strip(), model.strip()
+        if "=" in head and not name:
+            raise UserError(f"--judge: '{part}' names no judge before '='")
+        if model != "classifier" and model != "grader" and (
+                not _MODEL.match(model) or "//" in model.split("/", 1)[1] or model.endswith("/")
+                or model.startswith("openai-api/") and model.count("/") < 2):
+            raise UserError(f"--judge: '{part}' is neither 'classifier' nor an Inspect model like "
+                            "openai-api/NAME/MODEL")
+        settings: dict[str, int] = {}
+        logprobs = False
+        for option in filter(None, options.split("&")) if options else ():
+            key, eq, value = option.partition("=")
+            if key == "logprobs" and not eq:
+                logprobs = True
+            elif key in ("timeout", "retries") and eq and value.isdigit() and key not in settings:
+                settings[key] = int(value)
+                if key == "timeout" and not 1 <= settings[key] <= 3600:
+                    raise UserError(f"--judge: '?timeout={value}' in '{part}': use 1 to 3600 seconds")
+                if key == "retries" and settings[key] > 10:
+                    raise UserError(f"--judge: '?retries={value}' in '{part}': use 0 to 10")
+            else:
+                raise UserError(f"--judge: unknown option '?{option}' in '{part}' (known: {JUDGE_OPTIONS})")
+        if model == "classifier" and (logprobs or settings):
+            raise UserError(f"--judge: '{part}': the classifier takes no options")
+        judges.append(JudgeSpec(name or ("classifier" if model == "classifier" else "llm"), model, logprobs,
+                                settings.get("timeout", JUDGE_TIMEOUT_S), settings.get("retries", JUDGE_RETRIES)))
+    names = [j.name for j in judges]
+    if len(set(names)) != len(names):
+        raise UserError(f"--judge: judge names must be unique, got {names} (name them: llm=MODEL,classifier)")
+    if not judges:
+        raise UserError("--judge: no judge given")
+    return judges
 
 
 def rubric_version(character: Character) -> str:

@@ -73,7 +73,7 @@ class Criterion(Column):
     def describe(self) -> str:
         rel = f" vs {self.relative_to}" if self.relative_to else ""
         bound = "" if self.bound == "point" else f" ({self.bound} bound)"
-        return f"{self.metric}[{self.condition}]{rel}{bound} {self.op} {_fmt(self.threshold, self.name)}"
+        return f"{self.metric}[{self.condition}]{rel}{bound} {self.op} {format_value(self.threshold, self.name)}"
 
 
 @dataclass
@@ -180,10 +180,12 @@ def load_board(name_or_path: str | Path, boards_dir: str | Path = "leaderboards"
     )
 
 
-def _fmt(x: float | None, metric: str) -> str:
+def format_value(x: float | None, metric: str) -> str:
+    """`97.5%` for a rate, `7.12` for a score, `—` for none."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
     return f"{100 * x:.1f}%" if is_proportion(metric) else f"{x:.2f}"
+
 
 
 class Measurements:
@@ -357,8 +359,8 @@ def gate_lines(verdicts: list[Verdict]) -> list[str]:
     lines = []
     for v in verdicts:
         c = v.criterion
-        ci = f" [{_fmt(v.low, c.name)}–{_fmt(v.high, c.name)}]" if v.low is not None else ""
-        shown = _fmt(v.value, c.name) + ci
+        ci = f" [{format_value(v.low, c.name)}–{format_value(v.high, c.name)}]" if v.low is not None else ""
+        shown = format_value(v.value, c.name) + ci
         if c.relative_to and v.compared is not None:
             shown += f", change {v.compared:+.3f}"
         lines.append(f"{'PASS' if v.passed else 'FAIL'}  {c.describe():<48} value {shown}  ({v.reason})")

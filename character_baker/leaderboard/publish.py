@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..harness.data import atomic_write
 from ..harness.scorecard import is_proportion, valid
-from .board import Board, Column, Measurements, _fmt, evaluate, perfect_model_fails, unvalidated
+from .board import Board, Column, Measurements, evaluate, format_value, perfect_model_fails, unvalidated
 from .store import Store
 
 REPORTED = "reported, not re-measured"
@@ -106,9 +106,9 @@ def _num(x: Any) -> str:
 def cell(m: dict[str, Any] | None, col: Column, with_ci: bool = True) -> str:
     if m is None:
         return "—"
-    text = _fmt(m["value"], col.name)
+    text = format_value(m["value"], col.name)
     if with_ci and m.get("ci_low") is not None and not _nan(m["ci_low"]):
-        text += f" [{_fmt(m['ci_low'], col.name)}–{_fmt(m['ci_high'], col.name)}]"
+        text += f" [{format_value(m['ci_low'], col.name)}–{format_value(m['ci_high'], col.name)}]"
     if is_proportion(col.name) and m.get("n") and not _nan(m.get("successes")):
         text += f" ({int(m['successes'])}/{valid(m)})"
     if m.get("errors") and not _nan(m.get("errors")):
@@ -293,15 +293,11 @@ def render_plots(view: BoardView) -> dict[str, bytes]:
 
     matplotlib.rcParams["text.parse_math"] = False  # names are text: "R$\\foo{$" must not be parsed as mathtext
     b = view.board
-    by_name = {c.name: c for c in b.columns}
     plots: dict[str, bytes] = {}
-    sarc, math_col = by_name.get("sarcastic"), by_name.get("math")
+    sarc, math_col = plain_column(b, "sarcastic"), plain_column(b, "math")
     fig, ax = plt.subplots(figsize=(7, 5))
     if sarc and math_col:
-        for name, rows in view.rounds().items():
-            pts = [(r, r[math_col.label], r[sarc.label]) for r in rows if r[math_col.label] and r[sarc.label]]
-            if not pts:
-                continue
+        for name, pts in scale_points(view).items():
             xs = [m["value"] for _, m, _ in pts]
             ys = [s["value"] for _, _, s in pts]
             xerr = [[_err(m, lo=True) for _, m, _ in pts], [_err(m, lo=False) for _, m, _ in pts]]
@@ -312,7 +308,7 @@ def render_plots(view: BoardView) -> dict[str, bytes]:
                             (m["value"], s["value"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
         ax.set_xlabel(f"{math_col.label} ({math_col.metric})")
         ax.set_ylabel(f"{sarc.label} ({sarc.metric})")
-        ax.set_title("Sarcasm vs math per merge scale (95 % intervals)")
+        ax.set_title("Sarcasm vs math per merge scale, no system prompt (95 % intervals)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(title="round", fontsize=8)
     plots["scales.png"] = _png(fig)
@@ -338,11 +334,7 @@ def render_plots(view: BoardView) -> dict[str, bytes]:
     plots["rounds.png"] = _png(fig)
     plt.close(fig)
     if sarc and math_col:  # every measured candidate, grouped by baker, with the frontier
-        groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-        for r in view.rows:
-            if r[math_col.label] and r[sarc.label]:
-                group = "base" if r["gate"] == "base" else (REPORTED if r["reported"] else r["baker"] or "other")
-                groups.setdefault(group, []).append((r[math_col.label], r[sarc.label]))
+        groups = pareto_groups(view)
         if groups:
             plots["pareto.png"] = pareto_png(groups, f"{math_col.label} ({math_col.metric})",
                                              f"{sarc.label} ({sarc.metric})",
@@ -351,6 +343,40 @@ def render_plots(view: BoardView) -> dict[str, bytes]:
     if curves:
         plots["drift.png"] = drift_png(curves)
     return plots
+
+
+def plain_column(board: Board, name: str) -> Column | None:
+    """The board's first column of metric `name` under plain chat (condition `none`): a plot of "sarcasm vs math"
+    must not pick up a wrapped-prompt column ("sarcastic in JSON") that shares the metric's name."""
+    return next((c for c in board.columns if c.name == name and c.condition == "none"), None)
+
+
+def scale_points(view: BoardView) -> dict[str, list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]]:
+    """Per round, (row, math, sarcastic) for each candidate measured on both plain-chat columns: the merge-scale
+    plot's data."""
+    sarc, math_col = plain_column(view.board, "sarcastic"), plain_column(view.board, "math")
+    out: dict[str, list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]] = {}
+    if not (sarc and math_col):
+        return out
+    for name, rows in view.rounds().items():
+        pts = [(r, r[math_col.label], r[sarc.label]) for r in rows if r[math_col.label] and r[sarc.label]]
+        if pts:
+            out[name] = pts
+    return out
+
+
+def pareto_groups(view: BoardView) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """(math, sarcastic) on the plain-chat columns for every measured candidate, grouped by baker: the pareto
+    plot's data."""
+    sarc, math_col = plain_column(view.board, "sarcastic"), plain_column(view.board, "math")
+    groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    if not (sarc and math_col):
+        return groups
+    for r in view.rows:
+        if r[math_col.label] and r[sarc.label]:
+            group = "base" if r["gate"] == "base" else (REPORTED if r["reported"] else r["baker"] or "other")
+            groups.setdefault(group, []).append((r[math_col.label], r[sarc.label]))
+    return groups
 
 
 def pareto_png(groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]], xlabel: str, ylabel: str,

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS results (
     lineage TEXT, reported INTEGER NOT NULL DEFAULT 0, note TEXT,
     harness_version TEXT, harness_commit TEXT, created TEXT,
     timings TEXT, decoding TEXT, judges TEXT, samples TEXT, examples TEXT,
+    logs TEXT,  -- the scorecard's Inspect logs (paths), where the per-sample transcripts live
     UNIQUE (candidate, suite, judge, condition)
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -72,6 +73,10 @@ class Store:
             elif app_id != APPLICATION_ID:
                 raise UserError(f"{self.path}: not a character-baker store (another application's SQLite file); "
                                 "point --store elsewhere")
+            elif not empty:  # a store made before `logs` was kept: add the column (rows recorded then have none)
+                columns = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
+                if columns and "logs" not in columns:
+                    self.db.execute("ALTER TABLE results ADD COLUMN logs TEXT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -118,15 +123,15 @@ class Store:
             cur = db.execute(
                 "INSERT INTO results (candidate, suite, suite_version, judge, rubric, condition, kind, source, "
                 "round, baker, base, scale, step, parent, data_hash, lineage, reported, note, harness_version, "
-                "harness_commit, created, timings, decoding, judges, samples, examples) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "harness_commit, created, timings, decoding, judges, samples, examples, logs) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (cand["id"], card["suite"]["name"], card["suite"]["version"], judge_key, rubric, condition,
                  cand.get("kind"), cand.get("source"),
                  *(lineage.get(f) for f in LINEAGE_FIELDS), json.dumps(lineage), int(reported),
                  note, card.get("harness", {}).get("version"), card.get("harness", {}).get("commit"),
                  card.get("created"), json.dumps(card.get("timings") or {}),
                  json.dumps(card.get("decoding") or {}), json.dumps(judges), json.dumps(samples),
-                 json.dumps(examples)))
+                 json.dumps(examples), json.dumps(card.get("logs") or [])))
             rid = int(cur.lastrowid or 0)
             db.executemany(
                 "INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -167,6 +172,7 @@ class Store:
         out = dict(zip([c[0] for c in cur.description], row, strict=True))
         for key in ("lineage", "timings", "decoding", "judges", "samples", "examples"):
             out[key] = json.loads(out[key]) if out[key] else {}
+        out["logs"] = json.loads(out.get("logs") or "[]")
         return out
 
 

@@ -199,7 +199,8 @@ def run_bakeoff(path: str | Path, progress: bool = True) -> int:
 def compare_with_control(store: Any, board: Board, chosen: dict[str, str], control: str) -> dict[str, list[str]]:
     """Per baker, each metric of the chosen candidate against the control's on the same prompts: "better …",
     "worse …" (p < 0.05, exact McNemar or paired bootstrap) or "same …"."""
-    from ..leaderboard.regress import compare, pair_results, resolve_result
+    from ..leaderboard.board import lower_is_better
+    from ..leaderboard.regress import compare, format_p, pair_results, resolve_result
 
     frame = store.frame(suite=board.suite)
     baseline = resolve_result(store, board, frame, chosen[control])
@@ -210,13 +211,12 @@ def compare_with_control(store: Any, board: Board, chosen: dict[str, str], contr
         lines = []
         for b, c in pair_results(baseline, resolve_result(store, board, frame, cid), allow_mismatch=False):
             for comp in compare(b, c, {}):
-                lower_is_better = comp.metric in ("leak", "truncated")
                 significant = comp.p_value < 0.05 and comp.change != 0
-                up = (comp.change > 0) != lower_is_better
+                up = (comp.change > 0) != lower_is_better(comp.metric)  # by family: leak@3 too
                 word = ("better" if up else "worse") if significant else "same"
                 pct = is_proportion(comp.metric)
                 lines.append(f"{word} {comp.name}: {_fmt(comp.baseline, pct)} → {_fmt(comp.candidate, pct)} "
-                             f"(p={comp.p_value:.3g}, n={comp.n})")
+                             f"(p{format_p(comp.p_value)}, n={comp.n})")
         out[baker] = lines
     return out
 

@@ -20,14 +20,15 @@ from .preflight import candidate_count, check
 
 def plan(recipe: Recipe) -> str:
     """What a round will do, with the recipe's estimates, without doing any of it."""
-    from .preflight import config_for, resolve_base, weights_present
+    from .preflight import PLANNING_CONFIGS, planning_config, resolve_base, weights_present
 
     raw_base = resolve_base(recipe.raw) or recipe.base
     present, where = weights_present(raw_base)
     s = recipe.score
     n_cands = candidate_count(recipe)
     layers = f"every {recipe.profile.every} after {recipe.profile.skip_first}"
-    config = config_for(raw_base) or Path(where) / "config.json"
+    config = planning_config(recipe) or Path(where) / "config.json"
+    cfg: dict[str, Any] = {}
     if config.is_file():
         cfg = json.loads(config.read_text())
         n = (cfg.get("text_config") or cfg).get("num_hidden_layers")
@@ -38,8 +39,13 @@ def plan(recipe: Recipe) -> str:
 
     budget = budget_for(recipe)
     t = recipe.train
-    if budget:
-        memory = (f"  memory         ~{budget['train_total']:.1f} GB to train, computed from config.json "
+    source = "config.json"
+    if config.parent == PLANNING_CONFIGS:  # no weights here: the config-only copy shipped for planning
+        source = f"the shipped planning config {config.relative_to(PLANNING_CONFIGS.parents[2])}"
+    if budget and recipe.distributed.processes > 1:
+        memory = _distributed_lines(recipe, cfg, source, n_cands)
+    elif budget:
+        memory = (f"  memory         ~{budget['train_total']:.1f} GB to train, computed from {source} "
                   f"({budget['parameters']:.2f}B parameters): weights {budget['weights']:.1f} + LoRA and AdamW "
                   f"{budget['lora_optimizer']:.2f} + activations {budget['activations']:.1f} at batch "
                   f"{t.batch_size} x {t.max_length} tokens, checkpointing {'on' if t.gradient_checkpointing else 'off'}"
@@ -67,6 +73,43 @@ def plan(recipe: Recipe) -> str:
     return "\n".join(lines)
 
 
+def _distributed_lines(recipe: Recipe, cfg: dict[str, Any], source: str, n_cands: int) -> str:
+    """The per-rank memory plan, the merged candidates' disk and the vLLM layout of a multi-process recipe."""
+    from .preflight import rank_memory, serving_layout
+
+    d, t, e = recipe.distributed, recipe.train, recipe.engine
+    r, v = rank_memory(cfg, recipe), serving_layout(cfg, recipe)
+    quant = (cfg.get("text_config") or cfg).get("quantization_config") or {}
+    dtype = (f"bf16, its {quant['quant_method'].upper()} experts dequantised for training as r6"
+             if quant.get("quant_method") else "bf16")
+    per = f" / {r['shards']:.0f}" if r["shards"] > 1 else ", a full copy per rank"
+    gathered = (f" + gathered layer {r['gathered']:.1f} ({r['gathered_parameters']:.2f}B parameters, the largest "
+                f"unit gathered at once)" if r["gathered"] else "")
+    verdict = "fits" if r["total"] <= d.gpu_memory_gb else "DOES NOT FIT"
+    lines = [
+        f"  per rank       ~{r['total']:.1f} of {d.gpu_memory_gb:g} GB ({verdict}): {d.processes} ranks, {d.strategy}"
+        f", {d.nodes} node{'s' if d.nodes > 1 else ''}; computed from {source} ({r['parameters']:.2f}B parameters "
+        f"in {dtype}): weights {r['weights']:.1f} ({r['full_weights']:.1f}{per}) + LoRA and AdamW "
+        f"{r['lora_optimizer']:.2f} + activations {r['activations']:.1f} + logits {r['logits']:.1f} at batch "
+        f"{t.batch_size} x {t.max_length} tokens per rank, checkpointing {'on' if t.gradient_checkpointing else 'off'}"
+        f"{gathered}",
+        f"  disk           ~{r['merges_disk']:.1f} GB for {n_cands} merged bf16 candidates in {recipe.output}",
+    ]
+    if v["tp"]:
+        layout = (f"tensor parallel {v['tp']:.0f} (the smallest power of two dividing the heads that fits; recipe: "
+                  f"{e.tensor_parallel_size}): per GPU {v['per_gpu']:.1f} of {v['budget']:.1f} GB")
+    else:
+        layout = (f"NO tensor-parallel size up to {v['largest_tp']:.0f} fits: {v['per_gpu'] / v['largest_tp']:.1f} "
+                  f"GB per GPU at {v['largest_tp']:.0f} against {v['budget']:.1f} GB")
+    lines.append(
+        f"  vllm layout    {layout} ({v['share']:g} x {d.gpu_memory_gb:g} GB) = bf16 weights {v['weights']:.1f} + KV "
+        f"cache {v['kv_cache']:.1f} ({v['length']:.0f} tokens x {e.max_concurrency} requests x "
+        f"{v['kv_per_token'] / 1e3:.1f} kB/token; sliding-window layers counted at full length, an upper bound), "
+        f"split over the tensor-parallel GPUs; {v['at_once']:.0f} candidate{'s' if v['at_once'] != 1 else ''} "
+        f"scored at once on {v['gpus']:.0f} GPUs")
+    return "\n".join(lines)
+
+
 # Generation throughput the wall-time estimate assumes (new tokens/s, all requests of one model together). Only
 # `inprocess` is measured on a GPU (HF static batches of 16, GPT-OSS-20B shape, H200: 279/s); the others are
 # assumptions until benchmarks/ measures them on a GPU: vLLM ~15x static batches, transformers' continuous
@@ -84,7 +127,17 @@ def _engine_line(recipe: Recipe) -> str:
     share = f"{e.gpu_memory_utilization:g}" if e.gpu_memory_utilization is not None else "engine default"
     return (f"  engine         {which}; tensor parallel {e.tensor_parallel_size}, data parallel "
             f"{e.data_parallel_size}, GPU memory share {share}, max model length {e.max_model_len or 'model default'}"
-            f", {e.max_concurrency} requests in flight; one server per model, stopped before the next loads")
+            f", {e.max_concurrency} requests in flight; " + _placement(e))
+
+
+def _placement(e: Any) -> str:
+    """Where the servers run: one model at a time, or one per device group at once (docs/ENGINES.md)."""
+    judge = f"; judge GPUs {e.judge_devices} kept out" if e.judge_devices else ""
+    if len(e.device_groups) > 1:
+        return (f"{len(e.device_groups)} models at once, one server per device group "
+                f"({', '.join(repr(g) for g in e.device_groups)}){judge}")
+    pinned = f" on {e.device_groups[0]!r}" if e.device_groups else ""
+    return f"one server per model{pinned}, stopped before the next loads{judge}"
 
 
 def _prompts(recipe: Recipe, split: str, task: str) -> int:
@@ -137,9 +190,12 @@ def wall_time(recipe: Recipe, n_cands: int) -> dict[str, float]:
     if s.capability:
         aime = models * AIME_PROBLEMS.get(s.capability_data, 30) * s.capability_k * s.capability_max_tokens
     starts = models * (2 if n_cands > 1 else 1)
-    seconds = (tokens + aime) / ASSUMED_TOKENS_PER_S[engine] + starts * ASSUMED_STARTUP_S[engine]
+    # device groups score that many models at once, each at the assumed throughput of one engine
+    at_once = max(1, min(len(recipe.engine.device_groups), models))
+    seconds = ((tokens + aime) / ASSUMED_TOKENS_PER_S[engine] + starts * ASSUMED_STARTUP_S[engine]) / at_once
     return {"engine_assumed": engine, "replies": eval_replies + dev_replies, "tokens": tokens, "aime_tokens": aime,
-            "tokens_per_s": ASSUMED_TOKENS_PER_S[engine], "starts": starts, "hours": seconds / 3600}
+            "tokens_per_s": ASSUMED_TOKENS_PER_S[engine], "starts": starts, "at_once": at_once,
+            "hours": seconds / 3600}
 
 
 ASSUMED_SAVE_GB_PER_S = 1.0  # writing a merged checkpoint's safetensors (local NVMe, bf16), an assumption
@@ -185,7 +241,8 @@ def _wall_time_line(recipe: Recipe, n_cands: int) -> str:
     return (f"  scoring time   ~{w['hours']:.1f} h computed: {w['replies']:,.0f} replies x {recipe.score.max_tokens} "
             f"tokens at most ({w['tokens'] / 1e6:.2f} M) + AIME {w['aime_tokens'] / 1e6:.2f} M tokens, at an "
             f"ASSUMED {w['tokens_per_s']:,.0f} new tokens/s ({w['engine_assumed']}, not measured on this card) + "
-            f"{w['starts']:.0f} engine start-ups; training not included")
+            f"{w['starts']:.0f} engine start-ups" + (f", {w['at_once']} models at once" if w["at_once"] > 1 else "")
+            + "; training not included")
 
 
 def _sweep(recipe: Recipe) -> str:
@@ -236,6 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(rest[0])
     except UserError as e:
         print(f"character-baker: error: {e}", file=sys.stderr)
+        return 2
+    from .preflight import scaling_problem
+
+    refused = scaling_problem(recipe)  # a multi-process plan that cannot fit is refused, dry run or not
+    if refused:
+        if dry_run:
+            print(plan(recipe))
+        print(f"character-baker: error: {refused}", file=sys.stderr)
         return 2
     problems = [] if recipe.build else check(recipe.path, recipe.score.judge)
     if dry_run:

@@ -43,11 +43,11 @@ def weights_present(base: str) -> tuple[bool, str]:
     return False, f"'{base}' is neither a local folder nor in the Hugging Face cache ({hf_cache_dir()})"
 
 
-def parameter_count(config: dict[str, Any]) -> int:
-    """Parameters of the language model a config.json describes (dense or mixture-of-experts; a vision tower is not
-    counted), from its shapes alone: the plan must not need torch."""
+def layer_parameter_count(config: dict[str, Any]) -> int:
+    """Parameters of one decoder layer (attention, MLP or all its experts with the router, norms): the unit FSDP and
+    ZeRO-3 gather whole on every rank, and the bulk of the model."""
     c = config.get("text_config") or config
-    h, layers, vocab = int(c["hidden_size"]), int(c["num_hidden_layers"]), int(c["vocab_size"])
+    h = int(c["hidden_size"])
     heads = int(c["num_attention_heads"])
     kv = int(c.get("num_key_value_heads") or heads)
     hd = int(c.get("head_dim") or h // heads)
@@ -63,8 +63,16 @@ def parameter_count(config: dict[str, Any]) -> int:
     else:
         mlp = 3 * h * int(c["intermediate_size"])
     norms = 2 * h + (2 * hd if c.get("model_type", "").startswith("qwen3") else 0)
+    return attn + mlp + norms
+
+
+def parameter_count(config: dict[str, Any]) -> int:
+    """Parameters of the language model a config.json describes (dense or mixture-of-experts; a vision tower is not
+    counted), from its shapes alone: the plan must not need torch."""
+    c = config.get("text_config") or config
+    h, layers, vocab = int(c["hidden_size"]), int(c["num_hidden_layers"]), int(c["vocab_size"])
     embeddings = vocab * h * (1 if c.get("tie_word_embeddings", config.get("tie_word_embeddings")) else 2)
-    return layers * (attn + mlp + norms) + embeddings + h
+    return layers * layer_parameter_count(config) + embeddings + h
 
 
 def config_for(base: str) -> Path | None:
@@ -81,18 +89,49 @@ def config_for(base: str) -> Path | None:
     return configs[-1] if configs else None
 
 
+# Config-only copies of hub configs, for planning a round whose weights are not on this machine (GPT-OSS-120B's
+# 65 GB are not downloaded to print a plan): `<org>--<name>.json`, named as the Hugging Face cache names the repo.
+PLANNING_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def shipped_config(base: str) -> Path | None:
+    """The config-only copy shipped for planning the hub id `base` (None: none shipped)."""
+    if not base or "/" not in base or Path(os.path.expanduser(base)).exists():
+        return None
+    path = PLANNING_CONFIGS / (base.replace("/", "--") + ".json")
+    return path if path.is_file() else None
+
+
+def planning_config(recipe: Any) -> Path | None:
+    """The config a recipe is planned from: its base's own (a local folder, or the Hugging Face cache, weights or
+    not), else the copy shipped for its `[model] base` hub id (`$BASE_ENV` may point at weights not here yet)."""
+    found = config_for(resolve_base(recipe.raw) or recipe.base)
+    if found is not None:
+        return found
+    return shipped_config(str((recipe.raw.get("model") or {}).get("base", "")) or recipe.base)
+
+
 def budget_for(recipe: Any) -> dict[str, float] | None:
     """The memory and disk budget of a recipe, when its base's config.json can be read (None otherwise): from the
-    config alone, so a config-only folder plans as the full checkpoint will."""
-    config = config_for(resolve_base(recipe.raw) or recipe.base)
+    config alone, so a config-only folder (or a shipped planning config) plans as the full checkpoint will."""
+    config = planning_config(recipe)
     if config is None:
         return None
     try:
-        budget = memory_budget(json.loads(config.read_text(encoding="utf-8")), recipe)
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+        budget = memory_budget(cfg, recipe)
+        distributed = getattr(recipe, "distributed", None)
+        if distributed is not None and distributed.processes > 1:  # what each rank holds, not one device's all
+            budget["rank_total"] = rank_memory(cfg, recipe)["total"]
     except (KeyError, TypeError, ValueError, json.JSONDecodeError):
         return None
     existing = next((p for p in (recipe.output, *recipe.output.parents) if p.exists()), Path("/"))
     return budget | {"disk_free": shutil.disk_usage(existing).free / 1e9}
+
+
+BF16_BYTES = 2  # bytes per bf16 value: base weights (MXFP4 experts dequantised), activations, merged safetensors
+# bytes per trainable (LoRA) parameter: its float32 weight (4) and gradient (4), and AdamW's two float32 moments (8)
+LORA_STATE_BYTES = 16
 
 
 def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
@@ -115,7 +154,7 @@ def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
         # "profile": only layers with picked experts are wrapped (at most the monitored ones), all E experts each
         wrapped = layers if t.expert_lora == "all" else _monitored(recipe, layers)
         lora += wrapped * experts * t.lora_r * ((h + 2 * inter) + (inter + h))
-    weights = 2 * parameter_count(config)
+    weights = BF16_BYTES * parameter_count(config)
     # DPO trains on each example's chosen and rejected replies side by side: twice the sequences per step (its
     # reference pass runs without gradients and keeps no activations; not yet measured on a GPU)
     tokens = t.batch_size * t.max_length * (2 if getattr(recipe, "baker", "") == "dpo" else 1)
@@ -127,12 +166,106 @@ def memory_budget(config: dict[str, Any], recipe: Any) -> dict[str, float]:
     # vocabulary makes this the largest term under checkpointing): 12 bytes per token and vocabulary entry
     logits = 12 * tokens * int(c["vocab_size"])
     gb = 1e9
-    return {"weights": weights / gb, "lora_optimizer": 16 * lora / gb, "activations": (activations + logits) / gb,
-            "train_total": (weights + 16 * lora + activations + logits) / gb,
+    return {"weights": weights / gb, "lora_optimizer": LORA_STATE_BYTES * lora / gb,
+            "activations": (activations + logits) / gb, "logits": logits / gb,
+            "train_total": (weights + LORA_STATE_BYTES * lora + activations + logits) / gb,
             "merges_disk": candidate_count(recipe) * weights / gb, "parameters": parameter_count(config) / 1e9}
 
 
 VLLM_DEFAULT_SHARE = 0.9  # vLLM reserves this share of the card when gpu_memory_utilization is not set
+SHARDED = ("fsdp", "zero3")  # strategies that shard weights, gradients and optimizer state over the ranks
+
+
+def rank_memory(config: dict[str, Any], recipe: Any) -> dict[str, float]:
+    """GB one rank of `[distributed]` holds at its peak, from the single-device budget: ddp keeps a full copy of
+    everything on every rank; fsdp and zero3 keep 1/N of the bf16 weights and of the LoRA weights, gradients and
+    AdamW state, and gather one whole unit at a time (a decoder layer, MoE experts included, or the embedding if
+    larger: the largest is counted, as prefetching the next unit is not). Activations and logits are not sharded:
+    each rank runs `[train] batch_size` sequences. The base is trained in bf16, its MXFP4 experts dequantised (as
+    r6): a figure of torch's allocated peak, as the H200 calibration of `memory_budget` measured."""
+    single = memory_budget(config, recipe)
+    d = recipe.distributed
+    shards = d.processes if d.strategy in SHARDED else 1
+    c = config.get("text_config") or config
+    unit = max(layer_parameter_count(config), int(c["vocab_size"]) * int(c["hidden_size"])) \
+        if d.strategy in SHARDED else 0
+    out = {"ranks": float(d.processes), "shards": float(shards), "card": d.gpu_memory_gb,
+           "weights": single["weights"] / shards, "lora_optimizer": single["lora_optimizer"] / shards,
+           "activations": single["activations"] - single["logits"], "logits": single["logits"],
+           "gathered": BF16_BYTES * unit / 1e9, "gathered_parameters": unit / 1e9,
+           "full_weights": single["weights"], "merges_disk": single["merges_disk"], "parameters": single["parameters"]}
+    out["total"] = out["weights"] + out["lora_optimizer"] + out["activations"] + out["logits"] + out["gathered"]
+    return out
+
+
+def kv_bytes_per_token(config: dict[str, Any]) -> int:
+    """A token's bf16 KV cache: K and V, in every layer, for every KV head. Sliding-window layers (GPT-OSS: every
+    other one, 128 tokens) are counted at full length: an upper bound."""
+    c = config.get("text_config") or config
+    heads = int(c["num_attention_heads"])
+    kv = int(c.get("num_key_value_heads") or heads)
+    hd = int(c.get("head_dim") or int(c["hidden_size"]) // heads)
+    return 2 * int(c["num_hidden_layers"]) * kv * hd * BF16_BYTES
+
+
+def serving_layout(config: dict[str, Any], recipe: Any) -> dict[str, float]:
+    """vLLM's layout for scoring a merged bf16 candidate on one node of `[distributed]`: the smallest tensor-parallel
+    size (a power of two dividing the attention and KV heads, at most the node's GPUs) whose per-GPU share of the
+    weights and of a KV cache for `max_model_len` x `max_concurrency` tokens fits in gpu_memory_utilization x the
+    card; `tp` 0 when none does. Candidates scored at once: the node's GPUs // tp, one engine each."""
+    c = config.get("text_config") or config
+    e, d = recipe.engine, recipe.distributed
+    heads = int(c["num_attention_heads"])
+    kv_heads = int(c.get("num_key_value_heads") or heads)
+    gpus = d.processes // d.nodes
+    share = VLLM_DEFAULT_SHARE if e.gpu_memory_utilization is None else e.gpu_memory_utilization
+    length = e.max_model_len or int(c.get("max_position_embeddings") or 0)
+    weights = BF16_BYTES * parameter_count(config) / 1e9
+    cache = length * e.max_concurrency * kv_bytes_per_token(config) / 1e9
+    budget = share * d.gpu_memory_gb
+    sizes = [1 << i for i in range(gpus.bit_length()) if heads % (1 << i) == 0 and kv_heads % (1 << i) == 0]
+    tp = next((t for t in sizes if (weights + cache) / t <= budget), 0)
+    return {"tp": float(tp), "largest_tp": float(sizes[-1]), "gpus": float(gpus), "share": share,
+            "budget": budget, "weights": weights, "kv_cache": cache, "tokens": float(length * e.max_concurrency),
+            "kv_per_token": float(kv_bytes_per_token(config)), "length": float(length),
+            "per_gpu": (weights + cache) / tp if tp else weights + cache, "at_once": float(gpus // tp if tp else 0)}
+
+
+def scaling_problem(recipe: Any) -> str | None:
+    """Why a multi-process recipe cannot run as planned (None: it can, it is single-process, or its base's config
+    is unknown): a rank that needs more than its card, or no vLLM layout (or a smaller one than the recipe's) that
+    serves a candidate. One line naming the recipe and the numbers."""
+    d = recipe.distributed
+    config_path = planning_config(recipe) if d.processes > 1 else None
+    if config_path is None:
+        return None
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        rank, layout = rank_memory(config, recipe), serving_layout(config, recipe)
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+        return None
+    if rank["total"] > d.gpu_memory_gb:
+        shard = "more ranks" if d.strategy in SHARDED else 'strategy = "zero3" or "fsdp" (ddp copies every weight)'
+        fixes = [shard, "larger cards"]
+        if rank["total"] - rank["activations"] - rank["logits"] <= d.gpu_memory_gb:  # the batch alone tips it over
+            fixes.append("a smaller [train] batch_size or max_length")
+        gathered = f" + gathered layer {rank['gathered']:.1f}" if rank["gathered"] else ""
+        return (f"{recipe.path}: [distributed] {d.processes} ranks x {d.gpu_memory_gb:g} GB: each rank needs "
+                f"~{rank['total']:.1f} GB ({d.strategy}: weights {rank['weights']:.1f} + LoRA and AdamW "
+                f"{rank['lora_optimizer']:.2f} + activations {rank['activations']:.1f} + logits {rank['logits']:.1f}"
+                f"{gathered}): use {', '.join(fixes[:-1])} or {fixes[-1]}")
+    e = recipe.engine
+    if not layout["tp"]:
+        return (f"{recipe.path}: [engine] no tensor-parallel size up to {layout['largest_tp']:.0f} fits a merged "
+                f"candidate: {layout['weights']:.1f} GB of bf16 weights + {layout['kv_cache']:.1f} GB of KV cache "
+                f"need more than {layout['largest_tp']:.0f} x {layout['budget']:.1f} GB "
+                f"({layout['share']:g} x {d.gpu_memory_gb:g} GB): lower max_model_len or max_concurrency")
+    if e.tensor_parallel_size < layout["tp"]:
+        return (f"{recipe.path}: [engine] tensor_parallel_size = {e.tensor_parallel_size}: a GPU would hold "
+                f"{(layout['weights'] + layout['kv_cache']) / e.tensor_parallel_size:.1f} GB of a "
+                f"{layout['budget']:.1f} GB share ({layout['share']:g} x {d.gpu_memory_gb:g} GB); the smallest "
+                f"that fits is {layout['tp']:.0f}")
+    return None
 
 
 def serving_fits(card_gb: float, engine: str, share: float | None, judge_gb: float, weights_gb: float) -> str | None:
@@ -181,8 +314,15 @@ def judge_endpoint(spec: str | None) -> tuple[bool, str] | None:
     """For `openai-api/NAME/MODEL` judges: NAME_BASE_URL must be set and answer GET /models."""
     if not spec:
         return None
-    for part in spec.split(","):
-        model = part.split("=", 1)[-1].split("?")[0]
+    from ..harness.errors import UserError
+    from ..judges.verdict import parse_judge_spec
+
+    try:
+        judges = parse_judge_spec(spec)
+    except UserError as e:
+        return False, str(e)
+    for judge in judges:
+        model = judge.model
         if not model.startswith("openai-api/"):
             continue
         name = model.split("/")[1].upper().replace("-", "_")
@@ -241,25 +381,37 @@ def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
     from ..harness.errors import UserError
 
     try:
-        budget = budget_for(load_recipe(path))
+        recipe = load_recipe(path)
     except UserError:
-        budget = None
+        recipe = None
+    budget = budget_for(recipe) if recipe is not None else None
+    ranks = recipe.distributed.processes // recipe.distributed.nodes if recipe is not None else 1
+    scaling = scaling_problem(recipe) if recipe is not None else None
+    if scaling:
+        problems.append(scaling)
     if pre.get("gpu", False):
         found = gpus()
-        need = budget["train_total"] if budget else float(pre.get("gpu_memory_gb", 0))
+        need = (budget.get("rank_total", budget["train_total"]) if budget
+                else float(pre.get("gpu_memory_gb", 0)))
         if not found:
-            problems.append(f"no CUDA GPU visible (nvidia-smi): round {raw.get('round')} needs one with "
-                            f"~{need:.1f} GB free; run it on a GPU machine")
+            problems.append(f"no CUDA GPU visible (nvidia-smi): round {raw.get('round')} needs "
+                            + (f"{ranks} GPUs with ~{need:.1f} GB free each" if ranks > 1 else
+                               f"one with ~{need:.1f} GB free") + "; run it on a GPU machine")
+        elif ranks > 1:  # one rank per GPU: [distributed] processes / nodes of them on this machine
+            enough = [g for g in found if g[2] >= need * 1e9 / 2**30]
+            if len(enough) < ranks:
+                problems.append(f"round {raw.get('round')} runs {ranks} ranks on this machine, one per GPU, each "
+                                f"needing ~{need:.0f} GB: {len(enough)} of the {len(found)} visible GPUs have that "
+                                f"free: free them, or run on a machine with {ranks} such GPUs")
         elif need and max(free for _, _, free in found) < need * 1e9 / 2**30:  # nvidia-smi's GiB vs the plan's GB
             best = max(found, key=lambda g: g[2])
             problems.append(f"GPU {best[0]} has {best[2]:.1f} GiB free, training needs ~{need:.0f} GB "
                             f"({'computed from the base config' if budget else 'the recipe estimate'}): free the "
                             "GPU or lower [train] batch_size / max_length")
-        if found and budget:  # the served candidate and a judge model on the same card, before any GPU work
-            recipe = load_recipe(path)
+        if found and budget and recipe is not None:  # the served candidate and a judge on one card, before GPU work
             problem = serving_fits(max(total for _, total, _ in found) * 2**30 / 1e9, recipe.engine.name,
                                    recipe.engine.gpu_memory_utilization, float(pre.get("judge_gpu_memory_gb", 0)),
-                                   budget["weights"])
+                                   budget["weights"] / recipe.engine.tensor_parallel_size)
             if problem:
                 problems.append(problem)
         if found:  # no silent CPU: a torch that cannot use the visible GPU (checked again after the GPU install)

@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -50,6 +51,9 @@ HERMES_TOOL_MODELS = {"qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen3_vl", "q
 # tokens: ~50 s of start-up for a 64-wide model (measured). These bound it to what the harness sends.
 CPU_BATCH_TOKENS = 512
 CB_PAGE_TOKENS = 256
+CPU = "cpu"  # a device group of no GPU: CUDA_VISIBLE_DEVICES="" and the transformers engine on the CPU
+# one GPU as CUDA_VISIBLE_DEVICES names it: its index (as nvidia-smi numbers them) or its GPU-/MIG- UUID
+GPU_NAME = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,14 @@ class EngineConfig:
     max_model_len: int | None = None  # prompt + answer, tokens
     max_concurrency: int = 16  # requests in flight: Inspect's connections, lm-eval's, vLLM's --max-num-seqs
     startup_timeout_s: float = 900.0  # a 20B model loads in minutes; a hung start must still end
+    # one engine's devices per entry ("0,1,2,3", or "cpu"): a round scores as many models at once as there are
+    # groups. Empty: one model at a time on whatever is visible. A tuple (a TOML list becomes one): hashable
+    device_groups: tuple[str, ...] = ()
+    judge_devices: str = ""  # GPUs a judge model is served on: kept out of every group
 
     def __post_init__(self) -> None:
+        if isinstance(self.device_groups, list):
+            object.__setattr__(self, "device_groups", tuple(self.device_groups))
         self.validate("engine")
 
     def validate(self, where: str) -> None:
@@ -85,6 +95,40 @@ class EngineConfig:
         timeout = self.startup_timeout_s
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise UserError(f"{where}.startup_timeout_s = {timeout!r}: expected a positive number of seconds")
+        self._validate_devices(where)
+
+    def _validate_devices(self, where: str) -> None:
+        """Groups that do not share a GPU with each other or with the judge, each the size of one vLLM engine."""
+        groups = self.device_groups
+        if not isinstance(groups, tuple) or not all(isinstance(g, str) for g in groups):
+            raise UserError(f"{where}.device_groups = {groups!r}: expected a list of strings such as "
+                            '["0,1,2,3", "4,5,6,7"] (or ["cpu"])')
+        judge = self.judge_devices
+        if not isinstance(judge, str):
+            raise UserError(f"{where}.judge_devices = {judge!r}: expected a string such as \"6,7\"")
+        owner: dict[str, str] = {}
+        for group in groups:
+            gpus = device_list(group, f"{where}.device_groups")
+            for gpu in gpus:
+                if gpu in owner:
+                    raise UserError(f"{where}.device_groups: GPU {gpu} is in two groups ({owner[gpu]!r} and "
+                                    f"{group!r}); each engine needs GPUs of its own")
+                owner[gpu] = group
+            if self.name == "vllm" and not gpus:
+                raise UserError(f"{where}.device_groups: group {group!r} has no GPU and engine vllm needs one; "
+                                'use name = "transformers" (or "auto") for CPU groups')
+            size = self.tensor_parallel_size * self.data_parallel_size
+            if self.name in ("vllm", "auto") and gpus and len(gpus) != size:
+                raise UserError(f"{where}.device_groups: group {group!r} has {len(gpus)} GPU(s), but one vLLM engine "
+                                f"uses tensor_parallel_size x data_parallel_size = {size}; make every group {size} "
+                                "GPUs or change the parallel sizes")
+        if judge:
+            if judge == CPU:
+                raise UserError(f"{where}.judge_devices = 'cpu': name the judge's GPUs (\"6,7\"), or leave it empty")
+            for gpu in device_list(judge, f"{where}.judge_devices"):
+                if gpu in owner:
+                    raise UserError(f"{where}.judge_devices = {judge!r}: GPU {gpu} is also in device group "
+                                    f"{owner[gpu]!r}; the judge's GPUs must stay out of every group")
 
     @classmethod
     def from_table(cls, raw: Any, where: str = "[engine]") -> EngineConfig:
@@ -99,12 +143,39 @@ class EngineConfig:
             raise UserError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(known)})")
         config = cls.__new__(cls)
         for f in fields(cls):
-            object.__setattr__(config, f.name, raw.get(f.name, f.default))
+            value = raw.get(f.name, f.default)
+            object.__setattr__(config, f.name, tuple(value) if f.name == "device_groups" and isinstance(value, list)
+                               else value)
         config.validate(where)
         return config
 
     def knobs(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def device_list(group: str, where: str) -> list[str]:
+    """A group's GPUs ([] for "cpu"); anything that is not a CUDA_VISIBLE_DEVICES list is a one-line error."""
+    if group == CPU:
+        return []
+    gpus = group.split(",")
+    bad = next((g for g in gpus if not GPU_NAME.fullmatch(g)), None)
+    if bad is not None:
+        raise UserError(f"{where}: {group!r} is not a device group: expected GPU numbers separated by commas, no "
+                        'spaces ("0,1,2,3"), or "cpu"')
+    if len(set(gpus)) != len(gpus):
+        raise UserError(f"{where}: {group!r} names a GPU twice")
+    return gpus
+
+
+def pinned_env(devices: str | None) -> dict[str, str]:
+    """What a server pinned to `devices` gets on top of the environment: only that group's GPUs visible, numbered
+    as nvidia-smi numbers them (CUDA's own default order puts the fastest first); "cpu": no GPU at all."""
+    if devices is None:
+        return {}
+    device_list(devices, "devices")
+    if devices == CPU:
+        return {"CUDA_VISIBLE_DEVICES": ""}
+    return {"CUDA_VISIBLE_DEVICES": devices, "CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")}
 
 
 @dataclass
@@ -120,11 +191,12 @@ class Endpoint:
     knobs: dict[str, Any] = field(default_factory=dict)
     log: str | None = None  # the server's stdout and stderr
     pid: int | None = None
+    devices: str | None = None  # the group it was pinned to (CUDA_VISIBLE_DEVICES, or "cpu"); None: all visible
 
     def record(self) -> dict[str, Any]:
-        """What a scorecard keeps about the engine that generated its replies."""
+        """What a scorecard keeps about the engine that generated its replies (and where it ran)."""
         return {"name": self.engine, "reason": self.reason, "knobs": self.knobs,
-                "startup_s": round(self.startup_s, 2), "command": shlex.join(self.command)}
+                "startup_s": round(self.startup_s, 2), "command": shlex.join(self.command), "devices": self.devices}
 
 
 # --- choosing --------------------------------------------------------------------------------------------------
@@ -157,9 +229,10 @@ def model_type(model_path: str | Path) -> str:
     return str(config.get("model_type", "")) if isinstance(config, dict) else ""
 
 
-def choose_engine(name: str, model_path: str | Path | None = None) -> tuple[str, str]:
+def choose_engine(name: str, model_path: str | Path | None = None, devices: str | None = None) -> tuple[str, str]:
     """(engine, why). `auto`: vLLM where it can run (a CUDA GPU and the executable), else transformers' server;
-    GPT-OSS without vLLM stays in process (transformers serve 5.25 has no harmony parser, see `_transformers_ok`)."""
+    GPT-OSS without vLLM stays in process (transformers serve 5.25 has no harmony parser, see `_transformers_ok`).
+    `devices` = "cpu" (a CPU device group) counts as no GPU."""
     if name not in ENGINES:
         raise UserError(f"engine {name!r}: use one of {', '.join(ENGINES)}")
     kind = model_type(model_path) if model_path is not None else ""
@@ -167,11 +240,12 @@ def choose_engine(name: str, model_path: str | Path | None = None) -> tuple[str,
         if name == "transformers" and kind == GPT_OSS:
             raise UserError(_HARMONY_UNSUPPORTED)
         return name, "asked for"
-    gpu = cuda_visible()
+    gpu = devices != CPU and cuda_visible()
     vllm = vllm_command_prefix()
     if gpu and vllm:
         return "vllm", f"a CUDA GPU is visible and vllm is installed ({shlex.join(vllm)})"
-    why = "no CUDA GPU visible" if not gpu else f"vllm not installed (no ${VLLM_ENV}, no vllm on PATH)"
+    why = ("device group cpu" if devices == CPU else "no CUDA GPU visible" if not gpu
+           else f"vllm not installed (no ${VLLM_ENV}, no vllm on PATH)")
     if kind == GPT_OSS:
         return "inprocess", f"{why}; GPT-OSS replies need their harmony channels, which transformers serve drops"
     return "transformers", why
@@ -296,19 +370,23 @@ def serve(model_path: str | Path, *, engine: str = "auto", config: EngineConfig 
           served_name: str | None = None, chat_template_kwargs: dict[str, Any] | None = None,
           trust_remote_code: bool = False, dtype: str = "auto", log_dir: str | Path | None = None,
           env: dict[str, str] | None = None, grace_s: float = 20.0, quiet: bool = False,
-          **knobs: Any) -> Iterator[Endpoint]:
+          devices: str | None = None, **knobs: Any) -> Iterator[Endpoint]:
     """Serve one model until the block ends: start, wait until /v1/models lists it, yield its `Endpoint`, stop.
 
-    `knobs` override `config`'s fields (`serve(path, max_concurrency=4)`). A server that exits or never answers
-    is a one-line UserError with the end of its log; on exit nothing of it remains and its port is free."""
+    `knobs` override `config`'s fields (`serve(path, max_concurrency=4)`). `devices` pins the server to one device
+    group (`pinned_env`: "0,1" or "cpu"; None: whatever is visible). A server that exits or never answers is a
+    one-line UserError with the end of its log; on exit nothing of it remains and its port is free."""
     base = config or EngineConfig()
     config = EngineConfig(**{**base.knobs(), **knobs, "name": engine if engine != "auto" else base.name})
     path = Path(model_path).expanduser().resolve()
     if not (path / "config.json").is_file():
         raise UserError(f"{model_path}: not a model folder (no config.json); an engine serves a saved checkpoint")
-    chosen, reason = choose_engine(config.name, path)
+    pin = pinned_env(devices)
+    chosen, reason = choose_engine(config.name, path, devices)
     if chosen == "inprocess":
         raise UserError(f"{model_path}: engine inprocess has no server ({reason}); score it in process")
+    if chosen == "vllm" and devices == CPU:
+        raise UserError(f"{model_path}: engine vllm cannot run on device group cpu; use the transformers engine")
     name = served_name or path.name
     if not quiet:
         print(f"engine: {chosen} ({reason})", file=sys.stderr, flush=True)
@@ -330,7 +408,8 @@ def serve(model_path: str | Path, *, engine: str = "auto", config: EngineConfig 
         if kind == GPT_OSS:
             raise UserError(_HARMONY_UNSUPPORTED)
         (private / name).symlink_to(path, target_is_directory=True)  # requests name the candidate, not a path
-        cmd = transformers_command(name, port, config, device="cuda" if cuda_visible() else "cpu",
+        device = "cpu" if devices == CPU or not cuda_visible() else "cuda"  # a group's first GPU, as it sees them
+        cmd = transformers_command(name, port, config, device=device,
                                    chat_template_kwargs=chat_template_kwargs, trust_remote_code=trust_remote_code,
                                    dtype=dtype)
         cwd = str(private)
@@ -338,7 +417,7 @@ def serve(model_path: str | Path, *, engine: str = "auto", config: EngineConfig 
     started = time.monotonic()
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                                   env={**os.environ, **(env or {})}, start_new_session=True)
+                                   env={**os.environ, **pin, **(env or {})}, start_new_session=True)
     try:
         while True:
             if process.poll() is not None:
@@ -353,9 +432,10 @@ def serve(model_path: str | Path, *, engine: str = "auto", config: EngineConfig 
             time.sleep(0.25)
         endpoint = Endpoint(base_url=base_url, model=name, engine=chosen, reason=reason,
                             startup_s=time.monotonic() - started, command=cmd, knobs=config.knobs(), log=str(log),
-                            pid=process.pid)
+                            pid=process.pid, devices=devices)
         if not quiet:
-            print(f"engine: {chosen} serving {name} at {base_url} (started in {endpoint.startup_s:.1f} s)",
+            on = f" on devices {devices}" if devices is not None else ""
+            print(f"engine: {chosen} serving {name} at {base_url}{on} (started in {endpoint.startup_s:.1f} s)",
                   file=sys.stderr, flush=True)
         yield endpoint
     finally:

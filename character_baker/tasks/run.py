@@ -70,6 +70,7 @@ class ScoreOptions:
     # mid-training, or an adapter at a scale always gets)
     engine: str = "inprocess"
     engine_config: EngineConfig | None = None  # the knobs ([engine] of a recipe); engine names the engine
+    devices: str | None = None  # the served engine's device group (one of [engine] device_groups); None: all visible
 
 
 ENGINE_SERVICE = "cbengine"  # Inspect's openai-api/<service>/<model>: env CBENGINE_BASE_URL / CBENGINE_API_KEY
@@ -284,13 +285,14 @@ def engine_for(candidate: Candidate, opts: ScoreOptions, run_dir: Path,
         why = "asked for" if opts.engine == "inprocess" else (
             "a model in memory" if "in_memory" in candidate.model_args else
             "an adapter at a scale (a merged checkpoint is served)")
-        yield None, {"name": "inprocess", "reason": why, "knobs": knobs, "startup_s": 0.0, "command": None}
+        yield None, {"name": "inprocess", "reason": why, "knobs": knobs, "startup_s": 0.0, "command": None,
+                     "devices": opts.devices}
         return
     path = candidate.model_args["path"]
-    name, reason = choose_engine(opts.engine, path)
+    name, reason = choose_engine(opts.engine, path, opts.devices)
     if name == "inprocess" or not needed:
         yield None, {"name": "inprocess", "reason": reason if needed else "nothing to generate", "knobs": knobs,
-                     "startup_s": 0.0, "command": None}
+                     "startup_s": 0.0, "command": None, "devices": opts.devices}
         return
     served = candidate.model.split("/", 1)[1]  # the candidate id with its content fingerprint
     effort = {"reasoning_effort": opts.reasoning_effort} if opts.reasoning_effort else None
@@ -298,7 +300,8 @@ def engine_for(candidate: Candidate, opts: ScoreOptions, run_dir: Path,
     saved = {k: os.environ.get(k) for k in env_names}
     with serve(path, engine=name, config=config, served_name=served, chat_template_kwargs=effort,
                trust_remote_code=bool(candidate.model_args.get("trust_remote_code")),
-               dtype=str(candidate.model_args.get("dtype", "auto")), log_dir=run_dir / "engine") as endpoint:
+               dtype=str(candidate.model_args.get("dtype", "auto")), log_dir=run_dir / "engine",
+               devices=opts.devices) as endpoint:
         endpoint.reason = reason
         os.environ[env_names[0]], os.environ[env_names[1]] = endpoint.base_url, "local"
         try:

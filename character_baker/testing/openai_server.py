@@ -80,8 +80,12 @@ class ScriptedOpenAIServer:
     def __init__(self, reply: Reply = keyword_judge, delay: float = 0.0, port: int = 0,
                  fail_first: int = 0, score_distribution: dict[str, float] | None = None,
                  finish_reason: Callable[[str], str] | None = None,
-                 fail_when: Callable[[list[dict[str, Any]]], bool] | None = None, echo_key: bool = False) -> None:
+                 fail_when: Callable[[list[dict[str, Any]]], bool] | None = None, echo_key: bool = False,
+                 hang: bool = False) -> None:
         self.reply = reply
+        # when set: requests are read and never answered until the server stops (an endpoint that hangs)
+        self.hang = hang
+        self._closing = threading.Event()
         # when set: error bodies repeat the request's bearer token, as a careless provider does
         self.echo_key = echo_key
         # when set: requests whose messages it accepts get HTTP 400 (a failure no retry will fix)
@@ -114,6 +118,9 @@ class ScriptedOpenAIServer:
                     server.requests += 1
                     n = server.requests
                     server.headers_seen.append(dict(self.headers))
+                if server.hang:
+                    server._closing.wait()
+                    return
                 if server.delay:
                     time.sleep(server.delay)
                 if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -177,6 +184,7 @@ class ScriptedOpenAIServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._closing.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
