@@ -38,7 +38,16 @@ from ..harness.loading import (
     set_template_defaults,
 )
 from .architectures import Architecture, resolve
-from .distributed import barrier, check_kind, config_file, is_main, parallel_kind, rank, train_in_ranks
+from .distributed import (
+    barrier,
+    check_kind,
+    config_file,
+    is_main,
+    last_checkpoint,
+    parallel_kind,
+    rank,
+    train_in_ranks,
+)
 from .examples import collate, encode
 from .experts import (
     Picks,
@@ -201,7 +210,7 @@ class PushPullBaker:
         return f"push {recipe.loss.push} pull {recipe.loss.pull}"
 
     def train_ranks(self, recipe: Recipe, device: str, progress: bool = True, parallel: str | None = None) -> None:
-        """One rank of a launched bake (distributed.py): profile with the other ranks, then train. The choice on
+        """One rank of a launched bake (distributed/launch.py): profile with the other ranks, then train. The choice on
         dev and the merges are the round's, from the checkpoints rank 0 saves."""
         steps = Steps(["profile", "train"], show=False)
         _, char, anti, loaded, arch = self._begin(recipe, device)
@@ -265,11 +274,11 @@ class PushPullBaker:
         ProgressBar(self.label, show=progress).use_on(trainer)
         if selector is not None:
             selector.model = model
-        last = _last_checkpoint(train_dir)
+        last = last_checkpoint(train_dir)
         try:
             trainer.train(resume_from_checkpoint=str(last) if last else None)
         except TrainingDiverged as e:
-            good = _last_checkpoint(train_dir)
+            good = last_checkpoint(train_dir)
             lower = "the learning rate" + (" or the push/pull coefficients" if regulariser is not None else "")
             raise UserError(f"training stopped: {e}; last good checkpoint: {good or 'none'} (lower {lower}; "
                             "rerunning resumes from it)") from None
@@ -557,11 +566,6 @@ def _claim_output(recipe: Recipe) -> Path:
         _write_json(meta, {"recipe_hash": recipe.hash(), "round": recipe.round, "base": recipe.base,
                            "recipe": str(recipe.path)})
     return out
-
-
-def _last_checkpoint(train_dir: Path) -> Path | None:
-    ckpts = [p for p in train_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
 
 
 def _done(target: Path, lineage: dict[str, Any]) -> dict[str, Any] | None:

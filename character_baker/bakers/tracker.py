@@ -289,7 +289,7 @@ def profile_model(model: Any, tokenizer: Any, arch: Architecture, character: lis
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    me, ranks = rank()  # launched as ranks (distributed.py): each takes every ranks-th batch, then all are summed
+    me, ranks = rank()  # launched as ranks (bakers/distributed): each takes every ranks-th batch, then all are summed
     try:
         with Progress(TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       disable=not progress) as bar:

@@ -16,7 +16,7 @@ in one line, and a rerun resumes from the last checkpoint the ranks saved.
 """
 
 from .collective import all_gather, all_reduce_sum, barrier, is_main, main_first, parallel_kind, rank
-from .launch import CONFIGS, check_kind, config_file, expected_kind, failure, train_in_ranks
+from .launch import CONFIGS, check_kind, config_file, expected_kind, failure, last_checkpoint, train_in_ranks
 
 __all__ = ["CONFIGS", "all_gather", "all_reduce_sum", "barrier", "check_kind", "config_file", "expected_kind",
-           "failure", "is_main", "main_first", "parallel_kind", "rank", "train_in_ranks"]
+           "failure", "is_main", "last_checkpoint", "main_first", "parallel_kind", "rank", "train_in_ranks"]

@@ -100,7 +100,7 @@ def train_in_ranks(recipe: Recipe, progress: bool = True) -> None:
         copier.join(timeout=10)
     if code != 0:
         raise UserError(f"{failure(log.read_text(encoding='utf-8', errors='replace'))} (exit {code}; log: {log}); "
-                        f"rerunning resumes from {_last_saved(train) or 'the start'}")
+                        f"rerunning resumes from {getattr(last_checkpoint(train), 'name', None) or 'the start'}")
     if not (train / "done.json").is_file():
         raise UserError(f"the ranks exited without finishing training (log: {log})")
 
@@ -134,9 +134,10 @@ def failure(log: str) -> str:
     return f"a rank failed: {raised[-1]}" if raised else "the launch failed"
 
 
-def _last_saved(train: Path) -> str | None:
-    ckpts = [p for p in train.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[1])).name if ckpts else None
+def last_checkpoint(train_dir: Path) -> Path | None:
+    """The newest complete Trainer checkpoint (its trainer_state.json written), where a rerun resumes."""
+    ckpts = [p for p in train_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[1])) if ckpts else None
 
 
 # --- a rank -----------------------------------------------------------------------------------------------------
