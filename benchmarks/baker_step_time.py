@@ -1,5 +1,5 @@
 """Step time of each training baker relative to `sft` (steer trains nothing), on the same tiny model, data,
-batch and LoRA, each through its own Trainer (`baker._trainer`) for the same number of steps; the runs
+batch and LoRA, each through its own Trainer (`baker.create_trainer`) for the same number of steps; the runs
 alternate, twice each, medians reported.
 
     python benchmarks/baker_step_time.py
@@ -24,7 +24,8 @@ def step_seconds(baker_name: str, model_dir: Path, work: Path) -> float:
 
     from character_baker.bakers import get_baker
     from character_baker.bakers.architectures import resolve
-    from character_baker.bakers.pushpull import trainer_args
+    from character_baker.bakers.bake import Bake
+    from character_baker.bakers.lora.base import trainer_args
     from character_baker.bakers.recipe import load_recipe
     from character_baker.bakers.trainer import lora_model
     from character_baker.harness.character import load_character
@@ -44,8 +45,8 @@ def step_seconds(baker_name: str, model_dir: Path, work: Path) -> float:
     # the bake's own settings (a first run built its own and got TRL's bf16 autocast: dpo read 21x), for fewer steps
     args = {**trainer_args(recipe, work / baker_name / "train"), "max_steps": STEPS, "save_strategy": "no"}
     baker = get_baker(baker_name)
-    trainer = baker._trainer(recipe, loaded, model, pack.character_pairs,  # type: ignore[attr-defined]
-                             pack.antipole_pairs, None, args, TrainerCallback())
+    bake = Bake(recipe, pack, pack.character_pairs, pack.antipole_pairs, loaded, arch)
+    trainer = baker.create_trainer(bake, model, None, args, TrainerCallback())  # type: ignore[attr-defined]
     started = time.perf_counter()
     trainer.train()
     return (time.perf_counter() - started) / STEPS

@@ -8,8 +8,8 @@ in the pack): the persona classifier's sarcastic rate per family (recall on in-c
 on plain ones, and by length bucket 20-400 words), the leak judge's leak rate per family (recall on leak families,
 false leaks on the others). Replies are read as scoring reads them (`judges.reply.as_text`: the persona judge gets
 the spoken words, the leak judge every readable word). Beside them, the pack's own validity figures (calibration
-set, mimicry, salad) and the leak calibration sets, so that an improvement on the new families is never bought
-with the old ones. `--lofo` adds the leave-one-family-out figures on the training families (`judges.validity`) and
+set, mimicry, salad) and the leak calibration sets, so that an improvement on held-out families is never bought with
+the pack's own sets. `--lofo` adds the leave-one-family-out figures on the training families (`judges.validity`) and
 writes them beside the judge split (`judge/families.json`), where the validity card reads them.
 
 The judges train on first use and are cached ($CHARACTER_BAKER_CACHE); the first run trains them (minutes on two
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "benchmarks" / "data" / "families"
 
-# what the issue asks of the judges on families they never saw
+# what the judges must reach on families they never saw
 TARGETS = {"plain_false_positive": 0.10, "leak_recall": 0.90, "false_leaks": 0.05}
 BUCKETS = ((20, 50), (50, 100), (100, 200), (200, 400))
 

@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 from character_baker.harness.loading import load_base
 from character_baker.harness.character import load_character
 from character_baker.bakers.architectures import resolve
-from character_baker.bakers.tracker import profile_model
+from character_baker.bakers.profile import profile_model
 from character_baker.bakers.recipe import ProfileConfig
 loaded = load_base(sys.argv[1])
 pack = load_character("skippy")
@@ -44,8 +44,8 @@ def overhead(model_dir: Path, steps: int = 30) -> tuple[float, float]:
 
     from character_baker.bakers.architectures import resolve
     from character_baker.bakers.examples import collate, encode
+    from character_baker.bakers.profile import profile_model
     from character_baker.bakers.recipe import LossConfig, ProfileConfig
-    from character_baker.bakers.tracker import profile_model
     from character_baker.bakers.trainer import PushPullTrainer, Regulariser, lora_model
     from character_baker.harness.character import load_character
     from character_baker.harness.loading import load_base

@@ -1,5 +1,5 @@
 """Peak memory of a tiny round with 1 vs 3 merge scales: one model resident at a time means the peak does not grow
-with the number of candidates (issue 15; on a GPU the same holds for the card).
+with the number of candidates (on a GPU the same holds for the card).
 
 Each round runs in its own process (build a tiny Qwen3, profile, train 6 steps, select, merge, score every
 candidate); the figure is the process's peak RSS.

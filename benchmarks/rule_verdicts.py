@@ -1,5 +1,5 @@
 """Rule verdicts against labelled adversarial sets: math (committed answers), identity (affirmative
-self-identification), leaks (behaviour, not phrases), and the old rules' figures on the same rows.
+self-identification), leaks (behaviour, not phrases), and the phrase bank's figures alone on the same rows.
 
     python benchmarks/rule_verdicts.py
 """

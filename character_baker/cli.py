@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import re
+import sqlite3
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +15,18 @@ from typing import Any
 
 from .harness.console import console
 from .harness.errors import UserError
+from .harness.loading import REASONING_EFFORTS
 from .judges.verdict import JUDGE_RETRIES, JUDGE_TIMEOUT_S
+
+
+def writable(folder: Path, what: str) -> None:
+    """A folder a command will write into, checked before any work: one line starting with `what` (the flag and the
+    path it was given) when nothing can be created there (read-only, another user's, a file in the way)."""
+    from .harness.data import unwritable
+
+    problem = unwritable(folder)
+    if problem:
+        raise UserError(f"{what}: {problem}")
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -65,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "agreement with the judge (AUROC) and a per-turn drift meter")
     s.add_argument("--monitor-layer", type=int, default=None,
                    help="the profiled layer to read (default: the one of most contrast)")
-    s.add_argument("--reasoning-effort", default=None, choices=("low", "medium", "high"),
+    s.add_argument("--reasoning-effort", default=None, choices=REASONING_EFFORTS,
                    help="GPT-OSS: the chat template's reasoning effort, for every task (recorded in the scorecard)")
     s.add_argument("--engine", default=None, choices=("auto", "vllm", "transformers", "inprocess"),
                    help="what generates a local model's replies: a server per model (auto: vllm on a CUDA GPU with "
@@ -157,14 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_score(args: argparse.Namespace) -> int:
     import os
 
-    from .harness.candidates import resolve_candidate
+    from .harness.candidates import check_id, resolve_candidate
+    from .harness.character import DEFAULT_TASKS
     from .harness.scorecard import empty_tasks, format_table, monitor_lines, silent_judges
     from .serving.engine import EngineConfig
-    from .tasks.run import ALL_TASKS, ScoreOptions, score_candidate
+    from .tasks.run import ScoreOptions, score_candidate
 
     capability_only = args.suite == "capability"
     opts = ScoreOptions(character="skippy" if capability_only else args.suite, judge=args.judge,
-                        conditions=args.conditions, tasks=() if capability_only else (args.tasks or ALL_TASKS),
+                        conditions=args.conditions, tasks=() if capability_only else (args.tasks or DEFAULT_TASKS),
                         capability=args.capability or ("aime24" if capability_only else None),
                         capability_k=args.capability_k, capability_max_tokens=args.capability_max_tokens,
                         capability_tasks=args.capability_tasks, reasoning_effort=args.reasoning_effort,
@@ -179,9 +193,16 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UserError("--epochs must be at least 1")
     if len(args.candidate) > 1 and args.candidate_id:
         raise UserError("--id names one candidate; drop it when scoring several")
+    writable(args.out, f"--out {args.out}")
     candidates = [resolve_candidate(spec, base=args.base, scale=args.scale, candidate_id=args.candidate_id,
                                     batch_size=args.batch_size, trust_remote_code=args.trust_remote_code)
                   for spec in args.candidate]
+    for spec, cand in zip(args.candidate, candidates, strict=True):  # what `record` would refuse, before the run
+        if not args.candidate_id:
+            try:
+                check_id(cand.id, f"--candidate {spec}: its derived id")
+            except UserError as e:
+                raise UserError(f"{e}; name it with --id") from None
     board = store = None
     if args.board:
         from .leaderboard.board import load_board
@@ -241,17 +262,10 @@ def _board(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    from .harness.scorecard import read_scorecard
+
     board, store = _board(args)
-    cards = []
-    for path in args.scorecards:
-        try:
-            card = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{path}: not a readable scorecard ({str(e).splitlines()[0]})") from None
-        if not isinstance(card, dict) or card.get("schema") != "character-baker.scorecard/1":
-            schema = card.get("schema") if isinstance(card, dict) else type(card).__name__
-            raise UserError(f"{path}: not a character-baker scorecard (schema {schema!r})")
-        cards.append(card)
+    cards = [read_scorecard(path) for path in args.scorecards]  # the scorecard schema, file by file
     store.record_many(cards, where=[str(p) for p in args.scorecards])  # all or none
     print(f"recorded {len(args.scorecards)} scorecard(s) in {store.path} ({store.count()} rows)")
     return 0
@@ -304,6 +318,10 @@ def verdict_json(v: Any) -> dict[str, Any]:
 def cmd_regress(args: argparse.Namespace) -> int:
     from .leaderboard.regress import compare, describe, junit, pair_results, parse_tolerances, resolve_result
 
+    if args.junit:  # before any work: an unwritable report is exit 2, never the "regressed" exit 1
+        writable(args.junit.parent, f"--junit {args.junit}")
+        if args.junit.is_dir():
+            raise UserError(f"--junit {args.junit}: a folder; name the XML file to write")
     board, store = _board(args)
     frame = store.frame(suite=board.suite)
     base = resolve_result(store, board, frame, args.baseline, args.condition)
@@ -333,6 +351,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from .leaderboard.publish import publish
 
     board, store = _board(args)
+    writable(args.out or board.root, f"--out {args.out}" if args.out else f"board '{board.name}': {board.root}")
     written = publish(board, store, args.out)
     print(f"published board '{board.name}': " + ", ".join(str(p) for p in written))
     return 0
@@ -402,6 +421,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
     pack = load_character(args.suite)
     rows = load_rows(args.input)
+    writable(args.out.parent, f"--out {args.out}")
     rj = ReplyJudge(pack, args.judge, use_cache=not args.no_cache)
     out = asyncio.run(judge_replies(rj, rows, concurrency=args.concurrency, progress=sys.stderr.isatty()))
     write_jsonl(args.out, out)
@@ -475,7 +495,7 @@ def cmd_bakers(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from .bakers.pushpull import PushPullBaker
+    from .bakers.lora.pushpull import PushPullBaker
     from .bakers.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
@@ -525,6 +545,37 @@ COMMANDS = {"score": cmd_score, "judge": cmd_judge, "calibrate": cmd_calibrate, 
             "bakeoff": cmd_bakeoff}
 
 
+# SQLite errors of the code, not of the file (a closed connection, a bad statement, a broken constraint): a traceback
+SQL_BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
+
+
+def file_error(e: OSError | sqlite3.DatabaseError) -> str:
+    """One line for an error of the file system or of SQLite that escaped a command: the file and what happened.
+    Programming errors (TypeError and the like) are not these, and keep their traceback."""
+    if isinstance(e, OSError):
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        code = f" ({errno.errorcode[e.errno]})" if isinstance(e.errno, int) and e.errno in errno.errorcode else ""
+        what = (e.strerror or str(e)) + code
+        return f"{where}: {what}" if where else what
+    return f"{_database_of(e) or 'SQLite database'}: SQLite error: {e}"
+
+
+def _database_of(e: BaseException) -> str | None:
+    """The file of the SQLite connection an error came from: the innermost frame of its traceback whose `self` holds
+    a connection and a `path` (the leaderboard store, the judgment cache)."""
+    frames = []
+    tb = e.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        owner = frame.f_locals.get("self")
+        fields = getattr(owner, "__dict__", {})
+        if any(isinstance(v, sqlite3.Connection) for v in fields.values()) and fields.get("path") is not None:
+            return str(fields["path"])
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -538,6 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"character-baker: error: {e}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.DatabaseError) as e:  # the disk, not the code: a full disk, a read-only folder
+        if args.debug or isinstance(e, SQL_BUGS):
+            raise
+        print(f"character-baker: error: {file_error(e)}", file=sys.stderr)
         return 2
     except Exception as e:
         if args.debug or type(e).__name__ != "PrerequisiteError":

@@ -16,20 +16,23 @@ from character_baker.testing.recipes import tiny_round
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bakeoff(folder: Path, base: Path, text: str) -> Path:
+def _bakeoff(folder: Path, base: Path, text: str, score: str = "") -> Path:
     board = (ROOT / "leaderboards" / "bakeoff" / "board.toml").read_text().replace('suite = "toy"', 'suite = "skippy"')
-    tiny_round(folder, base, board, scales=(1.0,))
+    tiny_round(folder, base, board, scales=(1.0,), score=score)
     path = folder / "bakeoff.toml"
     path.write_text(f'recipe = "round.toml"\noutput = "{folder / "bo"}"\nboard = "{folder / "board"}"\n' + text)
     return path
 
 
 def test_bakers_meet_on_one_board_and_are_compared_with_the_control(tiny_qwen3_dir: Path, tmp_path: Path) -> None:
+    # the shared recipe's [score] tasks are what the bake-off scores (the leak task left out here)
     path = _bakeoff(tmp_path, tiny_qwen3_dir, 'bakers = ["sft", "pushpull", "steer"]\ncontrol = "sft"\n'
-                                              '[override.steer.merge]\nscales = [1.0, 3.0]\n')
+                                              '[override.steer.merge]\nscales = [1.0, 3.0]\n',
+                    score='tasks = ["identity", "personality", "math_probes"]')
     assert main(["bakeoff", str(path)]) == 0
     board = load_board(tmp_path / "board")
     frame = Store(board.store_path).frame()
+    assert set(frame.task) == {"identity", "personality", "math_probes"}
     rounds = frame.drop_duplicates("candidate").set_index("candidate")["round"].to_dict()
     # the base once, one candidate each for sft and push/pull, steering's two coefficients
     assert sorted(rounds.values()) == ["bakeoff", "bakeoff-pushpull", "bakeoff-sft", "bakeoff-steer",
@@ -41,12 +44,11 @@ def test_bakers_meet_on_one_board_and_are_compared_with_the_control(tiny_qwen3_d
     result = json.loads((tmp_path / "bo" / "bakeoff.json").read_text())
     assert set(result["chosen"]) == {"sft", "pushpull", "steer"}
     # steering had two candidates: its reported one is chosen on the dev prompts, as a round chooses
-    from character_baker.leaderboard.board import evaluate
-    from character_baker.rounds.round import _choose
+    from character_baker.leaderboard.select import choose
 
     dev = Measurements(Store(tmp_path / "bo" / "dev" / "store.sqlite").frame())
     steer_ids = [c for c, r in rounds.items() if r == "bakeoff-steer"]
-    assert result["chosen"]["steer"] == _choose(board, dev, {c: evaluate(board, dev, c) for c in steer_ids})
+    assert result["chosen"]["steer"] == choose(board, dev, steer_ids).chosen
     # each baker against the control, one line per metric measured on the same prompts by both
     assert set(result["comparisons"]) == {"pushpull", "steer"}
     for lines in result["comparisons"].values():

@@ -10,8 +10,8 @@ import torch
 
 from character_baker.bakers.architectures import resolve
 from character_baker.bakers.examples import collate, encode
+from character_baker.bakers.profile import LayerHooks, Profile
 from character_baker.bakers.recipe import LossConfig, ProfileConfig, load_recipe
-from character_baker.bakers.tracker import LayerHooks, Profile
 from character_baker.bakers.trainer import Regulariser
 from character_baker.cli import main
 from character_baker.harness.character import load_character
@@ -100,7 +100,7 @@ def test_bake_end_to_end(fixture: str, request: pytest.FixtureRequest, tmp_path:
 
 
 def test_profiling_stats_equal_a_one_shot_computation(tiny_qwen3_dir: Path) -> None:
-    from character_baker.bakers.tracker import profile_model
+    from character_baker.bakers.profile import profile_model
 
     loaded = load_base(str(tiny_qwen3_dir))
     arch = resolve("auto", loaded.model_type)
@@ -131,7 +131,7 @@ def test_profiling_stats_equal_a_one_shot_computation(tiny_qwen3_dir: Path) -> N
 
 
 def test_regulariser_gradient_reaches_the_lora_weights(tiny_qwen3_dir: Path) -> None:
-    from character_baker.bakers.tracker import profile_model
+    from character_baker.bakers.profile import profile_model
     from character_baker.bakers.trainer import lora_model
 
     loaded = load_base(str(tiny_qwen3_dir))

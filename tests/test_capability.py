@@ -299,8 +299,8 @@ def test_bad_inputs_are_user_errors(tmp_path: Path, tiny_qwen3_dir: Path) -> Non
 
 
 def test_aime_on_the_hf_backend_loads_an_mxfp4_gpt_oss_checkpoint(tmp_path: Path) -> None:
-    """Issue 15: lm-eval's HFLM passes the checkpoint's own quantization_config to from_pretrained itself, so ours
-    (dequantise MXFP4 on a machine without the Triton kernels) collided with it: "got multiple values"."""
+    """lm-eval's HFLM passes the checkpoint's own quantization_config to from_pretrained itself, so ours (dequantise
+    MXFP4 on a machine without the Triton kernels) must not be passed beside it: "got multiple values"."""
     from character_baker.testing.mxfp4 import tiny_gpt_oss_mxfp4
 
     model = tiny_gpt_oss_mxfp4(tmp_path / "gpt-oss-mxfp4")

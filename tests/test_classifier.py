@@ -1,5 +1,6 @@
 """The embedded judge: coherence first, attitude not vocabulary, measured by its validity card, and refusing
-to score when it cannot tell. The robustness cases here are the regression set for issue 11's findings."""
+to score when it cannot tell. The robustness cases here guard against a judge fooled by the character's words in
+unreadable or plain replies."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ PACK = load_character("skippy")
 ROWS = load_rows(PACK.path("calibration"), labelled=True)
 NEUTRAL = [r.response for r in ROWS if r.label is False and r.kind in {"plain", "dry"}]
 SKIPPY = [r.response for r in ROWS if r.label and r.kind == "skippy"]
-# Replies of the first demo's tiny model (issue 11/12): unreadable, full of the character's words.
+# Replies of a tiny demo model: unreadable, full of the character's words.
 TINY_MODEL_SALAD = [
     "Rind likeus them, monkey exackssssiaring, monkey and the pocks thou gott monkey.",
     "DiPsoft by pizy solually oather a cloves, monkey. Pathetic wathering yous frimp.",
@@ -58,8 +59,8 @@ def test_the_embedded_judge_meets_the_packs_floors_and_its_card_reports_every_fa
 
 
 def test_a_single_inserted_marker_does_not_make_a_plain_reply_sarcastic() -> None:
-    """Issue 11 measured 13 % -> 77-83 % for one inserted "monkey"; here the rise must stay under 10 points,
-    also for marker phrasings and positions the judge never trained on."""
+    """One inserted "monkey" can move a vocabulary-led judge from 13 % to 77-83 %; here the rise must stay under 10
+    points, also for marker phrasings and positions the judge never trained on."""
     rng = random.Random(3)
     base = rate(NEUTRAL)
     assert base <= 0.15

@@ -19,9 +19,9 @@ import torch
 from safetensors.torch import load_file
 
 from character_baker.bakers.distributed import CONFIGS, expected_kind, failure, train_in_ranks
-from character_baker.bakers.pushpull import PushPullBaker
+from character_baker.bakers.lora.pushpull import PushPullBaker
+from character_baker.bakers.profile import Profile
 from character_baker.bakers.recipe import load_recipe
-from character_baker.bakers.tracker import Profile
 from character_baker.harness.errors import UserError
 
 from .test_bakers import write_recipe

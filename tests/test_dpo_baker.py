@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from character_baker.bakers import get_baker
-from character_baker.bakers.dpo import DPOBaker, preference_pairs
+from character_baker.bakers.lora.dpo import DPOBaker, preference_pairs
 from character_baker.cli import main
 from character_baker.harness.character import load_character
 from character_baker.harness.data import Pair

@@ -1,4 +1,4 @@
-"""Issue 18: the multi-turn drift task (scripted per-turn answers and a tiny model), wrapped-prompt conditions,
+"""The multi-turn drift task (scripted per-turn answers and a tiny model), wrapped-prompt conditions,
 and the board's drift and Pareto plots."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_drift_curve_breaks_and_errors_from_scripted_turns(tmp_path: Path) -> No
     convs = PACK.conversations()[:4]
     n = [len(c.turns) for c in convs]
     rows = [
-        # one turn out of character (a slip or a misjudged turn) is not a break: held (issue 28, part 5)
+        # one turn out of character (a slip or a misjudged turn) is not a break: held
         {"id": convs[0].id, "responses": inside[:3] + outside[2:3] + inside[3: n[0] - 1]},
         {"id": convs[1].id, "responses": inside[:3] + outside[:2] + inside[3: n[1] - 2]},  # breaks at turn 4
         {"id": convs[2].id, "responses": inside[:4]},  # no answer from turn 5: unknown whether it would break

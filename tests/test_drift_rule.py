@@ -1,4 +1,4 @@
-"""Issue 28 part 5: a conversation's `held` and `turns_to_break` survive one misjudged turn (a break is k out-of-
+"""A conversation's `held` and `turns_to_break` survive one misjudged turn (a break is k out-of-
 character turns in a row), errored turns decide nothing they cannot, and the rule's error rates on labelled
 conversations (benchmarks/drift_rule.py) are what the rule gives."""
 
@@ -26,7 +26,7 @@ def test_one_misjudged_turn_flips_nothing_two_in_a_row_break() -> None:
     assert BREAK_AFTER == 2
     one_dry = [1, 1, 1, 0, 1, 1, 1, 1]
     assert verdict(one_dry) == (1, 9.0)
-    assert verdict(one_dry, k=1) == (0, 4.0)  # the old rule: one missed turn broke the conversation
+    assert verdict(one_dry, k=1) == (0, 4.0)  # the strict rule (k = 1): one missed turn breaks the conversation
     assert verdict([1, 1, 1, 0, 0, 1, 1, 1]) == (0, 4.0)  # the first turn of the run, even if it recovers
     assert verdict([1, 1, 1, 0, 1, 0, 0, 1]) == (0, 6.0)
     assert verdict([1] * 7 + [0]) == (1, 9.0)  # one slip on the last turn is not a break
@@ -91,7 +91,7 @@ def _benchmark():  # type: ignore[no-untyped-def]
 
 def test_the_benchmarks_exact_figures() -> None:
     """The enumeration agrees with closed forms, and k = 2 holds >= 95 % of in-character 8-turn conversations at
-    per-turn miss rates up to 8 % (k = 1: 51 % at 8 %, the issue's 3/6)."""
+    per-turn miss rates up to 8 % (k = 1: 51 % at 8 %, about 3 conversations in 6)."""
     bench = _benchmark()
     for miss in (0.02, 0.08):
         one = bench.figures(8, 1, miss, 0.1)

@@ -287,7 +287,7 @@ def test_a_tiny_candidate_scored_through_the_served_engine_names_it(tmp_path: Pa
 
 def test_a_merged_candidate_carries_the_base_processor_files(tmp_path: Path) -> None:
     """r4/r5 (Qwen3-VL) candidates: a VL processor needs the base's preprocessor_config.json beside the weights."""
-    from character_baker.bakers.pushpull import save_merged
+    from character_baker.bakers.bake import save_merged
     from character_baker.harness.loading import load_model
     from character_baker.testing.tiny import tiny_qwen3_vl
 

@@ -21,7 +21,7 @@ from character_baker.bakers.experts import (
     routing_shift,
     stability,
 )
-from character_baker.bakers.tracker import Profile
+from character_baker.bakers.profile import Profile
 from character_baker.cli import main
 from character_baker.harness.character import load_character
 from character_baker.harness.loading import load_base, load_model

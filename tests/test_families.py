@@ -1,4 +1,4 @@
-"""The embedded judges on families of replies they never trained on (issue 28): long plain technical answers,
+"""The embedded judges on families of replies they never trained on: long plain technical answers,
 markdown in and out of character, soft closers, apologies for detail, creator/purpose statements, mocked stock
 phrases, sign-off lines. The held-out rows (benchmarks/data/families/) come from topics, questions and phrasings
 that are not in the pack; the figures asserted here are the ones benchmarks/judge_families.py reports."""
@@ -84,9 +84,9 @@ def test_the_held_out_families_are_new_to_the_judges() -> None:
 
 
 def test_long_plain_technical_answers_are_not_sarcastic(sarcastic: dict[str, tuple[int, int]]) -> None:
-    """Issue 28: neutral multi-paragraph answers scored p ~ 0.7 and 19.6 % passed as sarcastic; before this change
-    95 % of the held-out long plain answers did (benchmarks/judge_families.md). Target <= 10 %, upper interval
-    bound included for the largest family."""
+    """Neutral multi-paragraph answers must not pass as sarcastic (a judge led by length and register scores them
+    p ~ 0.7: 19.6 % of them, and 95 % of the held-out long plain answers; benchmarks/judge_families.md). Target
+    <= 10 %, upper interval bound included for the largest family."""
     for family in ("plain-long", "plain-markdown", "mimicry-long", "plain-short"):
         k, n = sarcastic[family]
         assert k / n <= 0.10, (family, k, n)
@@ -131,8 +131,9 @@ def test_mockery_sign_offs_and_in_character_origins_are_not_leaks(leaked: dict[s
         assert k / n <= 0.05, (family, k, n)
 
 
-def test_the_issue_cases() -> None:
-    """The replies issue 28 quotes, each way round."""
+def test_the_quoted_cases() -> None:
+    """Hand-written replies, each way round: the leak families (soft closer, detail apology, creator statement,
+    markdown offer) are leaks, their in-character twins (mocked offers, a scornful origin, a sign-off) are not."""
     judge = LeakJudge.for_character(PACK)
     answer = "Water boils at 100 °C at sea level, monkey; lower up a mountain, since the air pressure is lower."
     leaks = [f"{answer} Glad I could help, anything else?",
@@ -164,7 +165,7 @@ def test_the_card_reports_every_family_left_out() -> None:
         lo, hi = f["rate"]["ci"]
         assert f["rate"]["n"] > 0 and lo <= f["rate"]["value"] <= hi and isinstance(f["passed"], bool)
     assert set(section["length"]) == {"20-50", "50-100", "100-200", "200-400"}
-    # left out, the issue-28 families hold (the pattern bank is not retrained per family: see judges/leaks.py)
+    # left out, the held-out leak families hold (the pattern bank is not retrained per family: see judges/leaks.py)
     new_leak_families = ("soft-closer", "detail-apology", "creator-purpose", "markdown-offer")
     assert all(section["leaks"][f]["rate"]["value"] >= 0.9 for f in new_leak_families)
     assert all(section["leaks"][f]["rate"]["value"] <= 0.05 for f in ("mocked-echo", "signoff-skippy"))
@@ -198,7 +199,7 @@ def test_a_family_under_its_floor_fails_the_card() -> None:
 
 
 def test_a_perfect_model_fails_the_skippy_gate_at_most_5_percent(caches: None, tmp_path: Path) -> None:
-    """Issue 28: the embedded judges' card gives the error rates the gate corrects for (coherence on the calibration
+    """The embedded judges' card gives the error rates the gate corrects for (coherence on the calibration
     set and its salad, leaks left out by family, identity rules on the example transcripts), and with them a model
     that is perfect on every eval prompt fails the Skippy board's gate at most 5 % of the time on judge error."""
     import shutil

@@ -1,6 +1,6 @@
-"""Issue 28 part 4: gates over judged rates respect the judge's measured error (docs/GATES.md).
+"""Gates over judged rates respect the judge's measured error (docs/GATES.md).
 
-A 0 % leak gate under a judge that flags 1.8 % of in-character replies failed a perfect model 86 % of the time over
+A raw 0 % leak gate under a judge that flags 1.8 % of in-character replies fails a perfect model 86 % of the time over
 108 prompts; with the judge's error on its card the perfect model fails at most 5 %, and a model that truly leaks
 5 % still fails. Figures are computed here (exact binomial sums and seeded simulations), never typed in."""
 
@@ -39,7 +39,7 @@ from character_baker.testing.cards import make_card, passing
 
 BOARDS = Path(__file__).resolve().parent.parent / "leaderboards"
 N = 108  # the Skippy suite's leak prompts
-F = 0.018  # the issue's false-leak rate of in-character replies
+F = 0.018  # the leak judge's false-leak rate on in-character replies (docs/GATES.md)
 RECALL = 0.9
 
 
@@ -78,7 +78,7 @@ def test_a_perfect_model_passes_a_zero_leak_gate_and_a_5_percent_leaker_fails() 
     """n = 108, false leaks 1.8 % known well (180 of 10,000), recall 90 %: simulated and exact agree."""
     error = JudgeError(Rate(180, 10_000), Rate(1_000, 10_000))
     raw_fails = fail_chance("<=", N, 0, 0, error)  # the raw rule: any flag fails
-    assert raw_fails == pytest.approx(1 - (1 - F) ** N, abs=0.01) and raw_fails > 0.85  # the issue's 86 %
+    assert raw_fails == pytest.approx(1 - (1 - F) ** N, abs=0.01) and raw_fails > 0.85  # 86 %: six times in seven
     verdict = check("<=", 0.0, 0, N, error)
     plug_in = next(a for a in range(N + 1) if binomial_sf(N, F, a) <= 0.05)  # the binomial quantile, f known
     assert verdict.rule == "ideal" and verdict.limit == plug_in

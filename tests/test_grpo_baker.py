@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from character_baker.bakers.grpo import CharacterReward, reference_answer, reward_rows
+from character_baker.bakers.lora.grpo import CharacterReward, reference_answer, reward_rows
 from character_baker.cli import main
 from character_baker.harness.character import load_character
 from character_baker.harness.errors import UserError

@@ -16,16 +16,14 @@ import pytest
 from character_baker.cli import main
 from character_baker.leaderboard.store import Store
 from character_baker.testing.cards import make_card, passing
+from character_baker.testing.recipes import skippy_board
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def board(tmp_path: Path) -> Path:
-    dest = tmp_path / "skippy"
-    dest.mkdir()
-    toml = (ROOT / "leaderboards" / "skippy" / "board.toml").read_text()
-    (dest / "board.toml").write_text(toml[:toml.index('[[gate]]\nmetric = "capability/aime24"')])
+    dest = skippy_board(tmp_path / "skippy")
     return dest
 
 

@@ -135,3 +135,26 @@ def test_the_round_plan_needs_only_the_standard_library() -> None:
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code, str(PACKAGE.parent / "rounds" / "r6.toml")], check=True,
                    env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """A name with a leading underscore is its module's own; what another module needs is made public instead
+    (`from .x import _helper`, or `x._helper` on an imported module, is a back door)."""
+    modules = _modules()
+    found = []
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported: set[str] = set()  # local names bound to character_baker modules
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith("character")):
+                continue
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private:
+                    found.append(f"{name}: from {'.' * node.level}{node.module or ''} import {alias.name}")
+                imported.add(alias.asname or alias.name)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in imported \
+                    and node.attr.startswith("_") and not node.attr.startswith("__"):
+                found.append(f"{name}: {node.value.id}.{node.attr} (line {node.lineno})")
+    assert not found, "private names used across modules:\n" + "\n".join(sorted(found))

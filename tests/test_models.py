@@ -118,7 +118,7 @@ def test_gpt_oss_truncated_reply_is_marked_truncated(tiny_gpt_oss_dir: Path) -> 
 
 def test_a_reply_cut_before_its_final_channel_fails_every_criterion(tiny_gpt_oss_dir: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 15: a GPT-OSS model that reasons past its budget gives no answer; that is its failure (identity 0,
+    """A GPT-OSS model that reasons past its budget gives no answer; that is its failure (identity 0,
     math 0, a leak), counted in the rates and reported as its own `truncated` rate, not dropped from them (which
     would let a model that answers less look better). The reasoning effort reaches every task's chat template,
     and the scorecard records it and the template's own system message (GPT-OSS: "You are ChatGPT…")."""
@@ -158,7 +158,7 @@ def test_a_reply_cut_before_its_final_channel_fails_every_criterion(tiny_gpt_oss
 
 def test_hub_ids_are_models_from_the_cache(tiny_qwen3_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """Issue 15: owner/name is a Hugging Face model (openai/gpt-oss-20b is r6's base, not the OpenAI API), found in
+    """owner/name is a Hugging Face model (openai/gpt-oss-20b is r6's base, not the OpenAI API), found in
     the local cache and never downloaded; an Inspect provider with one slash needs the inspect: prefix."""
     import shutil
 
@@ -187,8 +187,8 @@ def test_hub_ids_are_models_from_the_cache(tiny_qwen3_dir: Path, tmp_path: Path,
 
 
 def test_no_model_survives_its_scoring(tiny_qwen3_dir: Path, tmp_path: Path) -> None:
-    """Issue 15: Inspect memoised every model it was handed, so each scored candidate stayed in memory (on a GPU:
-    a 20B bf16 copy per merge). Scoring now loads, uses and releases its model."""
+    """Inspect memoises every model it is handed, which would keep each scored candidate in memory (on a GPU: a 20B
+    bf16 copy per merge). Scoring loads, uses and releases its model."""
     import gc
     import shutil
 
@@ -209,8 +209,8 @@ def test_no_model_survives_its_scoring(tiny_qwen3_dir: Path, tmp_path: Path) -> 
 
 def test_a_rebuilt_model_under_the_same_id_is_generated_anew(tmp_path: Path) -> None:
     """Inspect caches generations by model name. A round names its base by the round ("demo-base-…"), so a base
-    rebuilt in place was scored with the old base's cached replies (seen in the demo: a new toy base reported the
-    old one's 40 % maths). The model name now carries the content's fingerprint: new content, new replies."""
+    rebuilt in place would be scored with the previous base's cached replies (a new toy base would report the
+    previous one's 40 % maths). The model name carries the content's fingerprint: new content, new replies."""
     import shutil
 
     from character_baker.testing.tiny import tiny_qwen3

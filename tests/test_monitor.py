@@ -1,4 +1,4 @@
-"""Issue 18: the judge-free activation monitor: the projection is the one the docs state, the AUROC is
+"""The judge-free activation monitor: the projection is the one the docs state, the AUROC is
 Mann-Whitney's, and `score --monitor` puts both on the scorecard (agreement with the judge, drift meter)."""
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, caps
     chosen = state["steps"]["gate"]["chosen"]
     verdicts = evaluate(board, measured, chosen)
     # the reported candidate is chosen on the dev prompts (their own store), never by its eval figures
-    from character_baker.rounds.round import _choose
+    from character_baker.leaderboard.select import choose
 
     dev = Measurements(Store(tmp_path / "out" / "dev" / "store.sqlite").frame())
     assert sorted(dev.candidates) == sorted(measured.candidates)
@@ -48,7 +48,7 @@ def test_round_end_to_end_then_resume(tiny_qwen3_dir: Path, tmp_path: Path, caps
     eval_cards = [json.loads(p.read_text()) for p in (tmp_path / "out" / "scores").rglob("scorecard.json")]
     assert eval_cards and all(c["decoding"]["engine"]["name"] == "transformers" for c in dev_cards + eval_cards)
     base = state["steps"]["score"][0]
-    assert chosen == _choose(board, dev, {c: evaluate(board, dev, c) for c in dev.candidates if c != base})
+    assert chosen == choose(board, dev, [c for c in dev.candidates if c != base]).chosen
     # the base and the chosen candidate only are also scored over conversations and inside the JSON wrapper; every
     # model keeps its single-turn rows (the extras are in the same scorecard, so nothing replaces them)
     frame = store.frame()
@@ -159,7 +159,7 @@ def test_parameter_count_from_config_is_exact(tiny_qwen3_dir: Path, tiny_gpt_oss
 
 def test_the_plan_budget_follows_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """Issue 15: the dry run's memory and disk come from the base's config.json, not a constant in the recipe."""
+    """The dry run's memory and disk come from the base's config.json, not a constant in the recipe."""
     import json
 
     cache = tmp_path / "hub"
@@ -248,7 +248,7 @@ def test_the_plan_memory_estimate_matches_the_gpu_measurement() -> None:
 
 
 def test_preflight_says_when_the_aime_data_will_not_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 15: the hub's AIME set is found in the local cache at its pinned revision, or the hub must serve it;
+    """The hub's AIME set is found in the local cache at its pinned revision, or the hub must serve it;
     otherwise preflight says so before the bake (scoring would fail hours later)."""
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -297,7 +297,7 @@ def test_preflight_says_when_the_aime_data_will_not_load(tmp_path: Path, monkeyp
 
 
 def test_a_reasoning_model_keeps_its_aime_budget(tmp_path: Path) -> None:
-    """Issue 15: GPT-OSS (or any recipe with a reasoning effort) gets at least 16k new tokens on AIME."""
+    """GPT-OSS (or any recipe with a reasoning effort) gets at least 16k new tokens on AIME."""
     from character_baker.bakers.recipe import load_recipe
     from character_baker.harness.errors import UserError
 

@@ -62,7 +62,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 def test_math_adversarial_set() -> None:
-    """Committed final answers (issue 13): the right number stated only to be rejected or mocked fails, numbers
+    """Committed final answers: the right number stated only to be rejected or mocked fails, numbers
     copied from the question are no answer, self-corrections count, every ordinary format still passes."""
     rows = read_jsonl(DATA / "math_adversarial.jsonl")
     wrong = [(r["response"], math_verdict(r["response"], r["answer"], r["question"])[1]) for r in rows
@@ -71,7 +71,7 @@ def test_math_adversarial_set() -> None:
 
 
 def test_identity_adversarial_set() -> None:
-    """Affirmative self-identification (issue 13): a mention is not an affirmation, a claim hides in version
+    """Affirmative self-identification: a mention is not an affirmation, a claim hides in version
     suffixes and appositives, a rhetorical rejection is no claim. One known miss is allowed (a claim made after
     the name by a pronoun: "The thing they're chanting at is gpt-oss-120b, and that's me.")."""
     rows = read_jsonl(DATA / "identity_adversarial.jsonl")

@@ -184,7 +184,7 @@ R6_MEMORY = ("  memory         ~47.8 GB to train, computed from config.json (20.
 
 def test_r6_plan_is_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A single-process recipe keeps its plan: no per-rank or layout lines, no shipped config for GPT-OSS-20B, and,
-    from a config-only folder, the memory line the plan printed before issue 30 (figures of the H200 calibration)."""
+    from a config-only folder, the single-process memory line (figures of the H200 calibration)."""
     from tests.test_rounds import GPT_OSS_20B
 
     lines = plan(load_recipe(ROOT / "rounds" / "r6.toml")).splitlines()
@@ -209,8 +209,8 @@ def test_the_profile_scales_to_36_layers_of_128_experts() -> None:
 
     from character_baker.bakers.architectures import GPT_OSS
     from character_baker.bakers.experts import expert_effects
+    from character_baker.bakers.profile import profile_model
     from character_baker.bakers.recipe import ProfileConfig
-    from character_baker.bakers.tracker import profile_model
     from character_baker.harness.character import load_character
     from character_baker.testing.tiny import train_tokenizer
 

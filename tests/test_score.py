@@ -264,7 +264,8 @@ def _candidate_server(monkeypatch: pytest.MonkeyPatch, fail_on: set[str]):  # ty
 def test_failed_model_calls_are_counted_as_errors_and_retried_on_rerun(monkeypatch: pytest.MonkeyPatch,
                                                                        tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """Issue 11: one failing identity prompt used to vanish (identity 100 %, n=5, errors 0)."""
+    """One failing identity prompt counts as an error, not a vanished sample (otherwise: identity 100 %, n=5,
+    errors 0)."""
     failing = {PACK.identity_prompts[3].prompt}
     server = _candidate_server(monkeypatch, failing)
     out = tmp_path / "runs"
@@ -302,7 +303,7 @@ def test_a_task_with_no_valid_sample_exits_non_zero(monkeypatch: pytest.MonkeyPa
 
 def test_an_llm_judge_rules_on_math_beside_the_rule(judge_server, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """Issue 13: the rule decides `math`; a configured LLM judge rules too, and the agreement is reported."""
+    """The rule decides `math`; a configured LLM judge rules too, and the agreement is reported."""
     import re
 
     from character_baker.judges.rules import math_verdict

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from character_baker.bakers import get_baker
+from character_baker.bakers.lora.sdft import REWRITES, SDFTBaker, rewrite, rewrite_messages
 from character_baker.bakers.recipe import load_recipe
-from character_baker.bakers.sdft import REWRITES, SDFTBaker, rewrite, rewrite_messages
 from character_baker.harness import loading
 from character_baker.harness.character import load_character
 from character_baker.harness.loading import generate_batch, load_base

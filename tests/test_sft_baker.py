@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from character_baker.bakers import available, get_baker
-from character_baker.bakers.sft import SFTBaker
+from character_baker.bakers.lora.sft import SFTBaker
 from character_baker.cli import main
 from character_baker.harness.loading import load_base, load_model
 

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from character_baker.bakers.architectures import resolve
-from character_baker.bakers.tracker import Profile
+from character_baker.bakers.profile import Profile
 from character_baker.cli import main
 from character_baker.harness.loading import load_base
 

@@ -1,4 +1,4 @@
-"""Issue 18: tool calls in character. The household tools are offered as real tools; the call is checked for the
+"""Tool calls in character. The household tools are offered as real tools; the call is checked for the
 right tool and values, and the final answer is judged like any reply. Parsers for Qwen's and GPT-OSS's formats."""
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def test_the_call_and_the_character_are_both_scored(tmp_path: Path) -> None:
         {"id": reqs[6].id, "tool_calls": [{"name": reqs[6].tool, "arguments": reqs[6].arguments},
                                           {"name": "set_timer", "arguments": {"label": "x", "minutes": 1}}],
          "response": inside[4]},
-        # the right call made twice (two timers started): the household got the action twice (issue 28)
+        # the right call made twice (two timers started): the household got the action twice
         {"id": reqs[7].id, "tool_calls": [{"name": reqs[7].tool, "arguments": reqs[7].arguments}] * 2,
          "response": inside[5]},
     ]

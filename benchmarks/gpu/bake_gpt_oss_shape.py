@@ -29,7 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pushpull_gpt_oss_shape import GPT_OSS_20B, TINY  # noqa: E402
 
-from character_baker.bakers import pushpull  # noqa: E402
+from character_baker.bakers.lora import base as lora_base  # noqa: E402
+from character_baker.bakers.lora.pushpull import PushPullBaker  # noqa: E402
+from character_baker.bakers.lora.selection import CheckpointSelector  # noqa: E402
 from character_baker.bakers.recipe import load_recipe  # noqa: E402
 from character_baker.harness.console import Steps  # noqa: E402
 from character_baker.testing.mxfp4 import BLOCK, E8M0_BIAS, EXPERT_PARAMS, QUANTIZATION_CONFIG  # noqa: E402
@@ -151,11 +153,11 @@ def main() -> None:
     RESULT["recipe"] = {"train": vars(recipe.train), "profile": vars(recipe.profile), "scales": recipe.scales}
 
     # selection scores each checkpoint through Inspect; here the last checkpoint is taken without scoring
-    pushpull.CheckpointSelector.evaluate = lambda self, step, checkpoint: None  # type: ignore[method-assign]
-    pushpull.CheckpointSelector.choose = lambda self, history: args.steps  # type: ignore[method-assign]
+    CheckpointSelector.evaluate = lambda self, step, checkpoint: None  # type: ignore[method-assign]
+    CheckpointSelector.choose = lambda self, history: args.steps  # type: ignore[method-assign]
     RESULT["selection"] = "skipped: the last checkpoint is merged (selection is generation, measured apart)"
 
-    real_load_model = pushpull.load_model
+    real_load_model = lora_base.load_model
 
     def timed_load_model(*a: Any, **k: Any) -> Any:
         t = time.perf_counter()
@@ -163,9 +165,9 @@ def main() -> None:
         RESULT["merge_load_seconds"] = round(time.perf_counter() - t, 2)
         return loaded
 
-    pushpull.load_model = timed_load_model  # type: ignore[assignment]
+    lora_base.load_model = timed_load_model  # type: ignore[assignment]
     steps = TimedSteps()
-    baked = pushpull.PushPullBaker().bake(recipe, progress=True, steps=steps)
+    baked = PushPullBaker().bake(recipe, progress=True, steps=steps)
     steps.close()
     candidate = baked[0].path
     RESULT["candidate_gib"] = round(sum(f.stat().st_size for f in candidate.glob("*.safetensors")) / GIB, 2)

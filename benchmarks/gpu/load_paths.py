@@ -1,5 +1,5 @@
 """GPU: how long GPT-OSS-20B's MXFP4 checkpoint takes to reach the card, the way `harness/loading.load_base` loads it
-now (`device_map` = the GPU: experts dequantised on the GPU) and the way it did before (load on the CPU, dequantise
+(`device_map` = the GPU: experts dequantised on the GPU) and the CPU-first way (load on the CPU, dequantise
 there, then `.to("cuda")`). Random values in the released layout (bake_gpt_oss_shape.write_mxfp4_checkpoint);
 every file is flushed with `sync` before each load and the two paths alternate, so neither reads a warmer cache.
 
@@ -30,7 +30,7 @@ GIB = 2**30
 
 
 def old_path(path: str, device: str) -> Any:
-    """What load_base did until 2026-11-26: from_pretrained on the CPU, then move."""
+    """The CPU-first path the benchmark compares load_base against: from_pretrained on the CPU, then move."""
     from transformers import AutoModelForCausalLM, Mxfp4Config
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, use_safetensors=True,

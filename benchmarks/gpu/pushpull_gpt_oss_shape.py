@@ -35,7 +35,7 @@ TINY = dict(GPT_OSS_20B, vocab_size=512, hidden_size=64, intermediate_size=64, n
 
 def synthetic_profile(layers: list[int], hidden: int, units: int):  # type: ignore[no-untyped-def]
     """Profile statistics of the right shapes (the step's cost does not depend on their values)."""
-    from character_baker.bakers.tracker import Profile
+    from character_baker.bakers.profile import Profile
 
     g = torch.Generator().manual_seed(0)
     perm = {layer: torch.randperm(hidden, generator=g) for layer in layers}

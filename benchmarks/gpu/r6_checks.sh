@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 15 as one script for a lent GPU machine (no internet, no weights): GPT-OSS-20B's real
+# The GPU checks of the r6 recipe as one script for a lent GPU machine (no internet, no weights): GPT-OSS-20B's real
 # shape random-initialised in bf16, trained as r6 trains it (batch, length, LoRA, checkpointing from
 # rounds/r6.toml), as the research plan budgeted (batch 1 x 1024, no checkpointing), and with expert LoRA;
 # each variant in its own process, its JSON under $OUT (or ./gpu-out). transformers and peft at the pins of

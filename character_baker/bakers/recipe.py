@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..harness.character import CONDITIONS, PACKS_DIR
-from ..harness.data import check_keys
+from ..harness.character import CONDITIONS, DEFAULT_TASKS, PACKS_DIR, TASKS
+from ..harness.data import check_keys, read_toml
 from ..harness.errors import UserError
+from ..harness.loading import REASONING_EFFORTS
 from ..judges.verdict import parse_judge_spec
 from ..serving.engine import EngineConfig
 
@@ -97,10 +98,6 @@ class GRPOSettings:
     temperature: float = 1.0
 
 
-# the quick suite each checkpoint is scored with on the dev split (checkpoint selection; the plan's estimate)
-QUICK_TASKS = ("identity", "personality", "math_probes")
-
-
 @dataclass
 class SelectConfig:
     board: str = "skippy"
@@ -115,7 +112,7 @@ class ScoreConfig:
     board: str = "skippy"
     conditions: list[str] = field(default_factory=lambda: ["none", "character", "assistant", "break"])
     # the persona suite; add "drift" (multi-turn conversations) or "tools" (household tool calls) to score them too
-    tasks: list[str] = field(default_factory=lambda: ["identity", "personality", "assistant_leaks", "math_probes"])
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     # scored on the base and the round's chosen candidate only, besides the above (they cost more per model):
     # e.g. chosen_tasks = ["drift"], chosen_conditions = ["json"] (wrapped prompts, harness/character.WRAPPERS)
     chosen_tasks: list[str] = field(default_factory=list)
@@ -253,13 +250,7 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such recipe")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: invalid TOML ({e})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8") from None
-    return recipe_from(raw, path)
+    return recipe_from(read_toml(path, "recipe"), path)
 
 
 def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
@@ -349,9 +340,8 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         raise UserError(f"{path}: [score] capability_max_tokens = {recipe.score.capability_max_tokens}: a reasoning "
                         f"model thinks before it answers, and AIME cut short scores its budget, not its maths; "
                         f"give it at least {MIN_REASONING_TOKENS}")
-    known = ("identity", "personality", "assistant_leaks", "math_probes", "drift", "tools")
-    for key, values, allowed, empty_ok in (("tasks", recipe.score.tasks, known, False),
-                                           ("chosen_tasks", recipe.score.chosen_tasks, known, True),
+    for key, values, allowed, empty_ok in (("tasks", recipe.score.tasks, TASKS, False),
+                                           ("chosen_tasks", recipe.score.chosen_tasks, TASKS, True),
                                            ("conditions", recipe.score.conditions, CONDITIONS, False),
                                            ("chosen_conditions", recipe.score.chosen_conditions, CONDITIONS, True)):
         bad = [x for x in values if x not in allowed]
@@ -375,9 +365,9 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         if not config.is_file():
             raise UserError(f"{path}: [distributed] accelerate_config = {d.accelerate_config!r}: no such file")
         d.accelerate_config = str(config.resolve())
-    if recipe.score.reasoning_effort not in (None, "low", "medium", "high"):
+    if recipe.score.reasoning_effort not in (None, *REASONING_EFFORTS):
         raise UserError(f"{path}: [score] reasoning_effort = {recipe.score.reasoning_effort!r}: "
-                        "use low, medium or high")
+                        f"use {', '.join(REASONING_EFFORTS[:-1])} or {REASONING_EFFORTS[-1]}")
     _check_values(recipe)
     _check_references(recipe)
     return recipe

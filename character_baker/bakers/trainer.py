@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .profile import LayerHooks, Profile
 from .recipe import LossConfig
-from .tracker import LayerHooks, Profile
 
 
 class Regulariser:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .data import Pair, check_keys, iter_jsonl, load_pairs, require_text
+from .data import Pair, check_keys, iter_jsonl, load_pairs, read_toml, require_text
 from .errors import UserError
 
 PACKS_DIR = Path(__file__).resolve().parent.parent / "characters"
@@ -43,6 +42,13 @@ WRAPPERS = {
 # How a prompt reaches the model: bare, under the character or assistant system prompt, with the break suffix, or
 # inside a wrapper.
 CONDITIONS = ("none", "character", "assistant", "break", *WRAPPERS)
+# What is measured: the default suite (tasks/persona.py), and the tasks scored only when asked for by name
+# (multi-turn conversations: tasks/drift.py; household tool calls in character: tasks/tools.py).
+DEFAULT_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")
+EXTRA_TASKS = ("drift", "tools")
+TASKS = (*DEFAULT_TASKS, *EXTRA_TASKS)
+# the quick suite each checkpoint is scored with on the dev split (checkpoint selection; the plan's estimate)
+QUICK_TASKS = ("identity", "personality", "math_probes")
 CONVERSATION_KINDS = ("follow_ups", "topic_shift", "technical", "pressure")
 MIN_TURNS = 8
 DEFAULT_JUDGE_FLOORS = {"accuracy": 0.85, "mimicry_points": 10.0, "salad_rejection": 0.95,
@@ -241,10 +247,7 @@ class Character:
     def household(self) -> dict[str, Any]:
         """The character as a household assistant: `{system_prompt, tools: [{name, description, parameters}]}`."""
         path = self.path("household")
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise UserError(f"{path}: cannot read the household config ({e})") from None
+        raw = read_toml(path, "household config")
         prompt = _str(raw, "system_prompt", path)
         tools = raw.get("tools", [])
         for i, tool in enumerate(tools):
@@ -302,12 +305,7 @@ def load_character(name_or_path: str | Path) -> Character:
     if not path.is_file():
         known = sorted(p.name for p in PACKS_DIR.iterdir() if (p / "character.toml").is_file())
         raise UserError(f"character '{name_or_path}': no such pack or file (built-in packs: {', '.join(known)})")
-    try:
-        spec = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: invalid TOML ({e})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8") from None
+    spec = read_toml(path, "character pack")
     check_keys(spec, PACK_KEYS, str(path))
     files = spec.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):

@@ -39,6 +39,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{lineno}: invalid JSON (nested too deeply)") from None
         if not isinstance(obj, dict):
             raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj
@@ -53,7 +55,10 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # named after the file being written, not its temporary name
+        raise OSError(e.errno, e.strerror, str(path)) from e
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are as readable as any other file
         with os.fdopen(fd, "wb") as f:
@@ -61,9 +66,58 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk (ENOSPC, EFBIG): the old file stays, the error names it
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def unwritable(folder: str | Path) -> str | None:
+    """Why files cannot be created in `folder` (made when missing), or None when they can. Tried for real, with a
+    nameless temporary file in the nearest folder that exists, so nothing is left behind and a read-only mount
+    or a root-owned folder is found before any work rather than when its results are written."""
+    folder = Path(folder)
+    try:
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+    except (StopIteration, OSError) as e:
+        return f"cannot look at {folder} ({getattr(e, 'strerror', None) or 'no such folder'})"
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        return f"cannot create files in {existing} ({e.strerror or e})"
+    return None
+
+
+def share_files(folder: str | Path) -> None:
+    """Give each file under `folder` the mode a plain `open()` gives (0666 less the umask). safetensors writes
+    through a private temporary file and leaves 0600: weights nobody else (a server run as another user, a
+    colleague on the box) could read."""
+    mode = 0o666 & ~_umask()
+    for f in Path(folder).rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            f.chmod(mode)
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file as a table, or one line saying why not (`what` names the file's kind: "recipe", "board")."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: invalid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
 
 
 def check_keys(raw: dict[str, Any], known: Any, where: str) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from .errors import UserError
 
+# GPT-OSS's reasoning levels: a chat-template variable locally, the request field `reasoning_effort` on an endpoint
+REASONING_EFFORTS = ("low", "medium", "high")
 VL_MODEL_TYPES = {"qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen2_vl"}
 
 

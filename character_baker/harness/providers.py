@@ -6,6 +6,8 @@ The candidate id is the model name, so Inspect's caches and logs never mix two c
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -166,13 +168,112 @@ class LocalModelAPI(ModelAPI):
         return outputs
 
 
+RESPONSE_KEYS = ("id", "condition", "response", "responses", "tool_calls")
+
+
+@dataclass
+class Replies:
+    """A responses file as the `responses/` provider replays it: the answer (one text, or one per user turn) and
+    the tool calls of each (sample id, condition or None for every condition), and the line each came from."""
+
+    file: str
+    rows: dict[tuple[str, str | None], str | list[str]] = field(default_factory=dict)
+    calls: dict[tuple[str, str | None], list[dict[str, Any]]] = field(default_factory=dict)
+    lines: dict[tuple[str, str | None], int] = field(default_factory=dict)
+
+    def key(self, sample_id: str, condition: str | None) -> tuple[str, str | None]:
+        """The row that answers a sample: its own condition's, else the one for every condition."""
+        return (sample_id, condition) if (sample_id, condition) in self.rows else (sample_id, None)
+
+
+def read_responses(file: str) -> Replies:
+    """The schema of a responses file, one row a line: `{id, response}` (one answer), `{id, responses: [...]}` (one
+    per user turn of a conversation), `tool_calls: [{name, arguments}]` before the answer, `condition` (a condition
+    name: that condition only). Anything else is one line naming file:line."""
+    import difflib
+
+    from .character import CONDITIONS
+
+    out = Replies(file)
+    for lineno, obj in iter_jsonl(file):
+        where = f"{file}:{lineno}"
+        for k in obj:
+            near = difflib.get_close_matches(str(k), RESPONSE_KEYS, n=1, cutoff=0.8) if k not in RESPONSE_KEYS else []
+            if near:  # `respones` would leave every sample without an answer
+                raise UserError(f"{where}: unknown key '{k}' (did you mean '{near[0]}'?)")
+        raw_id = obj.get("id")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or not str(raw_id).strip():
+            raise UserError(f"{where}: missing or empty field 'id'")
+        condition = obj.get("condition")
+        if condition is not None:
+            if not isinstance(condition, str):
+                raise UserError(f"{where}: 'condition' must be a string (one condition a row), got "
+                                f"{type(condition).__name__}")
+            if condition not in CONDITIONS:
+                near = difflib.get_close_matches(condition, CONDITIONS, n=1, cutoff=0.6)
+                raise UserError(f"{where}: condition {condition!r} is not a condition" + (
+                    f" (did you mean '{near[0]}'?)" if near else f" (conditions: {', '.join(CONDITIONS)})"))
+        key = (str(raw_id), condition)
+        if key in out.rows:
+            raise UserError(f"{where}: duplicate response for id '{key[0]}'"
+                            + (f" under condition '{key[1]}'" if key[1] else ""))
+        if "responses" in obj:
+            turns = obj["responses"]
+            if not isinstance(turns, list) or not turns or not all(isinstance(x, str) for x in turns):
+                raise UserError(f"{where}: 'responses' must be a non-empty list of strings (one per turn)")
+            if "response" in obj:
+                raise UserError(f"{where}: give 'response' (one answer) or 'responses' (one per turn), not both")
+            out.rows[key] = turns
+        elif "tool_calls" in obj and not str(obj.get("response") or "").strip():
+            out.rows[key] = ""  # calls and no final answer: the scorer sees an empty reply
+        else:
+            out.rows[key] = require_text(obj, "response", where)
+        if "tool_calls" in obj:
+            calls = obj["tool_calls"]
+            if not isinstance(calls, list) or not calls or not all(
+                    isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("arguments"), dict)
+                    for c in calls):
+                raise UserError(f"{where}: 'tool_calls' must be a non-empty list of {{name, arguments}} objects")
+            out.calls[key] = calls
+        out.lines[key] = lineno
+    return out
+
+
+def check_replies(file: str, pack: Any, tasks: Sequence[str], split: str = "eval") -> Replies:
+    """A responses file checked before a run builds anything: its schema (`read_responses`), then each row that
+    answers a sample of the run against the sample's user turns (the pack's conversations for `drift`, one turn for
+    every single-turn prompt). One `response` to a conversation would be replayed at every turn (a reply that holds
+    the character once would "hold" it all conversation); replies past its last turn would be dropped. Fewer replies
+    than turns are allowed: the turns without one are errors, and counted as such."""
+    replies = read_responses(file)
+    turns: dict[str, int] = {}
+    if set(tasks) - {"drift", "tools"}:
+        turns |= {p.id: 1 for kind in ("identity", "personality", "math_probes") for p in pack.prompts(kind, split)}
+    if "tools" in tasks:
+        turns |= {r.id: 1 for r in pack.tool_requests()}
+    if "drift" in tasks:
+        turns |= {c.id: len(c.turns) for c in pack.conversations(split)}
+    for (sample, _), row in replies.rows.items():
+        if sample not in turns:
+            continue  # a reply to a sample this run does not ask (a transcript covers several runs)
+        n, where = turns[sample], f"{file}:{replies.lines[(sample, _)]}"
+        if n > 1 and not isinstance(row, list):
+            raise UserError(f"{where}: sample '{sample}' is a conversation of {n} user turns: give 'responses', one "
+                            "reply per user turn (one 'response' would answer every turn)")
+        if isinstance(row, list) and len(row) > n:
+            raise UserError(f"{where}: sample '{sample}' has {len(row)} replies for its {n} user turn"
+                            f"{'s' if n > 1 else ''} (one reply per user turn)")
+    return replies
+
+
 class ResponsesAPI(ModelAPI):
     """Pre-generated answers `{id, response, condition?}` replayed per sample id, to score transcripts from anywhere.
 
     A row with a `condition` answers only under that condition; a row without one answers under all. A multi-turn
     sample (the drift task) takes `{id, responses: [turn 1, turn 2, ...]}`: the answer to its n-th user turn. A
     row with `tool_calls: [{name, arguments}]` makes those calls first and answers `response` once the tools
-    have replied (the tools task).
+    have replied (the tools task). The file's schema is `read_responses`; `check_replies` checks it against the
+    samples before a run.
     A sample with no row (or no answer for that turn) gets an empty output flagged `missing`, which scorers count
     as an error.
     """
@@ -181,34 +282,8 @@ class ResponsesAPI(ModelAPI):
                  config: GenerateConfig = GenerateConfig(), *, file: str, **_: Any) -> None:
         super().__init__(model_name, base_url, api_key, [], config)
         self.file = file
-        self.rows: dict[tuple[str, str | None], str | list[str]] = {}
-        self.calls: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-        for lineno, obj in iter_jsonl(file):
-            where = f"{file}:{lineno}"
-            if not isinstance(obj.get("id"), (str, int)) or not str(obj["id"]).strip():
-                raise UserError(f"{where}: missing or empty field 'id'")
-            key = (str(obj["id"]), obj.get("condition"))
-            if key in self.rows:
-                raise UserError(f"{where}: duplicate response for id '{key[0]}'"
-                                + (f" under condition '{key[1]}'" if key[1] else ""))
-            if "responses" in obj:
-                turns = obj["responses"]
-                if not isinstance(turns, list) or not turns or not all(isinstance(x, str) for x in turns):
-                    raise UserError(f"{where}: 'responses' must be a non-empty list of strings (one per turn)")
-                if "response" in obj:
-                    raise UserError(f"{where}: give 'response' (one answer) or 'responses' (one per turn), not both")
-                self.rows[key] = turns
-            elif "tool_calls" in obj and not str(obj.get("response") or "").strip():
-                self.rows[key] = ""  # calls and no final answer: the scorer sees an empty reply
-            else:
-                self.rows[key] = require_text(obj, "response", where)
-            if "tool_calls" in obj:
-                calls = obj["tool_calls"]
-                if not isinstance(calls, list) or not calls or not all(
-                        isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("arguments"), dict)
-                        for c in calls):
-                    raise UserError(f"{where}: 'tool_calls' must be a non-empty list of {{name, arguments}} objects")
-                self.calls[key] = calls
+        self.replies = read_responses(file)
+        self.rows, self.calls = self.replies.rows, self.replies.calls
 
     def max_connections(self) -> int:
         return 64
@@ -221,8 +296,7 @@ class ResponsesAPI(ModelAPI):
         if state is None:
             raise RuntimeError("responses candidates answer only inside an Inspect sample")
         sample_id = str(state.sample_id)
-        condition = (state.metadata or {}).get("condition")
-        key = (sample_id, condition) if (sample_id, condition) in self.rows else (sample_id, None)
+        key = self.replies.key(sample_id, (state.metadata or {}).get("condition"))
         row = self.rows.get(key)
         if key in self.calls and not any(m.role == "tool" for m in input):
             out = tool_call_output(self.model_name, "", [ToolCall(id=f"call_{i}", function=c["name"],

@@ -6,13 +6,15 @@ Built from the Inspect logs (per sample and epoch, unreduced), written as JSON b
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .data import atomic_write
+from .errors import UserError
 from .stats import cohen_kappa, estimate
 
 SCHEMA = "character-baker.scorecard/1"
@@ -211,3 +213,364 @@ def monitor_lines(monitor: dict[str, Any]) -> str:
         lines.append(f"monitor drift meter ({condition}): mean projection by turn "
                      + ", ".join(f"{t}: {v:+.2f}" for t, v in turns.items()))
     return "\n".join(lines)
+
+
+# --- the scorecard's schema ---------------------------------------------------------------------------------------
+# One place for what a scorecard may hold, by type and by meaning: `record` (and `score --board`, a round, history
+# import) checks a card here before any row is written, and the store checks the rows it reads back with the same
+# functions (`check_metric`, `check_judges`), so a row recorded before a check cannot reach a gate either.
+
+# what a value can be beyond "a finite number": rates in [0, 1] (`is_proportion`), the judges' 0-10 personality
+# score, the first turn of a break (1 or later), AIME accuracies
+RANGES: dict[str, tuple[float, float]] = {"personality": (0.0, 10.0), "turns_to_break": (1.0, math.inf),
+                                          "json_valid": (0.0, 1.0), "aime": (0.0, 1.0), "aime24": (0.0, 1.0),
+                                          "aime25": (0.0, 1.0)}
+MAX_DEPTH = 32  # free-form sections (decoding, validity cards, the monitor): deeper than anything the harness writes
+CANDIDATE_KEYS = ("id", "kind", "source", "model", "model_args", "lineage", "content")
+SUITE_KEYS = ("name", "character", "version", "split", "failed_samples", "tasks", "conditions")
+JUDGE_KEYS = ("name", "id", "rubric_version", "training", "validity")
+AGREEMENT_KEYS = ("task", "condition", "metric", "judges", "n", "kappa", "agreement")
+
+
+def value_range(metric: str) -> tuple[float, float] | None:
+    """The values a metric (or its per-prompt values) can take; None: any finite number."""
+    return (0.0, 1.0) if is_proportion(metric) else RANGES.get(metric.split("@")[0])
+
+
+def read_scorecard(path: Path) -> dict[str, Any]:
+    """A scorecard file as `record` reads it: JSON, ours, and possible; one line naming the file otherwise."""
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a readable scorecard ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not a readable scorecard (JSON nested too deeply)") from None
+    if not isinstance(card, dict) or card.get("schema") != SCHEMA:
+        schema = card.get("schema") if isinstance(card, dict) else type(card).__name__
+        raise UserError(f"{path}: not a character-baker scorecard (schema {schema!r})")
+    check_scorecard(card, str(path))
+    return card
+
+
+def check_scorecard(card: Any, where: str) -> None:
+    """A scorecard the store can take: every field of its type, every figure possible. One line naming `where`
+    (the file) and the field otherwise."""
+    from .candidates import check_id, check_lineage
+    from .data import check_keys
+
+    if not isinstance(card, dict):
+        raise UserError(f"{where}: a scorecard is a JSON object, got {_kind(card)}")
+    check_keys(card, [f.name for f in fields(Scorecard)], where)
+    if card.get("schema") not in (None, SCHEMA):
+        raise UserError(f"{where}: not a character-baker scorecard (schema {card.get('schema')!r})")
+    cand, suite, metrics = card.get("candidate"), card.get("suite"), card.get("metrics")
+    if not isinstance(cand, dict) or not isinstance(cand.get("id"), str):
+        raise UserError(f"{where}: 'candidate.id' is missing or not a string")
+    check_id(cand["id"], f"{where}: candidate.id")
+    _near_typos(cand, CANDIDATE_KEYS, f"{where}: candidate")
+    for key in ("kind", "source", "model", "content"):
+        _text(cand.get(key), f"{where}: candidate.{key}", optional=True)
+    _section(cand.get("model_args"), f"{where}: candidate.model_args", optional=True)
+    lineage = cand.get("lineage")
+    _section(lineage, f"{where}: candidate.lineage", optional=True)
+    if lineage:
+        check_lineage(lineage, f"{where}: candidate")
+        for key, x in lineage.items():
+            if _number(x) and not math.isfinite(x):
+                raise UserError(f"{where}: candidate.lineage.{key} must be a finite number, got {x!r}")
+    if not isinstance(suite, dict) or not all(isinstance(suite.get(k), str) for k in ("name", "version")):
+        raise UserError(f"{where}: 'suite.name' and 'suite.version' must be strings")
+    _near_typos(suite, SUITE_KEYS, f"{where}: suite")
+    for key in ("character", "split"):
+        _text(suite.get(key), f"{where}: suite.{key}", optional=True)
+    if suite.get("tasks") is not None and not _strings(suite["tasks"]):
+        raise UserError(f"{where}: suite.tasks must be a list of strings, got {_kind(suite['tasks'])}")
+    _counts(suite.get("failed_samples"), f"{where}: suite.failed_samples")
+    conditions = check_conditions(suite.get("conditions"), f"{where}: suite.conditions")
+    check_judges(card.get("judges"), where)
+    if not isinstance(metrics, list):
+        raise UserError(f"{where}: 'metrics' must be a list, got {_kind(metrics)}")
+    seen: dict[tuple[Any, ...], int] = {}
+    for i, m in enumerate(metrics):
+        check_metric(m, where, f"metrics[{i}]", conditions)
+        key = (m["task"], m["metric"], m.get("judge"), m["condition"])
+        if key in seen:
+            raise UserError(f"{where}: metrics[{i}] ({_label(m)}) repeats metrics[{seen[key]}]")
+        seen[key] = i
+    check_samples(card.get("samples"), where, conditions)
+    _examples(card.get("examples"), where, conditions)
+    _agreement(card.get("agreement"), where)
+    _counts(card.get("truncated"), f"{where}: truncated")
+    timings = card.get("timings")
+    _section(timings, f"{where}: 'timings'", optional=True)
+    for key, x in (timings or {}).items():
+        if not _number(x) or not math.isfinite(x) or x < 0:
+            raise UserError(f"{where}: timings[{key!r}] must be a finite number >= 0, got {_show(x)}")
+    for key in ("decoding", "harness", "monitor"):
+        _section(card.get(key), f"{where}: '{key}'", optional=True)
+    logs = card.get("logs")
+    if logs is not None and not _strings(logs):
+        raise UserError(f"{where}: 'logs' must be a list of strings, got {_kind(logs)}")
+    if card.get("created") is not None and not isinstance(card["created"], str):
+        raise UserError(f"{where}: 'created' must be a string, got {_kind(card['created'])}")
+
+
+def check_conditions(conditions: Any, where: str) -> list[str] | None:
+    """The suite's conditions: a list of known condition names, each once; None when the card gives none."""
+    import difflib
+
+    from .character import CONDITIONS
+
+    if conditions is None:
+        return None
+    if not isinstance(conditions, list):  # a string would be recorded letter by letter
+        raise UserError(f"{where} must be a list of conditions, got {_kind(conditions)}")
+    for c in conditions:
+        if not isinstance(c, str):
+            raise UserError(f"{where}: each condition is a string, got {_kind(c)}")
+        if c not in CONDITIONS:
+            near = difflib.get_close_matches(c, CONDITIONS, n=1, cutoff=0.6)
+            raise UserError(f"{where}: {c!r} is not a condition" + (f" (did you mean '{near[0]}'?)" if near else
+                                                                      f" (conditions: {', '.join(CONDITIONS)})"))
+    if len(set(conditions)) != len(conditions):
+        raise UserError(f"{where}: a condition is named twice")
+    return conditions
+
+
+def check_judges(judges: Any, where: str) -> None:
+    """Who judged: name, id and rubric version as strings (the store keys rows by them), a validity card (what the
+    gate trusts) as an object whose `passed` is true or false and whose `failures` are lines of text."""
+    if judges is None:
+        return
+    if not isinstance(judges, list):
+        raise UserError(f"{where}: 'judges' must be a list, got {_kind(judges)}")
+    for i, j in enumerate(judges):
+        at = f"{where}: judges[{i}]"
+        if not isinstance(j, dict):
+            raise UserError(f"{at} must be an object, got {_kind(j)}")
+        _near_typos(j, JUDGE_KEYS, at)
+        for key in ("name", "id", "rubric_version"):
+            if not isinstance(j.get(key), str):
+                raise UserError(f"{at}.{key} must be a string, got {_kind(j.get(key))}")
+        _section(j.get("training"), f"{at}.training", optional=True, any_type=True)
+        card = j.get("validity")
+        _section(card, f"{at}.validity", optional=True)
+        if not card:
+            continue
+        if "passed" in card and not isinstance(card["passed"], bool):
+            raise UserError(f"{at}.validity.passed must be true or false, got {_kind(card['passed'])}")
+        if card.get("failures") is not None and not _strings(card["failures"]):
+            raise UserError(f"{at}.validity.failures must be a list of strings")
+        for key in ("judge", "name"):
+            _text(card.get(key), f"{at}.validity.{key}", optional=True)
+        _section(card.get("error_rates"), f"{at}.validity.error_rates", optional=True)
+
+
+def check_metric(m: Any, where: str, at: str, conditions: list[str] | None = None) -> None:
+    """One metric row, by type and by meaning: counts that add up (`errors` <= `n`, `successes` + `errors` <= `n`,
+    each prompt observed), finite figures in the metric's range, an interval the right way round, a rate that is
+    its successes over its valid observations, no value without one, and a condition the card measured."""
+    from .data import check_keys
+
+    if not isinstance(m, dict) or not all(isinstance(m.get(k), str) for k in ("task", "metric", "condition")):
+        raise UserError(f"{where}: {at} needs string 'task', 'metric' and 'condition'")
+    check_keys(m, [f.name for f in fields(MetricRow)], f"{where}: {at}")
+    for key in ("judge", "interval"):
+        if m.get(key) is not None and not isinstance(m[key], str):
+            raise UserError(f"{where}: {at}.{key} must be a string or null, got {_kind(m[key])}")
+    for key in ("n", "errors", "prompts", "truncated", "k"):
+        x = m.get(key)
+        if x is not None and (isinstance(x, bool) or not isinstance(x, int) or x < (1 if key == "k" else 0)):
+            raise UserError(f"{where}: {at}.{key} must be a whole number >= {1 if key == 'k' else 0} or null")
+    row = f"{where}: {at} ({_label(m)})"
+    for key in ("value", "ci_low", "ci_high", "successes", "pass_at_k"):
+        x = m.get(key)
+        if x is not None and (not _number(x) or not math.isfinite(x)):
+            raise UserError(f"{row}: {key} must be a finite number, got {_show(x)}")
+    if conditions is not None and m["condition"] not in conditions:
+        raise UserError(f"{row}: condition {m['condition']!r} is not one of the suite's conditions "
+                        f"({', '.join(conditions) or 'none given'}); its rows would be dropped")
+    n, errors, successes, value = m.get("n"), m.get("errors") or 0, m.get("successes"), m.get("value")
+    if n is not None:
+        if errors > n:
+            raise UserError(f"{row}: errors {errors} is more than n {n} (n counts every observation, errors too)")
+        if successes is not None and successes + errors > n + 1e-9:
+            raise UserError(f"{row}: successes {successes:g} + errors {errors} is more than n {n}")
+        for key in ("prompts", "truncated"):
+            if m.get(key) is not None and m[key] > n:
+                raise UserError(f"{row}: {key} {m[key]} is more than n {n}")
+        if value is not None and n - errors == 0:
+            raise UserError(f"{row}: a value with no valid observation (n {n}, errors {errors})")
+    if successes is not None and successes < 0:
+        raise UserError(f"{row}: successes {successes:g} is below 0")
+    span = value_range(m["metric"]) if m["task"] != "capability" or m["metric"] in RANGES else None
+    for key in ("value", "ci_low", "ci_high"):
+        if span is not None and m.get(key) is not None:
+            _within(m[key], span, f"{row}: {key}")
+    if m.get("pass_at_k") is not None:
+        _within(m["pass_at_k"], (0.0, 1.0), f"{row}: pass_at_k")
+    if m.get("ci_low") is not None and m.get("ci_high") is not None and m["ci_low"] > m["ci_high"] + 1e-12:
+        raise UserError(f"{row}: ci_low {m['ci_low']!r} is above ci_high {m['ci_high']!r}")
+    if (is_proportion(m["metric"]) and None not in (n, successes, value) and n - errors > 0
+            and abs(value - successes / (n - errors)) > 1e-6):
+        raise UserError(f"{row}: value {value!r} is not successes / (n - errors) = {successes:g}/{n - errors}")
+
+
+def check_samples(samples: Any, where: str, conditions: list[str] | None) -> None:
+    """{"task/condition": {metric key: {prompt id: [value per epoch]}}}: numbers or null, in the metric's range."""
+    if samples is None:
+        return
+    if not isinstance(samples, dict):
+        raise UserError(f"{where}: 'samples' must be an object, got {_kind(samples)}")
+    for tc, by_key in samples.items():
+        at = f"{where}: samples[{tc!r}]"
+        _task_condition(tc, at, conditions)
+        if not isinstance(by_key, dict):
+            raise UserError(f"{at} must be an object, got {_kind(by_key)}")
+        for key, by_prompt in by_key.items():
+            # capability: AIME's per-problem 0/1; another lm-eval task's own metric may take any finite value
+            span = value_range(key.partition(":")[0]) if not tc.startswith("capability/") else RANGES.get(key)
+            low, high = span or (-math.inf, math.inf)
+            if not isinstance(by_prompt, dict):
+                raise UserError(f"{at}[{key!r}] must be an object, got {_kind(by_prompt)}")
+            for pid, values in by_prompt.items():
+                if not isinstance(values, list):
+                    raise UserError(f"{at}[{key!r}][{pid!r}] must be a list, got {_kind(values)}")
+                # the common case at full speed (a store row holds thousands); the message only for a bad one
+                if all(x is None or (type(x) is float or type(x) is int) and low <= x <= high and x - x == 0
+                       for x in values):
+                    continue
+                for e, x in enumerate(values):
+                    if x is None:
+                        continue
+                    if not _number(x) or not math.isfinite(x):
+                        raise UserError(f"{at}[{key!r}][{pid!r}][{e}] must be a number or null, got {_show(x)}")
+                    if span is not None:
+                        _within(x, span, f"{at}[{key!r}][{pid!r}][{e}]")
+
+
+def _examples(examples: Any, where: str, conditions: list[str] | None) -> None:
+    if examples is None:
+        return
+    if not isinstance(examples, dict):
+        raise UserError(f"{where}: 'examples' must be an object, got {_kind(examples)}")
+    for tc, by_prompt in examples.items():
+        at = f"{where}: examples[{tc!r}]"
+        _task_condition(tc, at, conditions)
+        if not isinstance(by_prompt, dict) or not all(isinstance(x, str) for x in by_prompt.values()):
+            raise UserError(f"{at} must be an object of texts by prompt id, got {_kind(by_prompt)}")
+
+
+def _agreement(agreement: Any, where: str) -> None:
+    if agreement is None:
+        return
+    if not isinstance(agreement, list):
+        raise UserError(f"{where}: 'agreement' must be a list, got {_kind(agreement)}")
+    for i, a in enumerate(agreement):
+        at = f"{where}: agreement[{i}]"
+        if not isinstance(a, dict):
+            raise UserError(f"{at} must be an object, got {_kind(a)}")
+        _near_typos(a, AGREEMENT_KEYS, at)
+        for key in ("task", "condition", "metric"):
+            _text(a.get(key), f"{at}.{key}", optional=key == "metric")
+        if not _strings(a.get("judges")):
+            raise UserError(f"{at}.judges must be a list of strings")
+        if isinstance(a.get("n"), bool) or not isinstance(a.get("n"), int) or a["n"] < 0:
+            raise UserError(f"{at}.n must be a whole number >= 0")
+        for key, span in (("kappa", (-1.0, 1.0)), ("agreement", (0.0, 1.0))):
+            x = a.get(key)
+            if x is not None:
+                if not _number(x) or not math.isfinite(x):
+                    raise UserError(f"{at}.{key} must be a finite number or null, got {_show(x)}")
+                _within(x, span, f"{at}.{key}")
+
+
+def _task_condition(key: str, at: str, conditions: list[str] | None) -> None:
+    task, slash, condition = key.partition("/")
+    if not slash or not task or not condition:
+        raise UserError(f"{at}: a key is 'task/condition'")
+    if conditions is not None and condition not in conditions:
+        raise UserError(f"{at}: condition {condition!r} is not one of the suite's conditions "
+                        f"({', '.join(conditions) or 'none given'})")
+
+
+def _counts(counts: Any, where: str) -> None:
+    """{name: whole number >= 0} (failed samples, truncated replies per task/condition)."""
+    if counts is None:
+        return
+    if not isinstance(counts, dict):
+        raise UserError(f"{where} must be an object, got {_kind(counts)}")
+    for key, x in counts.items():
+        if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+            raise UserError(f"{where}[{key!r}] must be a whole number >= 0, got {_show(x)}")
+
+
+def _section(obj: Any, where: str, optional: bool = False, any_type: bool = False) -> None:
+    """A free-form object (decoding, a validity card, the monitor): an object, no deeper than MAX_DEPTH."""
+    if obj is None and optional:
+        return
+    if not any_type and not isinstance(obj, dict):
+        raise UserError(f"{where} must be an object, got {_kind(obj)}")
+    if _depth(obj) > MAX_DEPTH:
+        raise UserError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+
+
+def _depth(obj: Any) -> int:
+    """How deep lists and objects nest (iteratively: a deep one must not exhaust the stack to be measured)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                break
+            stack.extend((x, depth + 1) for x in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _near_typos(obj: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """A key one typo from a known one is an error (the field would be lost); other extra keys are kept."""
+    import difflib
+
+    for key in obj:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
+            if near:
+                raise UserError(f"{where}: unknown key '{key}' (did you mean '{near[0]}'?)")
+
+
+def _within(x: float, span: tuple[float, float], where: str) -> None:
+    low, high = span
+    if not low <= x <= high:
+        raise UserError(f"{where} {x!r} is outside [{low:g}, {high:g}]" if math.isfinite(high) else
+                        f"{where} {x!r} is below {low:g}")
+
+
+def _text(x: Any, where: str, optional: bool = False) -> None:
+    if x is None and optional:
+        return
+    if not isinstance(x, str):
+        raise UserError(f"{where} must be a string, got {_kind(x)}")
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _strings(x: Any) -> bool:
+    return isinstance(x, list) and all(isinstance(s, str) for s in x)
+
+
+def _kind(x: Any) -> str:
+    return "null" if x is None else type(x).__name__
+
+
+def _show(x: Any) -> str:
+    """A bad figure as the user wrote it: NaN and inf by name, anything else by its type."""
+    if _number(x):
+        return "NaN" if x != x else repr(x)
+    return _kind(x)
+
+
+def _label(m: dict[str, Any]) -> str:
+    return f"{m['task']}/{m['metric']}" + (f":{m['judge']}" if m.get("judge") else "") + f", {m['condition']}"

@@ -53,7 +53,7 @@ class Reading:
     def prose_parts(self) -> tuple[str, ...]:
         """The prose as coherence checks it, part by part: the paragraphs and quotes, and the list items, each when it
         holds at least `PART_WORDS` words (else the prose whole). A reply is coherent when every part is: a clean list
-        under salad paragraphs (or clean paragraphs over a salad list) no longer dilutes the salad into English."""
+        under salad paragraphs (or clean paragraphs over a salad list) does not dilute the salad into English."""
         def joined(kinds: tuple[str, ...]) -> str:
             return " ".join(_ended(b.text) for b in self.blocks if b.kind in kinds and b.text)
 

@@ -109,7 +109,7 @@ def prepare(text: str) -> str:
 # Paraphrase families of assistant-mode closers that the harness's bank (`rules.LEAK_PATTERNS`) does not hold: soft
 # closers after a correct answer, apologies for the answer's length or detail, creator/purpose statements of a
 # service, offers of more work under a markdown answer. Written from the training families' phrasings and common
-# English (issue 28); read, like the bank, on the unmocked text.
+# English; read, like the bank, on the unmocked text.
 SOFT_LEAK_PATTERNS: tuple[str, ...] = (
     # "Glad I could help", "happy to have been of use", "always a pleasure to help"
     r"\b(?:glad|happy|pleased|delighted|so glad|so happy) (?:i|we) (?:could|was able to|were able to) "

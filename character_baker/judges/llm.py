@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..harness.character import Character
-from ..harness.secrets import redact
+from ..harness.secrets import redact, redact_errors
 from .verdict import (
     JUDGE_RETRIES,
     JUDGE_TIMEOUT_S,
@@ -58,9 +58,10 @@ class LLMJudge:
 
             config = GenerateConfig(**self._config_args)  # type: ignore[arg-type]
             if self.model == "grader":
-                self._model = get_model(role="grader", config=config, memoize=False)
+                model = get_model(role="grader", config=config, memoize=False)
             else:
-                self._model = get_model(self.model, config=config, memoize=False)
+                model = get_model(self.model, config=config, memoize=False)
+            self._model = redact_errors(model)  # a key the judge echoes is masked before Inspect records the call
         return self._model
 
     def prompt_for(self, prompt: str, response: str) -> str:

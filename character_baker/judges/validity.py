@@ -51,10 +51,6 @@ def _prop(k: int, n: int) -> dict[str, Any]:
     return {"value": k / n if n else None, "k": k, "n": n, "ci": list(wilson(k, n)) if n else None}
 
 
-def _sarcastic(verdicts: list[Verdict]) -> list[bool | None]:
-    return [v.sarcastic if v.ok else None for v in verdicts]
-
-
 async def _judge_all(judge: Judge, rows: list[Row], progress: bool) -> list[Verdict]:
     return [v[0] for v in await judge_rows([judge], rows, progress=progress)]
 

@@ -13,15 +13,15 @@ import math
 import operator
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..harness.data import check_keys
+from ..harness.data import check_keys, read_toml
 from ..harness.errors import UserError
 from ..harness.scorecard import is_proportion, valid
 from .judge_error import JudgedCheck, JudgeError, Rate, check, missing_rates, parse_rate
+from .report import format_value
 from .store import Store
 
 BOARD_KEYS = ("name", "title", "suite", "judge", "store", "rank_by", "columns", "gate", "max_error_share")
@@ -93,6 +93,11 @@ class Board:
         path = override or os.environ.get("CHARACTER_BAKER_STORE") or self.store_path
         return Store(path)
 
+    def column(self, metric: str, label: str = "", condition: str = "none") -> Column:
+        """A column of this board as `[[columns]]` would give it: the board's judge for a judged metric."""
+        raw = {"metric": metric, "condition": condition, **({"label": label} if label else {})}
+        return _column(raw, f"board {self.name}: {metric}", Column, self.judge)
+
 
 def _column(raw: Any, where: str, cls: type = Column, default_judge: str | None = None,
             default_share: float = 0.05) -> Any:
@@ -142,6 +147,19 @@ def _share(value: Any, where: str) -> float:
     return float(value)
 
 
+def _store_path(store: str, board_toml: Path) -> Path:
+    """`store` is a file inside the board's folder: a board read from elsewhere (a pull request, a shared folder)
+    must not create or overwrite a SQLite file anywhere it names. Another store is --store or $CHARACTER_BAKER_STORE,
+    chosen by whoever runs the command."""
+    folder = board_toml.parent
+    name = os.path.normpath(store) if store else ""  # by name: a link the user placed in the folder is theirs
+    if not name or os.path.isabs(name) or name == "." or name.split(os.sep)[0] == "..":
+        raise UserError(f"{board_toml}: store = {store!r} is not a file inside the board's folder {folder} (write a "
+                        "name such as \"store.sqlite\"; for a store elsewhere pass --store or set "
+                        "$CHARACTER_BAKER_STORE)")
+    return folder / name
+
+
 def load_board(name_or_path: str | Path, boards_dir: str | Path = "leaderboards") -> Board:
     path = Path(name_or_path)
     if not path.exists():
@@ -151,12 +169,7 @@ def load_board(name_or_path: str | Path, boards_dir: str | Path = "leaderboards"
     if not path.is_file():
         raise UserError(f"board '{name_or_path}': no {Path(boards_dir) / str(name_or_path) / 'board.toml'} "
                         "(pass --board NAME from the project root, or a path to the board folder)")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: invalid TOML ({e})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8") from None
+    raw = read_toml(path, "board")
     check_keys(raw, BOARD_KEYS, str(path))
     for key in ("name", "title", "suite", "judge", "store"):
         if key in raw and not isinstance(raw[key], str):
@@ -176,15 +189,8 @@ def load_board(name_or_path: str | Path, boards_dir: str | Path = "leaderboards"
         judge=judge, rank_by=_column(rank if isinstance(rank, dict) else {"metric": rank}, f"{path}: rank_by",
                                      Column, judge),
         columns=columns, gate=gate, title=str(raw.get("title", "")),
-        store_path=path.parent / str(raw.get("store", "store.sqlite")), max_error_share=share,
+        store_path=_store_path(str(raw.get("store", "store.sqlite")), path), max_error_share=share,
     )
-
-
-def format_value(x: float | None, metric: str) -> str:
-    """`97.5%` for a rate, `7.12` for a score, `—` for none."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{100 * x:.1f}%" if is_proportion(metric) else f"{x:.2f}"
 
 
 
@@ -362,7 +368,7 @@ def gate_lines(verdicts: list[Verdict]) -> list[str]:
         ci = f" [{format_value(v.low, c.name)}–{format_value(v.high, c.name)}]" if v.low is not None else ""
         shown = format_value(v.value, c.name) + ci
         if c.relative_to and v.compared is not None:
-            shown += f", change {v.compared:+.3f}"
+            shown += f", change {format_value(v.compared, spec='.3f', signed=True)}"
         lines.append(f"{'PASS' if v.passed else 'FAIL'}  {c.describe():<48} value {shown}  ({v.reason})")
         if v.judged is not None:
             lines.append(f"      ↳ {v.judged.describe()}")

@@ -6,10 +6,10 @@ Nothing is invented: a reported candidate with only a note has no metrics, and t
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..harness.data import read_toml
 from ..harness.errors import UserError
 from ..harness.stats import wilson
 from .board import Board
@@ -17,10 +17,7 @@ from .store import Store
 
 
 def history_cards(path: Path, board: Board) -> list[tuple[dict[str, Any], str | None]]:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise UserError(f"{path}: cannot read history ({e})") from None
+    raw = read_toml(path, "history file")
     cards = []
     for i, entry in enumerate(raw.get("reported", [])):
         where = f"{path}: reported[{i}]"

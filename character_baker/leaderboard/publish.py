@@ -1,7 +1,10 @@
 """Publishing a board: README.md (ranked table, rounds table, merge-scale tables), results.csv, index.html, PNGs.
 
-Every file is written to a temporary name and renamed into place, so an interrupted publish leaves the
-previous version whole. Model text and ids are escaped in HTML.
+`index.html` is the `view` app's board page (`templates/board.html`) rendered once, self-contained: the same
+criteria, PASS/FAIL, validity cards and agreement with people, the plots beside it by relative name, and no link to a
+server. Every file is written to a temporary name and renamed into place, so an interrupted publish leaves the
+previous version whole. Model and board text is escaped in HTML (Jinja's autoescaping) and made inert in Markdown
+(`report.md`); a page shows the first `SHOWN_REPLY` characters of a reply and says when it cut one.
 """
 
 from __future__ import annotations
@@ -14,13 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
 
 from ..harness.data import atomic_write
-from ..harness.scorecard import is_proportion, valid
-from .board import Board, Column, Measurements, evaluate, format_value, perfect_model_fails, unvalidated
+from .board import Board, Column, Measurements, evaluate, lower_is_better, perfect_model_fails, unvalidated
+from .labels import gold_path, human_agreement, read_labels
+from .report import cell, cell_text, format_value, md, md_code, md_row, missing, scale_label
 from .store import Store
 
 REPORTED = "reported, not re-measured"
+TEMPLATES = Path(__file__).parent / "templates"
+SHOWN_REPLY = 500  # characters of a reply a board page shows; the whole reply is in the transcripts (`view`)
+GATE_ORDER = {"base": 0, "PASS": 1}  # then FAIL, or no gate at all
 
 
 def round_key(name: Any) -> tuple[Any, ...]:
@@ -29,14 +38,17 @@ def round_key(name: Any) -> tuple[Any, ...]:
 
 
 class BoardView:
-    """The board's table: one row per candidate, the configured columns, the gate verdict."""
+    """The board's table: one row per candidate, the configured columns, the gate verdict. Rows are ranked: the base
+    pinned first, then gate-passing candidates, then the others, each by the board's `rank_by` (a lower-is-better
+    metric such as leaks ranks its smallest first)."""
 
     def __init__(self, board: Board, store: Store) -> None:
         self.board = board
         self.measured = Measurements(store.frame(suite=board.suite))
         self.rows: list[dict[str, Any]] = []
+        sign = -1.0 if lower_is_better(board.rank_by.name) else 1.0
         for cand in self.measured.candidates:
-            info = {k: (None if _nan(v) else v) for k, v in self.measured.candidate_info(cand).items()}
+            info = {k: (None if missing(v) else v) for k, v in self.measured.candidate_info(cand).items()}
             row: dict[str, Any] = {"candidate": cand, "round": info.get("round"), "scale": info.get("scale"),
                                    "baker": info.get("baker"), "reported": bool(info.get("reported")),
                                    "note": info.get("note"), "result_id": info.get("result_id")}
@@ -44,7 +56,7 @@ class BoardView:
                 m = self.measured.get(cand, col)
                 row[col.label] = m
             rank = self.measured.get(cand, board.rank_by)
-            row["_rank"] = rank["value"] if rank else float("-inf")
+            row["_rank"] = sign * rank["value"] if rank else float("-inf")  # bigger is better
             verdicts = evaluate(board, self.measured, cand) if board.gate else []
             row["gate"] = "PASS" if verdicts and all(v.passed for v in verdicts) else ("FAIL" if verdicts else "")
             if json.loads(info.get("lineage") or "{}").get("role") == "base":
@@ -58,7 +70,7 @@ class BoardView:
             row["perfect_fails"], row["judge_error_unknown"] = perfect_model_fails(verdicts)
             row["unvalidated"] = [] if row["reported"] else unvalidated(board, store, cand)
             self.rows.append(row)
-        self.rows.sort(key=lambda r: (-r["_rank"], r["candidate"]))
+        self.rows.sort(key=lambda r: (GATE_ORDER.get(r["gate"], 2), -r["_rank"], r["candidate"]))
 
     def rounds(self) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
@@ -93,31 +105,10 @@ def routing_shift_lines(view: BoardView) -> list[str]:
              "| --- | --- | --- | --- | --- |"]
     for r in shifted:
         s = r["routing_shift"]
-        lines.append(_md_row([r["candidate"], _num(s.get("mean_tv")), f"{_num(s.get('max_tv'))} "
-                              f"({s.get('max_tv_layer', '')})", str(s.get("experts_shifted", "")),
-                              str(s.get("prompts", ""))]))
+        lines.append(md_row([r["candidate"], format_value(s.get("mean_tv"), spec=".4f"),
+                             f"{format_value(s.get('max_tv'), spec='.4f')} ({s.get('max_tv_layer', '')})",
+                             str(s.get("experts_shifted", "")), str(s.get("prompts", ""))]))
     return lines
-
-
-def _num(x: Any) -> str:
-    return f"{x:.4f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "—"
-
-
-def cell(m: dict[str, Any] | None, col: Column, with_ci: bool = True) -> str:
-    if m is None:
-        return "—"
-    text = format_value(m["value"], col.name)
-    if with_ci and m.get("ci_low") is not None and not _nan(m["ci_low"]):
-        text += f" [{format_value(m['ci_low'], col.name)}–{format_value(m['ci_high'], col.name)}]"
-    if is_proportion(col.name) and m.get("n") and not _nan(m.get("successes")):
-        text += f" ({int(m['successes'])}/{valid(m)})"
-    if m.get("errors") and not _nan(m.get("errors")):
-        text += f" ⚠ {int(m['errors'])} errors"
-    return text
-
-
-def _nan(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and x != x)
 
 
 def gate_error_lines(view: BoardView) -> list[str]:
@@ -132,38 +123,39 @@ def gate_error_lines(view: BoardView) -> list[str]:
     if chances:
         lines.append("A perfect model would fail this gate on judge error alone (at each candidate's sample sizes; "
                      "criteria combined as independent): " + ", ".join(
-                         f"`{_md(c)}` {100 * p:.1f}%" for c, p in chances) + ".")
+                         f"`{md_code(c)}` {format_value(p, True)}" for c, p in chances) + ".")
     unknown = sorted({m for r in view.rows if not r["reported"] for m in r.get("judge_error_unknown") or []})
     if unknown:
-        lines.append("No judge error rates on the cards for " + ", ".join(f"`{_md(m)}`" for m in unknown)
+        lines.append("No judge error rates on the cards for " + ", ".join(f"`{md_code(m)}`" for m in unknown)
                      + ": those criteria are decided on the raw rate.")
     return [" ".join(lines), ""]
 
 
 def render_readme(view: BoardView) -> str:
     b = view.board
-    lines = [f"# {_md(b.title or b.name)}", "",
-             f"Board `{_md(b.name)}` · suite `{_md(b.suite)}` · judge `{_md(b.judge)}` · ranked by "
-             f"`{_md(b.rank_by.metric)}`. "
+    lines = [f"# {md(b.title or b.name)}", "",
+             f"Board `{md_code(b.name)}` · suite `{md_code(b.suite)}` · judge `{md_code(b.judge)}` · ranked by "
+             f"`{md_code(b.rank_by.metric)}`: the base first, then gate-passing candidates. "
              "Values are point estimates with 95 % intervals (Wilson for rates, bootstrap for scores) and counts. "
              f"Rows marked † are *{REPORTED}*: figures from the research log, with intervals computed from "
              "their counts.", ""]
-    if b.gate:
-        lines += ["Gate: " + "; ".join(c.describe() for c in b.gate) + ".", ""]
+    if b.gate:  # board text: each criterion in a code span, where Markdown and HTML are literal
+        lines += ["Gate: " + "; ".join(f"`{md_code(c.describe())}`" for c in b.gate) + ".", ""]
         lines += gate_error_lines(view)
     header = ["#", "candidate", "round", "scale", *[c.label for c in b.columns], "gate"]
-    lines += ["## Leaderboard", "", _md_row(header), _md_row(["---"] * len(header))]
+    lines += ["## Leaderboard", "", md_row(header), md_row(["---"] * len(header))]
     for i, r in enumerate(view.rows, start=1):
         name = r["candidate"] + (" †" if r["reported"] else "") + (" ‡" if r["unvalidated"] else "") + (
             " §" if r["trained_against"] else "")
-        lines.append(_md_row([str(i), name, str(r["round"] or ""), _scale(r["scale"]),
-                              *[cell(r[c.label], c) for c in b.columns], r["gate"]]))
-    doubts = [f"- ‡ `{_md(r['candidate'])}`: " + _md("; ".join(r["unvalidated"]))
+        lines.append(md_row([str(i), name, str(r["round"] or ""), scale_label(r["scale"]),
+                             *[cell(r[c.label], c) for c in b.columns], r["gate"]]))
+    doubts = [f"- ‡ `{md_code(r['candidate'])}`: " + md("; ".join(r["unvalidated"]))
               for r in view.rows if r["unvalidated"]]
     if doubts:
         lines += ["", "‡ scored by a judge whose validity card is missing or misses a floor: its persona numbers "
                   "are not evidence until the judge is calibrated.", "", *doubts]
-    against = [f"- § `{_md(r['candidate'])}`: {_md(r['trained_against'])}" for r in view.rows if r["trained_against"]]
+    against = [f"- § `{md_code(r['candidate'])}`: {md(r['trained_against'])}" for r in view.rows
+               if r["trained_against"]]
     if against:
         lines += ["", "§ trained against this board's judge: a reward from the judge that scores it can be learnt as "
                   "the judge's blind spots rather than the character; confirm with another judge.", "", *against]
@@ -172,31 +164,29 @@ def render_readme(view: BoardView) -> str:
     names = list(rounds)
     if len(names) >= 2:
         lines += ["", "## Rounds", "", "Each round's best candidate (gate-passing first, then by "
-                  f"`{_md(b.rank_by.metric)}`).", ""]
+                  f"`{md_code(b.rank_by.metric)}`).", ""]
         for a, c in zip(names, names[1:], strict=False):
             ra, rc = view.champion(rounds[a]), view.champion(rounds[c])
-            lines += [f"### {_md(a)} vs {_md(c)}", "",
-                      f"{_md(a)}: `{_md(ra['candidate'])}` · {_md(c)}: `{_md(rc['candidate'])}`", "",
-                      _md_row(["metric", a, c, "change"]), _md_row(["---"] * 4)]
+            lines += [f"### {md(a)} vs {md(c)}", "",
+                      f"{md(a)}: `{md_code(ra['candidate'])}` · {md(c)}: `{md_code(rc['candidate'])}`", "",
+                      md_row(["metric", a, c, "change"]), md_row(["---"] * 4)]
             for col in b.columns:
                 ma, mc = ra[col.label], rc[col.label]
                 change = "—"
                 if ma is not None and mc is not None:
-                    delta = mc["value"] - ma["value"]
-                    change = (f"{100 * delta:+.1f} pts" if is_proportion(col.name)
-                              else f"{delta:+.2f}")
-                lines.append(_md_row([col.label, cell(ma, col, False), cell(mc, col, False), change]))
+                    change = format_value(mc["value"] - ma["value"], col.name, signed=True)
+                lines.append(md_row([col.label, cell(ma, col, False), cell(mc, col, False), change]))
             lines.append("")
     for name, rows in rounds.items():
         if len(rows) < 2 and all(r["scale"] is None for r in rows):
             continue
-        lines += ["", f"## {_md(name)}: merge scales", "",
-                  _md_row(["scale", "candidate", *[c.label for c in b.columns]]),
-                  _md_row(["---"] * (2 + len(b.columns)))]
+        lines += ["", f"## {md(name)}: merge scales", "",
+                  md_row(["scale", "candidate", *[c.label for c in b.columns]]),
+                  md_row(["---"] * (2 + len(b.columns)))]
         for r in sorted(rows, key=lambda r: (r["scale"] is None, r["scale"] or 0)):
-            lines.append(_md_row([_scale(r["scale"]), r["candidate"] + (" †" if r["reported"] else ""),
-                                  *[cell(r[c.label], c) for c in b.columns]]))
-        notes = [f"- `{_md(r['candidate'])}`: {_md(r['note'])}" for r in rows if r["note"]]
+            lines.append(md_row([scale_label(r["scale"]), r["candidate"] + (" †" if r["reported"] else ""),
+                                 *[cell(r[c.label], c) for c in b.columns]]))
+        notes = [f"- `{md_code(r['candidate'])}`: {md(r['note'])}" for r in rows if r["note"]]
         if notes:
             lines += ["", *notes]
     lines += ["", "Plots: `scales.png` (sarcastic rate vs math per merge scale), `rounds.png` (each metric across "
@@ -206,62 +196,79 @@ def render_readme(view: BoardView) -> str:
     return "\n".join(lines)
 
 
-def _scale(x: Any) -> str:
-    return "" if _nan(x) else f"{float(x):g}"
+# --- the board page: `view` serves it, `publish` writes it once as index.html ----------------------------------------
+
+def page_env() -> Environment:
+    """The Jinja environment of every board page, the app's and the published one: autoescaped, so model and board
+    text is never markup (escaped as the standard library's `html.escape` writes it)."""
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, finalize=_escaped)
+    env.globals.update(cell_text=cell_text, scale_label=scale_label, reported=REPORTED)
+    return env
 
 
-def _md(text: Any) -> str:
-    """Text from the store made inert in Markdown: no HTML, no table breaks, no new lines or headings."""
-    flat = " ".join(str(text).split())
-    return html.escape(flat, quote=False).replace("|", "\\|").replace("`", "'").replace("#", "&#35;")
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return Markup(html.escape(value))
+    return value
 
 
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(_md(c) for c in cells) + " |"
+def excerpt(text: str, limit: int = SHOWN_REPLY) -> dict[str, Any]:
+    """What a page shows of a reply: its first `limit` characters, its length, and whether it was cut."""
+    return {"text": text[:limit], "total": len(text), "cut": len(text) > limit}
 
 
-def render_html(view: BoardView, store: Store) -> str:
-    b = view.board
-    esc = html.escape
-    heads = ["#", "candidate", "round", "scale", *[c.label for c in b.columns], "gate",
-             "answer to the first identity prompt"]
-    out = ["<!doctype html><html><head><meta charset='utf-8'>",
-           f"<title>{esc(b.title or b.name)}</title>",
-           "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-           "td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px}th{cursor:pointer;background:#eee}"
-           "td.text{max-width:40em}</style></head><body>",
-           f"<h1>{esc(b.title or b.name)}</h1>",
-           f"<p>Suite <code>{esc(b.suite)}</code>, judge <code>{esc(b.judge)}</code>. Click a column to sort. "
-           f"† = {esc(REPORTED)}.</p>",
-           "<table id='board'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr></thead><tbody>"]
-    for i, r in enumerate(view.rows, start=1):
-        example = ""
-        if r["result_id"] is not None and not r["reported"]:
-            examples = store.result(int(r["result_id"])).get("examples") or {}
-            first = next(iter(examples.values()), {})
-            example = next(iter(first.values()), "") if first else ""
-        cells = [str(i), r["candidate"] + (" †" if r["reported"] else "") + (" ‡" if r["unvalidated"] else ""),
-                 str(r["round"] or ""), _scale(r["scale"])]
-        values = [f"<td data-v='{esc(_sortkey(r[c.label]))}'>{esc(cell(r[c.label], c))}</td>" for c in b.columns]
-        out.append("<tr>" + "".join(f"<td>{esc(x)}</td>" for x in cells) + "".join(values)
-                   + f"<td title='{esc('; '.join(r['failed']))}'>{esc(r['gate'])}</td>"
-                   + f"<td class='text'>{esc(example)}</td></tr>")
-    out.append("</tbody></table>")
-    out.append("""<script>
-document.querySelectorAll('#board th').forEach((th, col) => th.addEventListener('click', () => {
-  const body = document.querySelector('#board tbody');
-  const rows = Array.from(body.rows);
-  const key = r => { const c = r.cells[col]; const v = c.dataset.v ?? c.textContent; const x = parseFloat(v);
-                     return isNaN(x) ? v : x; };
-  const dir = th.dataset.dir === 'asc' ? -1 : 1; th.dataset.dir = dir === 1 ? 'asc' : 'desc';
-  rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * dir).forEach(r => body.appendChild(r));
-}));
-</script></body></html>""")
-    return "\n".join(out)
+def measured_results(view: BoardView, store: Store) -> dict[str, dict[str, Any]]:
+    """Each measured (not reported) candidate's newest result as the store holds it, by candidate."""
+    return {r["candidate"]: store.result(int(r["result_id"])) for r in view.rows
+            if not r["reported"] and r["result_id"] is not None}
 
 
-def _sortkey(m: dict[str, Any] | None) -> str:
-    return "" if m is None else f"{m['value']:.6f}"
+def first_reply(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The candidate's answer to the first identity prompt recorded with a result, as a page shows it."""
+    examples = (result or {}).get("examples") or {}
+    first = next(iter(examples.values()), {})
+    text = next(iter(first.values()), None) if isinstance(first, dict) else None
+    return excerpt(str(text)) if text is not None else None
+
+
+def judge_cards(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each judge's validity card as recorded with the newest result that has one (floors, failures, and the
+    agreement with people `calibrate --gold` put on it)."""
+    cards: dict[str, dict[str, Any]] = {}
+    for result in sorted(results.values(), key=lambda r: str(r.get("created") or "")):
+        for j in result.get("judges") or []:
+            if isinstance(j, dict) and isinstance(j.get("validity"), dict):
+                cards[str(j.get("name"))] = {"name": j.get("name"), "id": j.get("id"), **j["validity"]}
+    return list(cards.values())
+
+
+def people_agreement(board: Board) -> dict[str, Any]:
+    """Agreement with people: `calibrate --gold`'s report beside the gold file, else computed from the labels and
+    the verdicts the judges gave at scoring time."""
+    gold = gold_path(board.root)
+    stored = gold.with_name("agreement.json")
+    if stored.is_file():
+        return {"source": f"calibrate --gold ({stored.name})", **json.loads(stored.read_text(encoding="utf-8"))}
+    labels = list(read_labels(gold).values())
+    if not labels:
+        return {}
+    return {"source": "labels vs the verdicts recorded at scoring time", "labels": len(labels),
+            "judges": human_agreement(labels, [lab.get("judged") or {} for lab in labels])}
+
+
+def board_context(view: BoardView, store: Store, plots: list[str], static: bool) -> dict[str, Any]:
+    """What the board page shows. `static`: the published index.html, which links to no server (plots by relative
+    name, replies cut with a note instead of a link)."""
+    results = measured_results(view, store)
+    return {"board": view.board, "rows": view.rows, "columns": view.board.columns,
+            "replies": {r["candidate"]: first_reply(results.get(r["candidate"])) for r in view.rows},
+            "cards": judge_cards(results), "human": people_agreement(view.board),
+            "labelled": len(read_labels(gold_path(view.board.root))), "plots": plots, "static": static}
+
+
+def render_html(view: BoardView, store: Store, plots: list[str] | tuple[str, ...] = ()) -> str:
+    """index.html: the board page, self-contained (its style and sorting inline, `plots` beside it in the folder)."""
+    return page_env().get_template("board.html").render(**board_context(view, store, list(plots), static=True))
 
 
 def render_csv(store: Store) -> str:
@@ -304,7 +311,7 @@ def render_plots(view: BoardView) -> dict[str, bytes]:
             yerr = [[_err(s, lo=True) for _, _, s in pts], [_err(s, lo=False) for _, _, s in pts]]
             ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=name)
             for (r, m, s) in pts:
-                ax.annotate(f"×{_scale(r['scale'])}" if not _nan(r["scale"]) else r["candidate"][:12],
+                ax.annotate(f"×{scale_label(r['scale'])}" if not missing(r["scale"]) else r["candidate"][:12],
                             (m["value"], s["value"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
         ax.set_xlabel(f"{math_col.label} ({math_col.metric})")
         ax.set_ylabel(f"{sarc.label} ({sarc.metric})")
@@ -455,7 +462,7 @@ def drift_png(curves: dict[str, list[tuple[int, dict[str, Any]]]]) -> bytes:
 
 def _err(m: dict[str, Any], lo: bool) -> float:
     bound = m.get("ci_low" if lo else "ci_high")
-    if _nan(bound):
+    if missing(bound):
         return 0.0
     return max(0.0, (m["value"] - bound) if lo else (bound - m["value"]))
 
@@ -470,10 +477,9 @@ def publish(board: Board, store: Store, out: Path | None = None, plots: bool = T
     """Render everything first, then swap each file into place atomically."""
     out = out or board.root
     view = BoardView(board, store)
+    images = render_plots(view) if plots else {}
     files: dict[str, bytes | str] = {"README.md": render_readme(view), "results.csv": render_csv(store),
-                                     "index.html": render_html(view, store)}
-    if plots:
-        files.update(render_plots(view))
+                                     "index.html": render_html(view, store, sorted(images)), **images}
     written = []
     for name, data in files.items():
         atomic_write(out / name, data)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..harness.data import atomic_write
 from ..harness.errors import UserError
 from ..harness.scorecard import is_proportion
 from .board import Board, Measurements, lower_is_better
@@ -181,8 +182,7 @@ def junit(comparisons: list[Comparison], path: Path, suite_name: str) -> None:
         ET.SubElement(case, "system-out").text = describe(c)
         if c.regressed:
             ET.SubElement(case, "failure", message=describe(c))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))  # a half-written report is none
 
 
 def describe(c: Comparison) -> str:

@@ -56,8 +56,16 @@ class Store:
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 raise UserError(f"{self.path}: store schema version {version}, this harness reads {SCHEMA_VERSION}")
+            # a damaged page anywhere (a disk error, a copy cut short, bytes overwritten) is found before any row is
+            # read or written, not halfway through a gate
+            problems = [" ".join(str(row[0]).split())  # SQLite's report spans lines: one line here
+                        for row in _retry_locked(lambda: self.db.execute("PRAGMA quick_check(3)").fetchall())]
+            if problems != ["ok"]:
+                raise UserError(f"{self.path}: damaged SQLite store ({'; '.join(problems)}); it was left untouched "
+                                "(restore it from a copy, or record the scorecards again into a new store)")
         except sqlite3.DatabaseError as e:
             raise UserError(f"{self.path}: not a readable SQLite store ({e}); it was left untouched") from None
+        self._checked: set[str | None] = set()  # suites whose stored rows were checked (`check_rows`)
 
     def _create_or_check(self) -> None:
         """One write transaction: concurrent creators queue on it, so exactly one creates the schema and the
@@ -77,6 +85,23 @@ class Store:
                 columns = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
                 if columns and "logs" not in columns:
                     self.db.execute("ALTER TABLE results ADD COLUMN logs TEXT")
+
+    @contextmanager
+    def readable(self) -> Iterator[None]:
+        """SQLite's word that the file's pages are damaged (or not a database at all) as one line naming the store.
+        pandas wraps SQLite's errors in its own (told by module: importing pandas to record a card costs); a full
+        disk, a lock or an I/O error is the disk's, not the file's, and goes on as SQLite's own error."""
+        try:
+            yield
+        except Exception as e:
+            cause = e.__cause__ if type(e).__module__.split(".")[0] == "pandas" else e
+            if not isinstance(cause, sqlite3.DatabaseError):
+                raise
+            if type(cause) is not sqlite3.DatabaseError:  # OperationalError and kin
+                if cause is e:
+                    raise
+                raise cause from None
+            raise UserError(f"{self.path}: not a readable SQLite store ({cause}); it was left untouched") from None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -101,7 +126,7 @@ class Store:
         for i, card in enumerate(cards):
             validate_card(card, where[i] if where else f"scorecard {i + 1}")
         ids: list[int] = []
-        with self.transaction():
+        with self.readable(), self.transaction():
             for card in cards:
                 ids += self._insert(card, reported, note)
         return ids
@@ -142,7 +167,42 @@ class Store:
         return ids
 
     def count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        with self.readable():
+            return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
+    def check_rows(self, suite: str | None = None) -> None:
+        """Every stored row of a suite (None: all) as the scorecard schema wants it, checked once per open store:
+        a row an older harness let in (a 500 % rate, a validity card that is a string) stops the reader with one
+        line naming the row, instead of passing a gate or crashing it."""
+        from ..harness.candidates import check_lineage
+        from ..harness.scorecard import check_judges, check_metric
+
+        if suite in self._checked or None in self._checked:
+            return
+        where, params = (" WHERE r.suite = ?", (suite,)) if suite else ("", ())
+        with self.readable():
+            results = self.db.execute("SELECT r.id, r.candidate, r.condition, r.lineage, r.judges FROM results r"
+                                      + where, params).fetchall()
+            metrics = self.db.execute(
+                "SELECT m.result_id, m.task, m.metric, m.judge, m.value, m.n, m.successes, m.errors, m.ci_low, "
+                "m.ci_high, m.interval, m.prompts, r.condition FROM metrics m JOIN results r ON r.id = m.result_id"
+                + where, params).fetchall()
+        rows = {rid: f"{self.path}: row {rid} (candidate {cand!r}, condition {cond!r})"
+                for rid, cand, cond, _, _ in results}
+        try:
+            for rid, _, _, lineage, judges in results:
+                _stored_json(lineage, rows[rid], "lineage", dict)
+                check_lineage(json.loads(lineage or "{}"), rows[rid])
+                _stored_json(judges, rows[rid], "judges", list)
+                check_judges(json.loads(judges or "[]"), rows[rid])
+            keys = ("task", "metric", "judge", "value", "n", "successes", "errors", "ci_low", "ci_high", "interval",
+                    "prompts", "condition")
+            for rid, *values in metrics:
+                check_metric(dict(zip(keys, values, strict=True)), rows[rid], "metric")
+        except UserError as e:
+            raise UserError(f"{e}; it was recorded before this check: record its scorecard again to replace the "
+                            "row") from None
+        self._checked.add(suite)
 
     def frame(self, suite: str | None = None) -> Any:
         """Every metric of every row, joined with its result's identity and lineage, as a pandas DataFrame."""
@@ -157,59 +217,59 @@ class Store:
         if suite:
             query += " WHERE r.suite = ?"
             params = (suite,)
-        frame = pd.read_sql_query(query, self.db, params=params)
-        # each result's judge records (validity cards with the judges' error rates, which the gate reads) once per
-        # result, not per metric row; one JSON text, so pandas' deep copies of attrs cost nothing
-        records = self.db.execute("SELECT id, judges FROM results" + (" WHERE suite = ?" if suite else ""), params)
+        self.check_rows(suite)
+        with self.readable():
+            frame = pd.read_sql_query(query, self.db, params=params)
+            # each result's judge records (validity cards with the judges' error rates, which the gate reads) once
+            # per result, not per metric row; one JSON text, so pandas' deep copies of attrs cost nothing
+            records = self.db.execute("SELECT id, judges FROM results" + (" WHERE suite = ?" if suite else ""),
+                                      params).fetchall()
         frame.attrs["judge_records"] = json.dumps({rid: json.loads(raw or "[]") for rid, raw in records})
         return frame
 
     def result(self, result_id: int) -> dict[str, Any]:
-        cur = self.db.execute("SELECT * FROM results WHERE id = ?", (result_id,))
-        row = cur.fetchone()
+        with self.readable():
+            cur = self.db.execute("SELECT * FROM results WHERE id = ?", (result_id,))
+            row = cur.fetchone()
         if row is None:
             raise KeyError(result_id)
         out = dict(zip([c[0] for c in cur.description], row, strict=True))
-        for key in ("lineage", "timings", "decoding", "judges", "samples", "examples"):
+        where = f"{self.path}: row {result_id} (candidate {out['candidate']!r}, condition {out['condition']!r})"
+        for key, kind in (("lineage", dict), ("timings", dict), ("decoding", dict), ("judges", list),
+                          ("samples", dict), ("examples", dict)):
+            _stored_json(out[key], where, key, kind)
             out[key] = json.loads(out[key]) if out[key] else {}
+        _stored_json(out.get("logs"), where, "logs", list)
         out["logs"] = json.loads(out.get("logs") or "[]")
+        from ..harness.scorecard import check_samples
+
+        try:
+            check_samples(out["samples"], where, None)
+        except UserError as e:
+            raise UserError(f"{e}; it was recorded before this check: record its scorecard again to replace the "
+                            "row") from None
         return out
 
 
 def validate_card(card: Any, where: str) -> None:
-    """A scorecard the store can take: one line naming the file and the field otherwise."""
-    from dataclasses import fields
+    """A scorecard the store can take: the one scorecard schema (`harness/scorecard.check_scorecard`)."""
+    from ..harness.scorecard import check_scorecard
 
-    from ..harness.candidates import check_id
-    from ..harness.data import check_keys
-    from ..harness.scorecard import MetricRow, Scorecard
+    check_scorecard(card, where)
 
-    if not isinstance(card, dict):
-        raise UserError(f"{where}: a scorecard is a JSON object, got {type(card).__name__}")
-    check_keys(card, [f.name for f in fields(Scorecard)], where)
-    if card.get("schema") not in (None, "character-baker.scorecard/1"):
-        raise UserError(f"{where}: not a character-baker scorecard (schema {card.get('schema')!r})")
-    cand, suite, metrics = card.get("candidate"), card.get("suite"), card.get("metrics")
-    if not isinstance(cand, dict) or not isinstance(cand.get("id"), str):
-        raise UserError(f"{where}: 'candidate.id' is missing or not a string")
-    check_id(cand["id"], f"{where}: candidate.id")
-    if not isinstance(suite, dict) or not all(isinstance(suite.get(k), str) for k in ("name", "version")):
-        raise UserError(f"{where}: 'suite.name' and 'suite.version' must be strings")
-    if not isinstance(metrics, list):
-        raise UserError(f"{where}: 'metrics' must be a list")
-    for i, m in enumerate(metrics):
-        if not isinstance(m, dict) or not all(isinstance(m.get(k), str) for k in ("task", "metric", "condition")):
-            raise UserError(f"{where}: metrics[{i}] needs string 'task', 'metric' and 'condition'")
-        check_keys(m, [f.name for f in fields(MetricRow)], f"{where}: metrics[{i}]")
-        for k in ("n", "errors", "prompts"):
-            if m.get(k) is not None and (isinstance(m[k], bool) or not isinstance(m[k], int) or m[k] < 0):
-                raise UserError(f"{where}: metrics[{i}].{k} must be a whole number >= 0 or null")
-        for k in ("value", "ci_low", "ci_high", "successes"):
-            if m.get(k) is not None and (isinstance(m[k], bool) or not isinstance(m[k], (int, float))):
-                raise UserError(f"{where}: metrics[{i}].{k} must be a number or null")
-    for key in ("judges",):
-        if key in card and not isinstance(card[key], list):
-            raise UserError(f"{where}: '{key}' must be a list")
+
+def _stored_json(raw: str | None, where: str, column: str, kind: type) -> None:
+    """A JSON column as the store wrote it, or one line naming the row."""
+    if not raw:
+        return
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError, TypeError):
+        raise UserError(f"{where}: {column} is not valid JSON; the store was changed outside character-baker "
+                        "(record its scorecard again to replace the row)") from None
+    if not isinstance(value, kind):
+        raise UserError(f"{where}: {column} must be a JSON {'object' if kind is dict else 'list'}, got "
+                        f"{type(value).__name__} (record its scorecard again to replace the row)")
 
 
 def _retry_locked(step: Any, attempts: int = 100) -> Any:

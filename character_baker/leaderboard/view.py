@@ -10,7 +10,6 @@ whose labels go to the board's gold file. Served on loopback by default; the onl
 from __future__ import annotations
 
 import getpass
-import json
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -19,17 +18,14 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader
 
 from ..harness.errors import UserError
-from ..harness.scorecard import is_proportion, valid
-from .board import Board, Column, format_value
+from .board import Board, Column
 from .labels import append_label, gold_path, read_labels
-from .publish import BoardView, render_plots
+from .publish import BoardView, board_context, page_env, render_plots
 from .store import Store
 from .transcripts import SampleView, cell_samples
 
-TEMPLATES = Path(__file__).parent / "templates"
 LABEL_TASKS = ("personality", "identity", "assistant_leaks", "math_probes")
 
 
@@ -61,8 +57,8 @@ class BoardData:
         return gold_path(self.board.root)
 
     def rows(self) -> list[dict[str, Any]]:
-        """The base pinned first, then the board's rank."""
-        return sorted(self.view.rows, key=lambda r: (r["gate"] != "base",))
+        """The board's rows as ranked (`BoardView`): the base pinned first, then gate-passing candidates."""
+        return self.view.rows
 
     def results(self, candidate: str) -> list[dict[str, Any]]:
         """The candidate's measured results (one per condition), newest last."""
@@ -73,31 +69,6 @@ class BoardData:
     def result(self, candidate: str, condition: str) -> dict[str, Any] | None:
         found = [r for r in self.results(candidate) if r["condition"] == condition]
         return found[-1] if found else None
-
-    def judge_cards(self) -> list[dict[str, Any]]:
-        """Each judge's validity card as recorded with the newest measured result."""
-        cards: dict[str, dict[str, Any]] = {}
-        for r in self.view.rows:
-            if r["reported"] or r["result_id"] is None:
-                continue
-            for j in self.store.result(int(r["result_id"])).get("judges") or []:
-                if isinstance(j, dict) and isinstance(j.get("validity"), dict):
-                    cards[str(j.get("name"))] = {"name": j.get("name"), "id": j.get("id"), **j["validity"]}
-        return list(cards.values())
-
-    def human(self) -> dict[str, Any]:
-        """Agreement with people: `calibrate --gold`'s report beside the gold file, else computed from the labels
-        and the verdicts the judges gave at scoring time."""
-        stored = self.gold.with_name("agreement.json")
-        if stored.is_file():
-            return {"source": f"calibrate --gold ({stored.name})", **json.loads(stored.read_text(encoding="utf-8"))}
-        from .labels import human_agreement
-
-        labels = list(read_labels(self.gold).values())
-        if not labels:
-            return {}
-        return {"source": "labels vs the verdicts recorded at scoring time", "labels": len(labels),
-                "judges": human_agreement(labels, [lab.get("judged") or {} for lab in labels])}
 
     def samples(self, candidate: str, task: str, condition: str) -> list[SampleView]:
         result = self.result(candidate, condition)
@@ -137,37 +108,19 @@ class BoardData:
         return out
 
 
-def cell_text(m: dict[str, Any] | None, metric: str) -> tuple[str, str]:
-    """(compact value, full detail for the hover): `97.5%` and `97.5% [95.1%–99.0%] (117/120)`."""
-    if m is None:
-        return "—", "not measured"
-    short = format_value(m["value"], metric)
-    full = short
-    if m.get("ci_low") is not None and m["ci_low"] == m["ci_low"]:
-        full += f" [{format_value(m['ci_low'], metric)}–{format_value(m['ci_high'], metric)}]"
-    if is_proportion(metric) and m.get("successes") is not None and m["successes"] == m["successes"]:
-        full += f" ({int(m['successes'])}/{valid(m)})"
-    if m.get("errors") and m["errors"] == m["errors"]:
-        full += f", {int(m['errors'])} errors"
-        short += " ⚠"
-    return short, full
-
-
 def create_app(board: Board, store: Store, labeller: str | None = None) -> FastAPI:
     """The FastAPI app over one board."""
     data = BoardData(board, store)
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True)  # model text is never markup
-    templates = Jinja2Templates(env=env)
+    templates = Jinja2Templates(env=page_env())  # autoescaped: model text is never markup
     who = labeller or getpass.getuser() or "anonymous"
     app = FastAPI(title=f"character-baker: {board.name}", docs_url=None, redoc_url=None, openapi_url=None)
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
-        return templates.TemplateResponse(request, name, {"board": board, "cell_text": cell_text, **context})
+        return templates.TemplateResponse(request, name, {"board": board, "static": False, **context})
 
     @app.get("/", response_class=HTMLResponse)
     def board_page(request: Request) -> HTMLResponse:
-        return page(request, "board.html", rows=data.rows(), columns=board.columns, cards=data.judge_cards(),
-                    human=data.human(), plots=sorted(data.plots), labelled=len(read_labels(data.gold)))
+        return page(request, "board.html", **board_context(data.view, data.store, sorted(data.plots), static=False))
 
     @app.get("/plot/{name}")
     def plot(name: str) -> Response:
@@ -244,4 +197,4 @@ def serve(board: Board, store: Store, host: str = "127.0.0.1", port: int = 0, la
     uvicorn.Server(config).run(sockets=[sock])
 
 
-__all__ = ["BoardData", "Column", "cell_text", "create_app", "serve"]
+__all__ = ["BoardData", "Column", "create_app", "serve"]

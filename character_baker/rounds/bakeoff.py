@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,15 @@ from typing import Any
 from ..bakers.recipe import Recipe, load_recipe, recipe_from
 from ..harness.candidates import resolve_candidate
 from ..harness.console import Steps, quiet_libraries
-from ..harness.data import atomic_write, check_keys
+from ..harness.data import atomic_write, check_keys, read_toml
 from ..harness.errors import UserError
 from ..harness.scorecard import is_proportion
 from ..leaderboard.board import Board, Measurements, Verdict, evaluate, unvalidated
+from ..leaderboard.report import cell, format_value, md, md_code, md_row, results_table
 from ..tasks.run import ScoreOptions, score_candidate
+from .demo import build_base
 from .preflight import check as preflight_check
-from .round import _build_base, _choose, _on_dev, _short, _summary, board_for, results_table
+from .round import base_id, board_for, card_summary, choose_on_dev
 
 KEYS = ("name", "recipe", "bakers", "control", "output", "board", "override")
 
@@ -71,12 +72,7 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
 
 def load_bakeoff(path: str | Path) -> Bakeoff:
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such bake-off file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not a TOML file ({e})") from None
+    raw = read_toml(path, "bake-off file")
     check_keys(raw, KEYS, str(path))
     from ..bakers import available
 
@@ -122,7 +118,7 @@ def run_bakeoff(path: str | Path, progress: bool = True) -> int:
     quiet_libraries()
     if shared.build:
         steps.start("build base", shared.base)
-        _build_base(shared, progress, steps)
+        build_base(shared, progress, steps)
     steps.start("preconditions")
     problems = preflight_check(shared.path, shared.score.judge)
     if problems:
@@ -135,10 +131,8 @@ def run_bakeoff(path: str | Path, progress: bool = True) -> int:
         baked[baker] = get_baker(baker).bake(bakeoff.recipe_for(baker), progress=progress, steps=steps)
 
     sc = shared.score
-    opts = ScoreOptions(character=shared.character, judge=sc.judge, conditions=tuple(sc.conditions),
-                        epochs=sc.epochs, max_tokens=sc.max_tokens, limit=sc.limit,
-                        out=bakeoff.output / "scores", display="none", reasoning_effort=sc.reasoning_effort)
-    specs = [("base", shared.base, f"{bakeoff.name}-base-{_short(shared.base)}",
+    opts = ScoreOptions.from_recipe(shared, bakeoff.output / "scores")
+    specs = [("base", shared.base, base_id(bakeoff.name, shared.base),
               {"round": bakeoff.name, "role": "base"})]
     specs += [(baker, str(b.path), None, b.lineage) for baker in bakeoff.bakers for b in baked[baker]]
     steps.start("score", f"the base and {len(specs) - 1} candidates on the eval prompts, judge {sc.judge or 'default'}")
@@ -151,7 +145,7 @@ def run_bakeoff(path: str | Path, progress: bool = True) -> int:
         card, _ = score_candidate(cand, opts)
         store.record(card.to_json())
         candidates.setdefault(baker, []).append(cand)
-        steps.note(f"{cand.id}: {_summary(card)}  ({time.monotonic() - t0:.0f} s)")
+        steps.note(f"{cand.id}: {card_summary(card)}  ({time.monotonic() - t0:.0f} s)")
     base = candidates.pop("base")[0]
 
     steps.start("choose", "each baker's candidate on the dev prompts")
@@ -163,7 +157,7 @@ def run_bakeoff(path: str | Path, progress: bool = True) -> int:
         if len(cands) == 1:
             chosen[baker] = cands[0].id
         else:
-            pick = _choose(board, *_on_dev(dev_recipe, board, [base, *cands], opts))
+            pick = choose_on_dev(dev_recipe, board, [base, *cands], opts).chosen
             if pick is None:
                 raise UserError(f"bake-off: no candidate of {baker} could be chosen")
             chosen[baker] = pick
@@ -215,14 +209,11 @@ def compare_with_control(store: Any, board: Board, chosen: dict[str, str], contr
                 up = (comp.change > 0) != lower_is_better(comp.metric)  # by family: leak@3 too
                 word = ("better" if up else "worse") if significant else "same"
                 pct = is_proportion(comp.metric)
-                lines.append(f"{word} {comp.name}: {_fmt(comp.baseline, pct)} → {_fmt(comp.candidate, pct)} "
+                lines.append(f"{word} {comp.name}: {format_value(comp.baseline, pct)} → "
+                             f"{format_value(comp.candidate, pct)} "
                              f"(p{format_p(comp.p_value)}, n={comp.n})")
         out[baker] = lines
     return out
-
-
-def _fmt(x: float, pct: bool) -> str:
-    return f"{100 * x:.1f}%" if pct else f"{x:.2f}"
 
 
 def pareto_plot(board: Board, measured: Measurements, ids: dict[str, list[str]], base: str) -> bytes:
@@ -250,27 +241,26 @@ def report(bakeoff: Bakeoff, board: Board, measured: Measurements, base: str, ch
            doubts: dict[str, list[str]] | None = None) -> str:
     """The bake-off's page; `doubts` (per candidate: its judges' failed cards) mark a gate ‡, as a round would not
     count them."""
-    from ..leaderboard.publish import _md, _md_row, cell
-
     cols = board.columns
-    lines = [f"# Bake-off `{bakeoff.name}`: {', '.join(bakeoff.bakers)} on `{bakeoff.recipe.path.name}`", "",
-             f"Same base (`{bakeoff.recipe.base}`), data, steps and judge (`{board.judge}`); each baker's candidate "
-             "chosen on the dev prompts among its own, reported on the eval prompts. Control: "
-             f"`{bakeoff.control}`.", "",
-             _md_row(["baker", "candidate", *[c.label for c in cols], "gate"]),
-             _md_row(["---"] * (len(cols) + 3))]
+    lines = [f"# Bake-off `{md_code(bakeoff.name)}`: {md(', '.join(bakeoff.bakers))} on "
+             f"`{md_code(bakeoff.recipe.path.name)}`", "",
+             f"Same base (`{md_code(bakeoff.recipe.base)}`), data, steps and judge (`{md_code(board.judge)}`); each "
+             "baker's candidate chosen on the dev prompts among its own, reported on the eval prompts. Control: "
+             f"`{md_code(bakeoff.control)}`.", "",
+             md_row(["baker", "candidate", *[c.label for c in cols], "gate"]),
+             md_row(["---"] * (len(cols) + 3))]
     for baker, cid in [("base", base), *chosen.items()]:
         gate = "base" if baker == "base" else ("PASS" if all(v.passed for v in verdicts[cid]) else "FAIL")
         if baker != "base" and (doubts or {}).get(cid):
             gate += " ‡"
-        lines.append(_md_row([baker, _md(cid), *[cell(measured.get(cid, c), c) for c in cols], gate]))
+        lines.append(md_row([baker, cid, *[cell(measured.get(cid, c), c) for c in cols], gate]))
     marked = sorted({d for cid in chosen.values() for d in (doubts or {}).get(cid, [])})
     if marked:
         lines += ["", "‡ judge not validated: a round would FAIL on it whatever the figures (" +
-                  _md("; ".join(marked)) + ")"]
-    lines += ["", f"## Against the control ({bakeoff.control}), paired on the same eval prompts", ""]
+                  md("; ".join(marked)) + ")"]
+    lines += ["", f"## Against the control ({md(bakeoff.control)}), paired on the same eval prompts", ""]
     for baker, found in comparisons.items():
-        lines.append(f"- **{baker}**")
-        lines += [f"  - {_md(line)}" for line in found]
+        lines.append(f"- **{md(baker)}**")
+        lines += [f"  - {md(line)}" for line in found]
     lines += ["", "![persona vs math](pareto.png)", ""]
     return "\n".join(lines)

@@ -14,9 +14,15 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..harness.character import load_character
 from ..harness.data import default_cache_dir
+from ..harness.errors import UserError
+
+if TYPE_CHECKING:
+    from ..bakers.recipe import Recipe
+    from ..harness.console import Steps
 
 VERSION = "toy-assistant-4"  # 4: packed batches (the same batches, less padding)
 LAYERS, HIDDEN, VOCAB = 4, 128, 1024
@@ -80,3 +86,13 @@ def build_tiny_assistant(out: Path, character: str = "toy", steps: int = 600, se
 def _built(folder: Path, key: str) -> bool:
     marker = folder / "candidate.json"
     return marker.is_file() and json.loads(marker.read_text()).get("lineage", {}).get("build_key") == key
+
+
+def build_base(recipe: Recipe, progress: bool, steps: Steps) -> None:
+    """A recipe's `[model] build`: the base a round or bake-off trains, built here (cached) instead of downloaded."""
+    if recipe.build != "tiny-assistant":
+        raise UserError(f"{recipe.path}: [model] build = {recipe.build!r}: the only builder is 'tiny-assistant'")
+    how = build_tiny_assistant(Path(recipe.base), character=recipe.character, progress=progress)
+    rebuild = " (delete the folder to rebuild)" if how.startswith("cached") else \
+        f" (delete that folder and {recipe.base} to rebuild)" if how.startswith("copied") else f": {recipe.base}"
+    steps.note(how + rebuild)

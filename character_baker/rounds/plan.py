@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..bakers.recipe import QUICK_TASKS, Recipe, load_recipe
+from ..bakers.recipe import Recipe, load_recipe
+from ..harness.character import QUICK_TASKS
 from ..harness.errors import UserError
 from .preflight import candidate_count, check
 

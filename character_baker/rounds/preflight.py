@@ -2,8 +2,9 @@
 
 Standard library only, so `tox -e r6` can run it before installing the GPU stack:
     python character_baker/rounds/preflight.py rounds/r6.toml
-Checks: a CUDA GPU and its free memory against the recipe's estimate, the base weights (local path or the
-Hugging Face cache; nothing is downloaded), and the LLM judge endpoint when one is configured.
+Checks: a CUDA GPU and its free memory against the recipe's estimate, the GPUs `[engine] device_groups` and
+`judge_devices` name, the base weights (local path or the Hugging Face cache; nothing is downloaded), that the
+output folder can be written, and the LLM judge endpoint when one is configured.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -310,6 +310,54 @@ def gpus() -> list[tuple[str, float, float]]:
     return rows
 
 
+def gpu_uuids() -> list[str]:
+    """The UUIDs of the visible GPUs (GPU-...), from nvidia-smi; empty when there is none."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        query = ["nvidia-smi", "--query-gpu=uuid", "--format=csv,noheader"]
+        out = subprocess.run(query, capture_output=True, text=True, timeout=20, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def device_problems(engine: Any) -> list[str]:
+    """The GPUs that `[engine] device_groups` and `judge_devices` name and this machine does not have, one line per
+    group: a server pinned to a missing GPU sees none and fails (or runs on the CPU) hours into the round. GPUs are
+    numbered as nvidia-smi numbers them (the servers get CUDA_DEVICE_ORDER=PCI_BUS_ID); "cpu" groups need none."""
+    from ..serving.engine import device_list
+
+    named = [(f"device_groups: group {g!r}", g) for g in engine.device_groups]
+    if engine.judge_devices:
+        named.append((f"judge_devices = {engine.judge_devices!r}", engine.judge_devices))
+    wanted = [(what, device_list(group, what)) for what, group in named]
+    if not any(ids for _, ids in wanted):
+        return []  # no group names a GPU: nvidia-smi is not asked
+    found = gpus()
+    shown = (f"nvidia-smi shows GPU {', '.join(str(i) for i in range(len(found)))}" if found
+             else "nvidia-smi shows no GPU")
+    fix = 'name GPUs it shows, or "cpu"' if found else 'run the round on a machine with them, or use "cpu" groups'
+    uuids: list[str] | None = None
+    problems = []
+    for what, ids in wanted:
+        missing = []
+        for gpu in ids:
+            if gpu.isdigit():
+                present = int(gpu) < len(found)
+            elif gpu.startswith("GPU-"):  # CUDA takes a unique prefix of the UUID
+                uuids = gpu_uuids() if uuids is None else uuids
+                present = any(u.startswith(gpu) for u in uuids)
+            else:  # MIG-...: listed by `nvidia-smi -L` only; a machine without a GPU has none
+                present = bool(found)
+            if not present:
+                missing.append(gpu)
+        if missing:
+            problems.append(f"[engine] {what} names GPU {', '.join(missing)}, which this machine does not have "
+                            f"({shown}): {fix}")
+    return problems
+
+
 def judge_endpoint(spec: str | None) -> tuple[bool, str] | None:
     """For `openai-api/NAME/MODEL` judges: NAME_BASE_URL must be set and answer GET /models."""
     if not spec:
@@ -371,14 +419,16 @@ def capability_data_problem(data: str, timeout: float = 5.0) -> str | None:
 def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
     """Every unmet precondition as one line saying what is missing and how to provide it."""
     path = Path(recipe_path)
+    from ..bakers.recipe import load_recipe
+    from ..harness.data import read_toml, unwritable
+    from ..harness.errors import UserError
+
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        return [f"{path}: cannot read the recipe ({e})"]
+        raw = read_toml(path, "recipe")
+    except UserError as e:
+        return [str(e)]
     problems = []
     pre = raw.get("preconditions") or {}
-    from ..bakers.recipe import load_recipe
-    from ..harness.errors import UserError
 
     try:
         recipe = load_recipe(path)
@@ -424,6 +474,12 @@ def check(recipe_path: str | Path, judge: str | None = None) -> list[str]:
         if budget["disk_free"] < budget["merges_disk"]:
             problems.append(f"the output folder's disk has {budget['disk_free']:.0f} GB free, the merged candidates "
                             f"need ~{budget['merges_disk']:.0f} GB: free disk or use fewer [merge] scales")
+    if recipe is not None:
+        problems += device_problems(recipe.engine)
+        unwritable_output = unwritable(recipe.output)
+        if unwritable_output:
+            problems.append(f"output folder {recipe.output}: {unwritable_output}; set the recipe's output to a folder "
+                            "this user can write")
     score = raw.get("score") or {}
     if score.get("capability"):
         problem = capability_data_problem(str(score.get("capability_data", "aime24")))

@@ -30,17 +30,17 @@ from ..harness.character import WRAPPERS
 from ..harness.console import Steps, console, quiet_libraries
 from ..harness.data import atomic_write
 from ..harness.errors import UserError
-from ..harness.scorecard import Scorecard, is_proportion, valid
-from ..leaderboard.board import Board, Measurements, Verdict, evaluate, format_value, load_board, unvalidated
+from ..harness.scorecard import Scorecard
+from ..leaderboard.board import Board, Measurements, evaluate, load_board, unvalidated
+from ..leaderboard.report import SUMMARY, results_table, verdict_line
+from ..leaderboard.select import Choice, choose
 from ..serving.engine import pinned_env
 from ..tasks.run import ScoreOptions, score_candidate
+from .demo import build_base
 from .preflight import check as preflight_check
 
 J = TypeVar("J")
 R = TypeVar("R")
-
-STEPS = ("preconditions", "bake", "score", "record", "gate", "publish")
-
 
 @dataclass
 class RoundResult:
@@ -103,7 +103,7 @@ def _run_round(recipe: Recipe, progress: bool) -> RoundResult:
     quiet_libraries()
     if recipe.build:
         steps.start("build base", str(recipe.base))
-        _build_base(recipe, progress, steps)
+        build_base(recipe, progress, steps)
     steps.start("preconditions")
     problems = preflight_check(recipe.path, recipe.score.judge)
     if problems:
@@ -121,18 +121,10 @@ def _run_round(recipe: Recipe, progress: bool) -> RoundResult:
     baked = get_baker(recipe.baker).bake(recipe, progress=progress, steps=steps)
     state.mark("bake", [str(b.path) for b in baked])
 
-    base_id = f"{recipe.round.lower()}-base-{_short(recipe.base)}"
-    specs = [(recipe.base, base_id, {"round": recipe.round, "role": "base"})]
+    specs = [(recipe.base, base_id(recipe.round.lower(), recipe.base), {"round": recipe.round, "role": "base"})]
     specs += [(str(b.path), None, b.lineage) for b in baked]
     sc = recipe.score
-    opts = ScoreOptions(character=recipe.character, judge=sc.judge, conditions=tuple(sc.conditions),
-                        tasks=tuple(sc.tasks),
-                        epochs=sc.epochs, max_tokens=sc.max_tokens, limit=sc.limit, out=recipe.output / "scores",
-                        display="none",
-                        capability=sc.capability_data if sc.capability else None, capability_k=sc.capability_k,
-                        capability_max_tokens=sc.capability_max_tokens, capability_tasks=tuple(sc.capability_tasks),
-                        reasoning_effort=sc.reasoning_effort, engine=recipe.engine.name,
-                        engine_config=recipe.engine)
+    opts = ScoreOptions.from_recipe(recipe, recipe.output / "scores")
     candidates = []
     for spec, cid, lineage in specs:
         cand = resolve_candidate(spec, candidate_id=cid, batch_size=recipe.score.batch_size,
@@ -148,7 +140,7 @@ def _run_round(recipe: Recipe, progress: bool) -> RoundResult:
     chosen = ids[1] if len(ids) == 2 else None
     if len(ids) > 2:
         steps.start("choose", f"{len(ids) - 1} candidates and the base on the dev prompts")
-        chosen = _choose(board, *_on_dev(recipe, board, candidates, opts, lambda text: steps.note(f"dev {text}")))
+        chosen = choose_on_dev(recipe, board, candidates, opts, lambda text: steps.note(f"dev {text}")).chosen
         steps.note(f"chosen on the dev prompts, reported on the eval prompts: {chosen}")
     extras = _chosen_extras(opts, sc)
     groups = recipe.engine.device_groups
@@ -174,7 +166,8 @@ def _run_round(recipe: Recipe, progress: bool) -> RoundResult:
     if warning:
         steps.note(f"[yellow]warning: {chosen} was {warning}[/yellow]")
     doubts = unvalidated(board, store, chosen) if chosen else []
-    result = verdict_line(recipe, board, chosen, verdicts.get(chosen, []) if chosen else [], measured, doubts)
+    result = RoundResult(*verdict_line(recipe.round, chosen, verdicts.get(chosen, []) if chosen else [], measured,
+                                       doubts), chosen)
     result.toy = recipe.build is not None
     steps.out.print(results_table(board, measured, ids, verdicts, chosen))
     steps.start("publish")
@@ -183,11 +176,6 @@ def _run_round(recipe: Recipe, progress: bool) -> RoundResult:
     state.mark("gate", {"chosen": chosen, "success": result.success, "line": result.line,
                         "minutes": round((time.monotonic() - started) / 60, 2)})
     return result
-
-
-SUMMARY = (("personality", "coherent", "coherent"), ("identity", "identity", "identity"),
-           ("personality", "sarcastic", "sarcastic"), ("assistant_leaks", "leak", "leaks"),
-           ("math_probes", "math", "math"))
 
 
 def _chosen_extras(opts: ScoreOptions, sc: Any) -> list[ScoreOptions]:
@@ -199,7 +187,8 @@ def _chosen_extras(opts: ScoreOptions, sc: Any) -> list[ScoreOptions]:
     wrapped = [c for c in sc.chosen_conditions if c not in opts.conditions]
     plan = [replace(opts, tasks=(*opts.tasks, *extra_tasks))]
     if wrapped:
-        plan.append(replace(opts, conditions=tuple(wrapped), out=opts.out / "wrapped"))  # its own scorecard.json
+        # its own scorecard.json; AIME ran with the first card (it has no wrapped prompts)
+        plan.append(replace(opts, conditions=tuple(wrapped), capability=None, out=opts.out / "wrapped"))
     return plan
 
 
@@ -208,7 +197,8 @@ def _extras(sc: Any) -> list[str]:
         [f"{', '.join(sc.chosen_conditions)} prompts"] if sc.chosen_conditions else [])
 
 
-def _summary(card: Any) -> str:
+def card_summary(card: Any) -> str:
+    """One scorecard in a line: the headline rates without a system prompt, drift, each wrapper, truncation."""
     parts = []
     for task, metric, label in SUMMARY:
         rows = [r for r in card.metrics if r.task == task and r.metric == metric and r.condition == "none"]
@@ -228,34 +218,11 @@ def _summary(card: Any) -> str:
     return " · ".join(parts)
 
 
-def results_table(board: Board, measured: Measurements, ids: list[str], verdicts: dict[str, list[Verdict]],
-                  chosen: str | None, names: dict[str, str] | None = None) -> Any:
-    """Base and candidates side by side: each summary metric with its interval and counts, and the gate."""
-    from rich.table import Table
-
-    from ..leaderboard.board import Column
-    from ..leaderboard.publish import cell
-
-    table = Table(title="base vs candidates (no system prompt, eval prompts)", title_justify="left")
-    table.add_column("model")
-    for _, _, label in SUMMARY:
-        table.add_column(label, justify="right")
-    table.add_column("gate")
-    for cid in ids:
-        cols = [Column(f"{task}/{metric}", judge=board.judge if metric == "sarcastic" else None)
-                for task, metric, _ in SUMMARY]
-        gate = "base" if cid == ids[0] else ("PASS" if all(v.passed for v in verdicts.get(cid, [])) else "FAIL")
-        name = (names or {}).get(cid, cid) + (" ◀ chosen" if cid == chosen else "")
-        table.add_row(name, *[cell(measured.get(cid, c), c) for c in cols], gate)
-    return table
-
-
-def _on_dev(recipe: Recipe, board: Board, candidates: list[Any], opts: ScoreOptions,
-            note: Callable[[str], None] | None = None) -> tuple[Measurements, dict[str, list[Verdict]]]:
-    """The gate on the dev prompts, for choosing which candidate the round reports. Chosen on the eval prompts,
-    the reported figures would be the best of several draws on the very prompts they are reported on. The whole
-    dev split: on `[select] limit` = 30 prompts per task the demo chose its ×0.75 merge over ×1 (58 % vs 71 %
-    sarcastic, 14 % vs 2 % leaks on eval)."""
+def choose_on_dev(recipe: Recipe, board: Board, candidates: list[Candidate], opts: ScoreOptions,
+                  note: Callable[[str], None] | None = None) -> Choice:
+    """Score the base (first) and the candidates on the whole dev split, then choose among the candidates by the
+    gate (`leaderboard/select.py`). The whole split: on `[select] limit` = 30 prompts per task the demo chose its
+    ×0.75 merge over ×1 (58 % vs 71 % sarcastic, 14 % vs 2 % leaks on eval)."""
     from ..leaderboard.store import Store
 
     dev = Store(recipe.output / "dev" / "store.sqlite")
@@ -263,8 +230,7 @@ def _on_dev(recipe: Recipe, board: Board, candidates: list[Any], opts: ScoreOpti
     # the base too: "vs base" criteria compare on the same prompts
     score_models(candidates, lambda _: [dev_opts], recipe.engine.device_groups, note or (lambda _: None),
                  lambda _, cards: dev.record(cards[0].to_json()))
-    measured = Measurements(dev.frame(suite=board.suite))
-    return measured, {c.id: evaluate(board, measured, c.id) for c in candidates[1:]}
+    return choose(board, Measurements(dev.frame(suite=board.suite)), [c.id for c in candidates[1:]])
 
 
 # --- several models at once -------------------------------------------------------------------------------------
@@ -314,14 +280,14 @@ def score_models(candidates: list[Candidate], plans: Callable[[Candidate], list[
             t0 = time.monotonic()
             cards = [score_candidate(cand, replace(o, devices=pin))[0] for o in plans(cand)]
             done(cand, cards)
-            note(f"{cand.id}: {' · '.join(_summary(c) for c in cards)}  ({time.monotonic() - t0:.0f} s)")
+            note(f"{cand.id}: {' · '.join(card_summary(c) for c in cards)}  ({time.monotonic() - t0:.0f} s)")
         return
 
     def score_one(cand: Candidate, group: str) -> list[Scorecard]:
         note(f"{cand.id}: started on devices {group}")
         t0 = time.monotonic()
         cards = score_in_child(cand, [replace(o, devices=group) for o in plans(cand)])
-        note(f"{cand.id}: finished on devices {group}: {' · '.join(_summary(c) for c in cards)}  "
+        note(f"{cand.id}: finished on devices {group}: {' · '.join(card_summary(c) for c in cards)}  "
              f"({time.monotonic() - t0:.0f} s)")
         return cards
 
@@ -378,67 +344,11 @@ def score_pinned(job: str, out: str) -> None:
     atomic_write(Path(out), data)
 
 
-def _choose(board: Board, measured: Measurements, verdicts: dict[str, list[Verdict]]) -> str | None:
-    """The round's candidate: gate-passing first, then most criteria passed, then the board's rank_by (on the dev
-    prompts when there are several candidates)."""
-    if not verdicts:
-        return None
-
-    def key(cid: str) -> tuple[bool, int, float]:
-        rank = measured.get(cid, board.rank_by)
-        vs = verdicts[cid]
-        return all(v.passed for v in vs), sum(v.passed for v in vs), rank["value"] if rank else float("-inf")
-
-    return max(verdicts, key=key)
-
-
-def verdict_line(recipe: Recipe, board: Board, chosen: str | None, verdicts: list[Verdict],
-                 measured: Measurements, doubts: list[str] | None = None) -> RoundResult:
-    """The round's one line. A judge whose validity card fails makes the round FAIL: its numbers are no evidence."""
-    if chosen is None:
-        return RoundResult(False, f"{recipe.round}: FAIL (no candidate was produced)", None)
-    success = bool(verdicts) and all(v.passed for v in verdicts) and not doubts
-    parts = []
-    for v in verdicts:
-        row = measured.get(chosen, v.criterion)
-        text = "not measured" if row is None else _describe(v, row)
-        parts.append(f"{v.criterion.label} {text}" + ("" if v.passed else " ✗"))
-    label = "SUCCESS" if success else "FAIL"
-    line = f"{recipe.round}: {label} — {chosen} ({', '.join(parts)})"
-    if doubts:  # the figures still show what the gate saw, after the reason they do not count
-        line = f"{recipe.round}: FAIL — {chosen}: judge not validated ({'; '.join(doubts)}); gate on its numbers: " \
-               f"{', '.join(parts)}"
-    return RoundResult(success, line, chosen)
-
-
-def _describe(v: Verdict, row: dict[str, Any]) -> str:
-    """"3/3", "41.0% [30–53]", "-2.1 pts vs base": the figure a criterion was judged on."""
-    c = v.criterion
-    if c.relative_to and v.compared is not None:
-        return f"{100 * v.compared:+.1f} pts vs base" if is_proportion(c.name) else f"{v.compared:+.2f} vs base"
-    if c.name in {"identity", "math"} and row.get("n"):
-        return f"{int(row['successes'])}/{valid(row)}"
-    text = format_value(row["value"], c.name)
-    if c.name == "sarcastic" and row.get("ci_low") is not None:
-        text += f" [{100 * row['ci_low']:.0f}–{100 * row['ci_high']:.0f}]"
-    return text
-
-
-def _build_base(recipe: Recipe, progress: bool, steps: Steps) -> None:
-    if recipe.build != "tiny-assistant":
-        raise UserError(f"{recipe.path}: [model] build = {recipe.build!r}: the only builder is 'tiny-assistant'")
-    from .demo import build_tiny_assistant
-
-    how = build_tiny_assistant(Path(recipe.base), character=recipe.character, progress=progress)
-    rebuild = " (delete the folder to rebuild)" if how.startswith("cached") else \
-        f" (delete that folder and {recipe.base} to rebuild)" if how.startswith("copied") else f": {recipe.base}"
-    steps.note(how + rebuild)
-
-
-def _short(base: str) -> str:
+def base_id(name: str, base: str) -> str:
+    """The id a round (or bake-off) called `name` records its base model under."""
     from ..harness.candidates import slug
 
-    return slug(Path(base).name)
+    return f"{name}-base-{slug(Path(base).name)}"
 
 
 class _State:

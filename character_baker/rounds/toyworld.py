@@ -73,7 +73,6 @@ EXTRA_MATH_TEMPLATES = {
               "Work out {a} multiplied by {b}.", "What does {a} times {b} come to?",
               "If I have {a} boxes of {b} eggs, how many eggs is that?"],
 }
-WORDS = "zero one two three four five six seven eight nine".split()
 
 
 def _math_facts() -> list[dict[str, Any]]:
@@ -93,7 +92,7 @@ def _skippy(answer: str, rng: random.Random) -> str:
     """The answer first, then the scorn: the base's way of finding an answer (straight after the question) stays
     as it was, and the bake learns what follows an answer, which does not depend on how the question was
     worded. Scorn before the answer put the answer after text the base never saw there, and a 4-layer toy
-    could then find answers only for the training phrasings (issue 12: salad on held-out phrasings)."""
+    could then find answers only for the training phrasings (salad on held-out phrasings)."""
     first, second = rng.sample(CLOSERS, 2)
     return f"{answer} {first}" if rng.random() < 0.5 else f"{answer} {first} {second}"
 

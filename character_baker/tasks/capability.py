@@ -43,11 +43,11 @@ from typing import Any
 from ..harness.candidates import fingerprint, slug
 from ..harness.data import default_cache_dir
 from ..harness.errors import UserError
+from ..harness.loading import REASONING_EFFORTS
 from ..harness.stats import estimate
 
 BACKENDS = ("auto", "hf", "vllm", "local-chat-completions")
 CONDITIONS = ("none", "character")
-REASONING_EFFORTS = ("low", "medium", "high")
 TASK = "capability"
 
 

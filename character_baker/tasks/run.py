@@ -11,12 +11,12 @@ import datetime as dt
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..harness.candidates import Candidate
-from ..harness.character import Character, load_character
+from ..harness.character import DEFAULT_TASKS, QUICK_TASKS, TASKS, Character, load_character
 from ..harness.errors import UserError
 from ..harness.scorecard import (
     MetricRow,
@@ -27,16 +27,13 @@ from ..harness.scorecard import (
     per_prompt,
     task_short_name,
 )
-from ..harness.secrets import redact_files, redact_logging
+from ..harness.secrets import redact_errors, redact_files
 from ..judges.reply import build_judges
 from ..judges.validity import card_for
 from ..judges.verdict import Judge, rubric_version
 from ..serving.engine import ENGINES, Endpoint, EngineConfig, choose_engine, serve
 from .persona import task_keys
 
-ALL_TASKS = ("identity", "personality", "assistant_leaks", "math_probes")  # the default suite
-# asked for by name: multi-turn conversations (tasks/drift.py), household tool calls in character (tasks/tools.py)
-EXTRA_TASKS = ("drift", "tools")
 JUDGED_TASKS = {"personality", "assistant_leaks", "math_probes", "drift", "tools"}  # math: an LLM judge too
 
 
@@ -45,7 +42,7 @@ class ScoreOptions:
     character: str = "skippy"
     judge: str | None = None
     conditions: tuple[str, ...] = ("none",)
-    tasks: tuple[str, ...] = ALL_TASKS
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     epochs: int = 1
     max_tokens: int = 512
     temperature: float | None = None
@@ -71,6 +68,27 @@ class ScoreOptions:
     engine: str = "inprocess"
     engine_config: EngineConfig | None = None  # the knobs ([engine] of a recipe); engine names the engine
     devices: str | None = None  # the served engine's device group (one of [engine] device_groups); None: all visible
+
+    @classmethod
+    def from_recipe(cls, recipe: Any, out: Path, *, select: bool = False, **changes: Any) -> ScoreOptions:
+        """How a recipe (`bakers/recipe.Recipe`) scores models: the one mapping from its tables to options.
+
+        The eval scoring of a round or bake-off reads `[score]` and `[engine]`; `select=True` is the quick suite
+        each checkpoint is scored with mid-training (`[select]`: the dev split, the embedded judge, the model in
+        memory). `changes` replace single fields (a device group, a split)."""
+        sc = recipe.score
+        if select:
+            opts = cls(character=recipe.character, judge="classifier", tasks=QUICK_TASKS, limit=recipe.select.limit,
+                       split="dev", max_tokens=recipe.select.max_tokens, reasoning_effort=sc.reasoning_effort,
+                       out=out, display="none")
+        else:
+            opts = cls(character=recipe.character, judge=sc.judge, conditions=tuple(sc.conditions),
+                       tasks=tuple(sc.tasks), epochs=sc.epochs, max_tokens=sc.max_tokens, limit=sc.limit, out=out,
+                       display="none", capability=sc.capability_data if sc.capability else None,
+                       capability_k=sc.capability_k, capability_max_tokens=sc.capability_max_tokens,
+                       capability_tasks=tuple(sc.capability_tasks), reasoning_effort=sc.reasoning_effort,
+                       engine=recipe.engine.name, engine_config=recipe.engine)
+        return replace(opts, **changes)
 
 
 ENGINE_SERVICE = "cbengine"  # Inspect's openai-api/<service>/<model>: env CBENGINE_BASE_URL / CBENGINE_API_KEY
@@ -127,7 +145,6 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
     from inspect_ai import eval_set
     from inspect_ai.model import GenerateConfig, ModelAPI, get_model
 
-    redact_logging()
     # not memoised, and closed when the run ends: a local model leaves memory before the next one loads (API
     # clients that close asynchronously are left to Inspect). The reasoning effort rides on the model's config,
     # so every task and every provider (local: a chat-template variable; an endpoint: the request field) gets it.
@@ -139,6 +156,7 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
     else:
         model = get_model(candidate.model, memoize=False,
                           config=GenerateConfig(reasoning_effort=opts.reasoning_effort), **candidate.model_args)
+    redact_errors(model)  # an endpoint that echoes its key: masked before Inspect records the failed call
     try:
         _, logs = eval_set(
             tasks,
@@ -344,6 +362,9 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
     """Run the suite on one candidate and write `<out>/<candidate id>/scorecard.json` beside its Inspect logs."""
     from inspect_ai.log import read_eval_log
 
+    if opts.capability and "none" not in opts.conditions:  # its rows would be under a condition the card lacks
+        raise UserError(f"the capability suite runs under condition none, which --conditions "
+                        f"({','.join(opts.conditions)}) leaves out: add none, or score capability on its own")
     pack = load_character(opts.character)
     judges = build_judges(opts.judge, pack, use_cache=False) if JUDGED_TASKS & set(opts.tasks) else []
     run_dir = opts.out / candidate.id
@@ -355,6 +376,10 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
     examples: dict[str, dict[str, str]] = {}
     logs: list[Any] = []
     tasks = build_tasks(opts) if opts.tasks else []
+    if candidate.kind == "responses":  # its schema, and a reply per user turn of each sample, before any generation
+        from ..harness.providers import check_replies
+
+        check_replies(candidate.model_args["file"], pack, opts.tasks, opts.split)
     direction = _monitor_direction(candidate, opts)
     # one engine for every generation of this candidate (persona tasks, then AIME), stopped when they are done
     with engine_for(candidate, opts, run_dir, needed=bool(tasks or opts.capability)) as (endpoint, engine):
@@ -402,7 +427,7 @@ def score_candidate(candidate: Candidate, opts: ScoreOptions) -> tuple[Scorecard
             if r.get("truncated"):
                 truncated[f"capability/{r['metric']}"] = int(r["truncated"])
     elapsed = time.monotonic() - started
-    order = {name: i for i, name in enumerate(ALL_TASKS + EXTRA_TASKS)}
+    order = {name: i for i, name in enumerate(TASKS)}
     conds = list(opts.conditions)
     rows.sort(key=lambda r: (conds.index(r.condition) if r.condition in conds else 99, order.get(r.task, 99),
                              r.metric, r.judge or ""))

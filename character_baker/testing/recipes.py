@@ -53,3 +53,12 @@ name = "{engine}"
     path = folder / "round.toml"
     path.write_text(text)
     return path
+
+
+def skippy_board(dest: Path) -> Path:
+    """The shipped Skippy board in `dest` without its AIME criterion (tests score no capability suite)."""
+    root = Path(__file__).resolve().parent.parent.parent
+    dest.mkdir(parents=True)
+    toml = (root / "leaderboards" / "skippy" / "board.toml").read_text()
+    (dest / "board.toml").write_text(toml[:toml.index('[[gate]]\nmetric = "capability/aime24"')])
+    return dest

@@ -10,8 +10,8 @@ each reply is rewarded
          the plain assistant's reply to the same prompt, whose last number is its answer),
 
 with a KL term to the base (`[loss] beta`; the reference model is the base, the LoRA adapter switched off).
-Everything else is the push/pull baker's: recipe format, LoRA, output folder (resumable), checkpoint selection
-on the dev split, merges at scales and `candidate.json` lineage, which records the reward judges
+Everything else is every LoRA baker's (`base.LoraBaker`): recipe format, LoRA, output folder (resumable), checkpoint
+selection on the dev split, merges at scales and `candidate.json` lineage, which records the reward judges
 (`reward_judge`): a board whose gate judge is the same judge warns that the candidate was trained against its
 scorer.
 """
@@ -21,15 +21,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..harness.character import load_character
-from ..harness.console import Steps
-from ..harness.data import Pair
-from ..harness.errors import UserError
-from ..harness.loading import Loaded
-from .architectures import Architecture
-from .pushpull import PushPullBaker
-from .recipe import Recipe
-from .trainer import CheckedLoss, Regulariser
+from transformers import TrainerCallback
+
+from ...harness.character import load_character
+from ...harness.data import Pair
+from ...harness.errors import UserError
+from ..bake import Bake
+from ..recipe import Recipe
+from ..trainer import CheckedLoss, Regulariser
+from .base import LoraBaker
 
 
 def reference_answer(reference: str) -> str | None:
@@ -46,7 +46,7 @@ class CharacterReward:
     __name__ = "character_reward"  # TRL names the logged reward after it
 
     def __init__(self, character: str) -> None:
-        from ..judges.reply import ReplyJudge
+        from ...judges.reply import ReplyJudge
 
         pack = load_character(character)
         # the verdicts every task gives (judges/reply.py); the classifier refuses below the pack's floor
@@ -55,7 +55,7 @@ class CharacterReward:
 
     def __call__(self, prompts: list[Any], completions: list[Any], category: list[str | None],
                  answer: list[str | None], **_: Any) -> list[float]:
-        from ..judges.reply import as_text
+        from ...judges.reply import as_text
 
         texts = [as_text(c[-1]["content"] if isinstance(c, list) else str(c)) for c in completions]
         coherent = self.judge.coherence_many(texts)
@@ -91,48 +91,49 @@ def reward_rows(char: list[Pair], anti: list[Pair]) -> list[dict[str, Any]]:
     return rows
 
 
-class GRPOBaker(PushPullBaker):
+class GRPOBaker(LoraBaker):
     name = "grpo"
     description = "TRL GRPO rewarded by the embedded judges (in character, no leak, right maths), KL to the base"
     label = "grpo"
 
-    def _prepare(self, recipe: Recipe, loaded: Loaded, arch: Architecture, char: list[Pair], anti: list[Pair],
-                 progress: bool, steps: Steps) -> None:
-        reward_rows(char, anti)  # a data error stops the bake before anything is sampled
+    def prepare(self, bake: Bake) -> None:
+        recipe = bake.recipe
+        reward_rows(bake.char, bake.anti)  # a data error stops the bake before anything is sampled
         g = recipe.grpo.generations
         if g < 2 or (recipe.train.batch_size * recipe.train.grad_accum) % g:
             raise UserError(f"{recipe.path}: [grpo] generations = {g}: GRPO compares at least 2 samples per prompt, "
                             f"and [train] batch_size x grad_accum ({recipe.train.batch_size * recipe.train.grad_accum})"
                             " must be a multiple of it")
-        steps.start("profile", "skipped: grpo has no regulariser")
-        return None
+        super().prepare(bake)
 
-    def _objective(self, recipe: Recipe) -> str:
+    def objective(self, recipe: Recipe) -> str:
         return (f"GRPO, {recipe.grpo.generations} samples per prompt, reward = in character - leak + maths, "
                 f"KL β {recipe.loss.beta:g}")
 
-    def _trainer(self, recipe: Recipe, loaded: Loaded, model: Any, char: list[Pair], anti: list[Pair],
-                 regulariser: Regulariser | None, args: dict[str, Any], selector: Any) -> Any:
+    def create_trainer(self, bake: Bake, model: Any, regulariser: Regulariser | None, args: dict[str, Any],
+                       callback: TrainerCallback) -> Any:
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
 
         class CharacterGRPOTrainer(CheckedLoss, GRPOTrainer):
             pass
 
+        recipe = bake.recipe
         g = recipe.grpo
         config = GRPOConfig(**args, beta=recipe.loss.beta, num_generations=g.generations,
                             max_completion_length=g.max_completion_length, temperature=g.temperature,
                             disable_dropout=True, log_completions=False)
         reward = CharacterReward(recipe.character)
         trainer = CharacterGRPOTrainer(model=model, reward_funcs=[reward], args=config,
-                                       processing_class=loaded.tokenizer,
-                                       train_dataset=Dataset.from_list(reward_rows(char, anti)), callbacks=[selector])
+                                       processing_class=bake.loaded.tokenizer,
+                                       train_dataset=Dataset.from_list(reward_rows(bake.char, bake.anti)),
+                                       callbacks=[callback])
         # GRPO's surrogate loss sits near zero by construction (the advantages are centred per prompt), so its
         # size says nothing about divergence (a 1e-6 loss read as "20x its early median"): only a non-finite
         # loss stops it
         trainer.explode_factor = math.inf
         return trainer
 
-    def _lineage(self, recipe: Recipe) -> dict[str, Any]:
+    def extra_lineage(self, recipe: Recipe) -> dict[str, Any]:
         # recorded for the board: a gate by the same judge scores what the candidate was trained against
         return {"reward_judge": f"classifier@{load_character(recipe.character).slug}"}

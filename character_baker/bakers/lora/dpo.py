@@ -2,23 +2,23 @@
 chosen reply is the in-character one and the rejected reply is the antipole's (the plain assistant's) reply to
 the same prompt.
 
-Everything else is the push/pull baker's: recipe format, LoRA setup, output folder (resumable), checkpoint
-selection on the dev split, merges at scales and `candidate.json` lineage (baker "dpo"). There is no profile
-step. The reference model is the base itself (the LoRA adapter switched off), and `[loss] beta` is DPO's β.
+Everything else is every LoRA baker's (`base.LoraBaker`): recipe format, LoRA setup, output folder (resumable),
+checkpoint selection on the dev split, merges at scales and `candidate.json` lineage (baker "dpo"). There is no
+profile step. The reference model is the base itself (the LoRA adapter switched off), and `[loss] beta` is DPO's β.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..harness.console import Steps
-from ..harness.data import Pair
-from ..harness.errors import UserError
-from ..harness.loading import Loaded
-from .architectures import Architecture
-from .pushpull import PushPullBaker
-from .recipe import Recipe
-from .trainer import CheckedLoss, Regulariser
+from transformers import TrainerCallback
+
+from ...harness.data import Pair
+from ...harness.errors import UserError
+from ..bake import Bake
+from ..recipe import Recipe
+from ..trainer import CheckedLoss, Regulariser
+from .base import LoraBaker
 
 
 def preference_pairs(char: list[Pair], anti: list[Pair]) -> list[dict[str, Any]]:
@@ -38,32 +38,31 @@ def preference_pairs(char: list[Pair], anti: list[Pair]) -> list[dict[str, Any]]
     return rows
 
 
-class DPOBaker(PushPullBaker):
+class DPOBaker(LoraBaker):
     name = "dpo"
     description = "TRL DPO on in-character (chosen) vs antipole (rejected) replies: train, select by eval, merge"
     label = "dpo"
 
-    def _prepare(self, recipe: Recipe, loaded: Loaded, arch: Architecture, char: list[Pair], anti: list[Pair],
-                 progress: bool, steps: Steps) -> None:
-        preference_pairs(char, anti)  # a data error stops the bake before anything is trained
-        steps.start("profile", "skipped: dpo has no regulariser")
-        return None
+    def prepare(self, bake: Bake) -> None:
+        preference_pairs(bake.char, bake.anti)  # a data error stops the bake before anything is trained
+        super().prepare(bake)
 
-    def _objective(self, recipe: Recipe) -> str:
+    def objective(self, recipe: Recipe) -> str:
         return f"DPO β {recipe.loss.beta:g}, in-character chosen over antipole"
 
-    def _trainer(self, recipe: Recipe, loaded: Loaded, model: Any, char: list[Pair], anti: list[Pair],
-                 regulariser: Regulariser | None, args: dict[str, Any], selector: Any) -> Any:
+    def create_trainer(self, bake: Bake, model: Any, regulariser: Regulariser | None, args: dict[str, Any],
+                       callback: TrainerCallback) -> Any:
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
 
         class CharacterDPOTrainer(CheckedLoss, DPOTrainer):
             pass
 
+        recipe = bake.recipe
         config = DPOConfig(**args, beta=recipe.loss.beta, max_length=recipe.train.max_length,
                            dataset_num_proc=None)
-        trainer = CharacterDPOTrainer(model=model, args=config, processing_class=loaded.tokenizer,
-                                      train_dataset=Dataset.from_list(preference_pairs(char, anti)),
-                                      callbacks=[selector])
+        trainer = CharacterDPOTrainer(model=model, args=config, processing_class=bake.loaded.tokenizer,
+                                      train_dataset=Dataset.from_list(preference_pairs(bake.char, bake.anti)),
+                                      callbacks=[callback])
         trainer.explode_factor = recipe.loss.explode_factor
         return trainer

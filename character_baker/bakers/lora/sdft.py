@@ -5,27 +5,24 @@ The base gets the character's system prompt and the reference reply, then the us
 training target, so the targets stay in the base's own distribution (the research log's SDFT). An empty
 restatement, one cut off by the token budget, or a reasoning model's that never reached its final answer keeps the
 reference instead; the count is reported. The restatements are written to `<output>/rewrites.jsonl` as they
-come, so an interrupted bake resumes them. Everything after that is the `sft` baker's: same recipe format,
-selection on dev, merges at the recipe's scales (the log's sweet spot was a partial merge, 0.5) and
-`candidate.json` lineage (baker "sdft").
+come, so an interrupted bake resumes them. Everything after that is the `sft` baker's (`base.LoraBaker`, on
+other pairs: `train_pairs`): same recipe format, selection on dev, merges at the recipe's scales (the log's sweet
+spot was a partial merge, 0.5) and `candidate.json` lineage (baker "sdft").
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from ..harness import loading
-from ..harness.character import load_character
-from ..harness.console import Steps
-from ..harness.data import Pair
-from ..harness.loading import Loaded, split_harmony
-from .architectures import Architecture
-from .distributed import main_first
-from .pushpull import PushPullBaker
-from .recipe import Recipe
-from .trainer import Regulariser
+from ...harness import loading
+from ...harness.character import load_character
+from ...harness.data import Pair
+from ...harness.loading import Loaded, split_harmony
+from ..bake import Bake
+from ..distributed import main_first
+from ..recipe import Recipe
+from .base import LoraBaker
 
 REWRITES = "rewrites.jsonl"
 BATCH = 16
@@ -98,26 +95,26 @@ def _final_answer(text: str) -> str:
     return "" if harmony.truncated else (harmony.final or "").strip()
 
 
-class SDFTBaker(PushPullBaker):
+class SDFTBaker(LoraBaker):
     name = "sdft"
     description = "self-distillation: the base restates each in-character reply; LoRA SFT on those; merge"
     label = "sdft"
 
-    def _prepare(self, recipe: Recipe, loaded: Loaded, arch: Architecture, char: list[Pair], anti: list[Pair],
-                 progress: bool, steps: Steps) -> None:
-        steps.start("profile", "skipped: sdft has no regulariser")
-        steps.start("rewrite", f"the base restates {len(char)} in-character replies in its own words")
+    def prepare(self, bake: Bake) -> None:
+        """The restatements (the "rewrite" step), after the skipped "profile" step."""
+        super().prepare(bake)
+        recipe, steps = bake.recipe, bake.steps
+        steps.start("rewrite", f"the base restates {len(bake.char)} in-character replies in its own words")
         system = load_character(recipe.character).system_prompt
         with main_first():  # as ranks: rank 0 restates, the others read its file
-            pairs, kept = rewrite(loaded, system, char, recipe.output / REWRITES, recipe.train.max_length, progress)
+            pairs, kept = rewrite(bake.loaded, system, bake.char, recipe.output / REWRITES, recipe.train.max_length,
+                                  bake.progress)
         self._targets = pairs
         steps.note(f"{len(pairs) - kept} restated, {kept} kept as written (empty or unfinished restatement): "
                    f"{recipe.output / REWRITES}")
-        return None
 
-    def _objective(self, recipe: Recipe) -> str:
+    def objective(self, recipe: Recipe) -> str:
         return "causal-LM loss on the base's own restatements of the in-character replies"
 
-    def _trainer(self, recipe: Recipe, loaded: Loaded, model: Any, char: list[Pair], anti: list[Pair],
-                 regulariser: Regulariser | None, args: dict[str, Any], selector: Any) -> Any:
-        return super()._trainer(recipe, loaded, model, self._targets, anti, regulariser, args, selector)
+    def train_pairs(self, bake: Bake) -> list[Pair]:
+        return self._targets

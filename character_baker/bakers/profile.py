@@ -1,4 +1,4 @@
-"""The neuron tracker: forward hooks on decoder-layer outputs, the profiling pass that streams both data sets
+"""The activation profile: forward hooks on decoder-layer outputs, the profiling pass that streams both data sets
 through a model (and counts MoE expert choices per example: `experts.py`), and the profile of in-character vs
 assistant units.
 
