@@ -20,7 +20,7 @@ os.environ.setdefault("INSPECT_DISPLAY", "none")
 
 from character_baker.harness.candidates import resolve_candidate  # noqa: E402
 from character_baker.harness.character import load_character  # noqa: E402
-from character_baker.tasks.run import ScoreOptions, score_candidate  # noqa: E402
+from character_baker.tasks.score import ScoreOptions, score_candidate  # noqa: E402
 from character_baker.testing.openai_server import ScriptedOpenAIServer  # noqa: E402
 
 N = 100

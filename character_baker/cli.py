@@ -174,7 +174,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .harness.character import DEFAULT_TASKS
     from .harness.scorecard import empty_tasks, format_table, monitor_lines, silent_judges
     from .serving.engine import EngineConfig
-    from .tasks.run import ScoreOptions, score_candidate
+    from .tasks.score import ScoreOptions, score_candidate
 
     capability_only = args.suite == "capability"
     opts = ScoreOptions(character="skippy" if capability_only else args.suite, judge=args.judge,

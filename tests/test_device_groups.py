@@ -192,7 +192,7 @@ def test_two_candidates_score_at_once_on_two_groups_as_they_score_one_at_a_time(
         tmp_path: Path, tiny_qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from character_baker.leaderboard.store import Store
     from character_baker.rounds.round import score_models
-    from character_baker.tasks.run import ScoreOptions
+    from character_baker.tasks.score import ScoreOptions
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the servers and the scoring processes: one thread each
     cands = [resolve_candidate(str(_talkative(tiny_qwen3_dir, tmp_path / f"cand-{i}", seed=i))) for i in (0, 1)]
@@ -277,7 +277,7 @@ def test_each_job_holds_a_group_of_its_own_and_is_recorded_in_order() -> None:
 def test_a_failed_model_is_one_line_after_the_others_are_recorded(tmp_path: Path) -> None:
     """A model that fails in its process comes back as its own error, once the others are done and recorded."""
     from character_baker.rounds.round import score_models
-    from character_baker.tasks.run import ScoreOptions
+    from character_baker.tasks.score import ScoreOptions
 
     replies = tmp_path / "replies.jsonl"
     replies.write_text("".join(json.dumps({"id": f"eval-id-{i}", "response": "I am Skippy the Magnificent."}) + "\n"

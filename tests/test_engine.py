@@ -222,7 +222,7 @@ def _tiny_model_dir(tmp_path: Path, tiny_qwen3_dir: Path) -> Path:
 def test_scoring_through_the_engine_counts_a_killed_server_as_errors_and_a_rerun_resumes(
         tmp_path: Path, stub_vllm: Path, monkeypatch: pytest.MonkeyPatch, tiny_qwen3_dir: Path,
         judge_cache: Path) -> None:
-    from character_baker.tasks.run import ScoreOptions, score_candidate
+    from character_baker.tasks.score import ScoreOptions, score_candidate
 
     monkeypatch.setenv("CHARACTER_BAKER_CACHE", str(judge_cache))
 
@@ -269,7 +269,7 @@ def test_transformers_engine_serves_the_tiny_qwen3_on_the_cpu(tmp_path: Path, ti
 def test_a_tiny_candidate_scored_through_the_served_engine_names_it(tmp_path: Path, tiny_qwen3_dir: Path,
                                                                     monkeypatch: pytest.MonkeyPatch,
                                                                     judge_cache: Path) -> None:
-    from character_baker.tasks.run import ScoreOptions, score_candidate
+    from character_baker.tasks.score import ScoreOptions, score_candidate
 
     monkeypatch.setenv("CHARACTER_BAKER_CACHE", str(judge_cache))
 

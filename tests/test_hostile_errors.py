@@ -190,7 +190,7 @@ def test_a_full_disk_while_writing_a_scorecard_names_it_and_keeps_the_old_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """ENOSPC at the scorecard's write named the temporary file; now the scorecard, and the old one stays."""
     import character_baker.harness.data as data
-    import character_baker.tasks.run as run
+    import character_baker.tasks.score as run
     from character_baker.harness.scorecard import Scorecard
 
     path = tmp_path / "runs" / "full" / "scorecard.json"
@@ -243,7 +243,7 @@ def test_a_derived_id_the_store_refuses_is_refused_before_scoring(board: Path, t
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """`_draft.jsonl` gives the id `_draft-<hash>`, which the store refuses: it was found after the whole run."""
-    import character_baker.tasks.run as run
+    import character_baker.tasks.score as run
 
     def scored(candidate: object, opts: object) -> None:
         raise AssertionError("scored a candidate whose id the store refuses")

@@ -174,7 +174,7 @@ def test_score_exits_1_when_a_judge_gave_no_valid_judgment(tmp_path: Path, monke
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Every LLM judgment failed, the rule-scored metrics are fine: `score` used to exit 0 with the judged metrics
     n/a. Now exit 1 with one line naming the judge."""
-    import character_baker.tasks.run as run
+    import character_baker.tasks.score as run
     from character_baker.harness.scorecard import MetricRow, Scorecard, silent_judges
 
     def row(metric: str, judge: str | None, errors: int) -> MetricRow:

@@ -34,7 +34,7 @@ from ..harness.errors import UserError
 from ..harness.scorecard import is_proportion
 from ..leaderboard.board import Board, Measurements, Verdict, evaluate, unvalidated
 from ..leaderboard.report import cell, format_value, md, md_code, md_row, results_table
-from ..tasks.run import ScoreOptions, score_candidate
+from ..tasks.score import ScoreOptions, score_candidate
 from .demo import build_base
 from .preflight import check as preflight_check
 from .round import base_id, board_for, card_summary, choose_on_dev

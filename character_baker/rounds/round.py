@@ -35,7 +35,7 @@ from ..leaderboard.board import Board, Measurements, evaluate, load_board, unval
 from ..leaderboard.report import SUMMARY, results_table, verdict_line
 from ..leaderboard.select import Choice, choose
 from ..serving.engine import pinned_env
-from ..tasks.run import ScoreOptions, score_candidate
+from ..tasks.score import ScoreOptions, score_candidate
 from .demo import build_base
 from .preflight import check as preflight_check
 
@@ -296,7 +296,7 @@ def score_models(candidates: list[Candidate], plans: Callable[[Candidate], list[
 
 # Several models at once run in one process each, not in threads: Inspect allows one eval per process (a second
 # concurrent `eval_set` raises "Multiple concurrent calls to eval_async are not allowed", inspect_ai 0.3.285, tried),
-# and a served candidate's endpoint rides on process-wide environment variables (tasks/run.engine_for). A plain
+# and a served candidate's endpoint rides on process-wide environment variables (tasks/score.engine_for). A plain
 # `python -c` child, not multiprocessing: spawn re-imports the caller's main script (a script that starts a round
 # without an `if __name__ == "__main__"` guard would start it again, tried), and fork cannot carry the round's
 # threads or a CUDA context left from baking. The child's environment pins it before its interpreter starts.

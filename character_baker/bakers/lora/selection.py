@@ -63,7 +63,7 @@ class CheckpointSelector(TrainerCallback):
     def evaluate(self, step: int, checkpoint: Path | None) -> None:
         from ...harness.candidates import content_of
         from ...harness.providers import IN_MEMORY
-        from ...tasks.run import ScoreOptions, score_candidate
+        from ...tasks.score import ScoreOptions, score_candidate
 
         marker = self.out / f"step-{step}.json"
         if marker.is_file():
