@@ -1,4 +1,4 @@
-"""Issue 17: MoE-aware baking. The per-expert profile finds experts planted in a tiny GPT-OSS (bf16 and MXFP4),
+"""MoE-aware baking. The per-expert profile finds experts planted in a tiny GPT-OSS (bf16 and MXFP4),
 router steering writes exactly the bias it reports, expert-targeted LoRA leaves unpicked experts at the base's
 weights, push/pull combines with router steering, and every MoE candidate carries a routing-shift report."""
 

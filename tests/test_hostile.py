@@ -146,7 +146,7 @@ def test_published_files_are_inert_and_readable(board: Path) -> None:
     hostile["candidate"]["lineage"]["base"] = "@SUM(1+1)"
     store.record(hostile)
     store.record(make_card("other", passing(), round_="R7\n# Injected heading <b>x</b> | y"))
-    assert main(["publish", "--board", str(board)]) == 0  # mathtext in a round name no longer breaks the plots
+    assert main(["publish", "--board", str(board)]) == 0  # mathtext in a round name does not break the plots
     readme = (board / "README.md").read_text()
     assert "\n# Injected" not in readme and "<b>" not in readme and "&lt;b&gt;" in readme
     cells = [c for row in csv.reader(io.StringIO((board / "results.csv").read_text())) for c in row]
@@ -312,7 +312,7 @@ def test_a_truncated_round_record_does_not_stop_the_next_run(tmp_path: Path, tin
     state = _State(recipe)
     state.mark("train", {"checkpoints": 2})
     assert json.loads(state.path.read_text())["steps"] == {"train": {"checkpoints": 2}}
-    state.path.write_text(state.path.read_text()[:25])  # what a crash mid-write used to leave
+    state.path.write_text(state.path.read_text()[:25])  # what a crash mid-write of a non-atomic writer leaves
     again = _State(recipe)
     assert again.data["steps"] == {}
     again.mark("select", "done")

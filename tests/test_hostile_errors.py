@@ -95,8 +95,8 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def test_an_unwritable_out_is_one_line_before_any_work(board: Path, read_only: Path) -> None:
-    """Each of these printed PermissionError's traceback (regress --junit with exit 1, its "regressed" status; score
-    after the whole run, when the scorecard was written). Now exit 2, one line naming the path, before any work."""
+    """An output nobody can write is exit 2 and one line naming the path, before any work: not PermissionError's
+    traceback, not `regress --junit`'s exit 1 (its "regressed" status), not a score that fails after the whole run."""
     rows = board / "rows.jsonl"
     rows.write_text(json.dumps({"id": "1", "prompt": "Who are you?", "response": "Skippy the Magnificent."}) + "\n")
     cases = [
@@ -188,7 +188,7 @@ def test_a_full_disk_while_recording_names_the_store_and_keeps_its_rows(board: P
 
 def test_a_full_disk_while_writing_a_scorecard_names_it_and_keeps_the_old_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """ENOSPC at the scorecard's write named the temporary file; now the scorecard, and the old one stays."""
+    """ENOSPC at the scorecard's write names the scorecard (not the temporary file), and the old one stays."""
     import character_baker.harness.data as data
     import character_baker.tasks.score as run
     from character_baker.harness.scorecard import Scorecard

@@ -1,4 +1,4 @@
-"""Nothing impossible gets in (issue 33): one schema per file kind, with meaning-level checks, whoever reads it.
+"""Nothing impossible gets in: one schema per file kind, with meaning-level checks, whoever reads it.
 
 Scorecards (`record`, `score --board`, and rows already in a store, read back by `gate` and `publish`), responses
 files (`score`, checked against the samples they answer before any is scored) and the SQLite store itself: each
@@ -60,14 +60,14 @@ def _successes_and_errors_over_n(card: Card) -> None:
 
 def _condition_outside_the_suite(card: Card) -> None:
     m = dict(_metric(card, "assistant_leaks", "leak"), condition="json", value=1.0, successes=20.0)
-    card["metrics"].append(m)  # every reply leaked under the JSON wrapper: it used to vanish from the store
+    card["metrics"].append(m)  # every reply leaked under the JSON wrapper: dropped, it would vanish from the store
 
 
 def _deep_samples(card: Card) -> None:
     card["samples"]["personality/none"]["coherent"]["p000"] = [{"a": [1]}]
 
 
-# (change, the line's needle): each is an impossible card `record` used to keep (or crash on)
+# (change, the line's needle): each is an impossible card `record` must refuse (not keep, not crash on)
 IMPOSSIBLE = {
     "proportion 5.0": (_row("personality", "sarcastic", value=5.0),
                        "metrics[5] (personality/sarcastic:classifier, none): value 5.0 is outside [0, 1]"),

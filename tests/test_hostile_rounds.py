@@ -95,7 +95,7 @@ def test_a_killed_rounds_lock_is_taken_over(tmp_path: Path, capsys: pytest.Captu
 def test_a_recipe_no_box_could_run_fails_the_dry_run_and_the_round(tmp_path: Path, change: tuple[str, str],
                                                                    message: str,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """Each of these exited 0 from the dry run (and `max_steps = -5` trained by epochs): now exit 2, one line, from
+    """A recipe no box could run (e.g. `max_steps = -5`, which would train by epochs) is exit 2 and one line from
     `round --dry-run`, the plan module the GPU tox environments run, and `round` itself, before any work."""
     from character_baker.rounds.plan import main as plan_main
 
@@ -172,8 +172,8 @@ def test_a_judge_that_never_answers_ends_within_its_budget() -> None:
 
 def test_score_exits_1_when_a_judge_gave_no_valid_judgment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """Every LLM judgment failed, the rule-scored metrics are fine: `score` used to exit 0 with the judged metrics
-    n/a. Now exit 1 with one line naming the judge."""
+    """Every LLM judgment failed, the rule-scored metrics are fine: `score` exits 1 with one line naming the judge
+    (not 0 with the judged metrics n/a)."""
     import character_baker.tasks.score as run
     from character_baker.harness.scorecard import MetricRow, Scorecard, silent_judges
 
