@@ -22,9 +22,6 @@ class Choice:
     measured: Measurements
     verdicts: dict[str, list[Verdict]]
 
-    def passed(self, candidate: str) -> int:
-        return sum(v.passed for v in self.verdicts[candidate])
-
 
 def rank_key(board: Board, measured: Measurements, candidate: str, verdicts: list[Verdict]) -> tuple[bool, int, float]:
     """Gate-passing first, then most criteria passed, then the board's `rank_by` (a candidate without it last)."""
