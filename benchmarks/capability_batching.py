@@ -19,8 +19,8 @@ import torch
 torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from character_baker.rounds.tiny_models import tiny_qwen3  # noqa: E402
 from character_baker.tasks.capability import run_capability  # noqa: E402
-from character_baker.testing.tiny import tiny_qwen3  # noqa: E402
 
 K = 4
 BUDGET = 64

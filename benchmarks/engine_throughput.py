@@ -34,12 +34,12 @@ def build(folder: Path, scale: float, shape: str = "tiny") -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from character_baker.testing.tiny import tiny_qwen3
+    from character_baker.rounds.tiny_models import tiny_qwen3
 
     if shape == "qwen3-8b":  # random bf16, built on the GPU when there is one, saved as safetensors
         from transformers import Qwen3Config, Qwen3ForCausalLM
 
-        from character_baker.testing.tiny import train_tokenizer
+        from character_baker.rounds.tiny_models import train_tokenizer
 
         tok = train_tokenizer()
         config = Qwen3Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,

@@ -23,7 +23,7 @@ def main() -> None:
     from character_baker.harness.character import load_character
     from character_baker.harness.loading import load_base
     from character_baker.rounds.demo import HIDDEN, LAYERS, VOCAB
-    from character_baker.testing.tiny import tiny_qwen3
+    from character_baker.rounds.tiny_models import tiny_qwen3
 
     pack = load_character("toy")
     texts = [t for p in pack.antipole_pairs + pack.character_pairs for t in (p.prompt, p.response)]

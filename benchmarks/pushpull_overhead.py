@@ -75,7 +75,7 @@ def overhead(model_dir: Path, steps: int = 30) -> tuple[float, float]:
 
 
 def main() -> None:
-    from character_baker.testing.tiny import tiny_qwen3
+    from character_baker.rounds.tiny_models import tiny_qwen3
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = tiny_qwen3(Path(tmp) / "m", layers=6, hidden=128)

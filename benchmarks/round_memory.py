@@ -39,7 +39,7 @@ def run(tmp: Path, base: Path, scales: list[float]) -> tuple[float, float]:
 
 
 def main() -> None:
-    from character_baker.testing.tiny import tiny_qwen3
+    from character_baker.rounds.tiny_models import tiny_qwen3
 
     with tempfile.TemporaryDirectory() as tmp:
         base = tiny_qwen3(Path(tmp) / "tiny-qwen3", layers=6, hidden=1024)  # ~60M parameters: a copy left behind shows

@@ -213,8 +213,8 @@ def main() -> None:
                              "where it can dispatch), the eager per-expert loop, or both")
     args = parser.parse_args()
 
+    from character_baker.rounds.tiny_models import tiny_gpt_oss
     from character_baker.testing.mxfp4 import tiny_gpt_oss_mxfp4
-    from character_baker.testing.tiny import tiny_gpt_oss
 
     builders = {"bf16": tiny_gpt_oss, "mxfp4": tiny_gpt_oss_mxfp4}
     kinds = list(builders) if args.model == "both" else [args.model]

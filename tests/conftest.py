@@ -38,14 +38,14 @@ def isolated_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from character_baker.testing.tiny import tiny_qwen3
+    from character_baker.rounds.tiny_models import tiny_qwen3
 
     return tiny_qwen3(tmp_path_factory.mktemp("models") / "tiny-qwen3")
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt_oss_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from character_baker.testing.tiny import tiny_gpt_oss
+    from character_baker.rounds.tiny_models import tiny_gpt_oss
 
     return tiny_gpt_oss(tmp_path_factory.mktemp("models") / "tiny-gpt-oss")
 
@@ -71,6 +71,6 @@ def judge_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def tiny_qwen3_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from character_baker.testing.tiny import tiny_qwen3_vl
+    from character_baker.rounds.tiny_models import tiny_qwen3_vl
 
     return tiny_qwen3_vl(tmp_path_factory.mktemp("models") / "tiny-qwen3-vl")

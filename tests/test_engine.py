@@ -289,7 +289,7 @@ def test_a_merged_candidate_carries_the_base_processor_files(tmp_path: Path) -> 
     """r4/r5 (Qwen3-VL) candidates: a VL processor needs the base's preprocessor_config.json beside the weights."""
     from character_baker.bakers.bake import save_merged
     from character_baker.harness.loading import load_model
-    from character_baker.testing.tiny import tiny_qwen3_vl
+    from character_baker.rounds.tiny_models import tiny_qwen3_vl
 
     base = tiny_qwen3_vl(tmp_path / "vl-base", layers=1)
     (base / "preprocessor_config.json").write_text(json.dumps({"patch_size": 16, "merge_size": 2}), encoding="utf-8")

@@ -67,7 +67,7 @@ def plant(model_dir: Path, layer: int = PLANTED_LAYER, up: int = UP, down: int =
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from character_baker.testing.tiny import tiny_gpt_oss
+    from character_baker.rounds.tiny_models import tiny_gpt_oss
 
     return plant(tiny_gpt_oss(tmp_path_factory.mktemp("models") / "planted", experts=8))
 

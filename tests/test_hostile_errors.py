@@ -147,8 +147,9 @@ def test_a_round_whose_output_cannot_be_written_says_so(tmp_path: Path, read_onl
 
 
 def test_a_full_disk_while_publishing_keeps_every_file_whole(board: Path, tmp_path: Path) -> None:
-    """Writes past RLIMIT_FSIZE fail with EFBIG as writes to a full disk fail with ENOSPC. Each published file is
-    the old one or the whole new one, the first that did not fit is named, and no temporary file is left."""
+    """Writes past RLIMIT_FSIZE fail with EFBIG as writes to a full disk fail with ENOSPC. The published set stays
+    the old one, every file (no page beside plots of another publish), the first that did not fit is named, and no
+    temporary file is left."""
     site, fresh = tmp_path / "site", tmp_path / "fresh"
     assert main(["publish", "--board", str(board), "--out", str(site)]) == 0
     old = _digests(site)
@@ -166,7 +167,7 @@ def test_a_full_disk_while_publishing_keeps_every_file_whole(board: Path, tmp_pa
     now = _digests(site)
     assert now.keys() == old.keys()  # no .tmp file left behind
     assert now[too_big[0]] == old[too_big[0]] != new[too_big[0]]
-    assert all(now[n] in (old[n], new[n]) for n in now)
+    assert now == old and now["README.md"] != new["README.md"]  # README fits the limit: it was not swapped in
 
 
 def test_a_full_disk_while_recording_names_the_store_and_keeps_its_rows(board: Path, tmp_path: Path) -> None:
@@ -184,6 +185,19 @@ def test_a_full_disk_while_recording_names_the_store_and_keeps_its_rows(board: P
     assert sorted(c for (c,) in db.execute("SELECT DISTINCT candidate FROM results")) == ["base", "worse"]
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db.close()
+
+
+def test_a_full_disk_while_creating_a_store_is_the_disk_s_error_not_a_damaged_store(board: Path,
+                                                                                   tmp_path: Path) -> None:
+    """A store that cannot be created (the disk full from its first page) is SQLite's I/O error naming the store, not
+    "not a readable SQLite store ... left untouched", which tells the user to distrust a file that was never there."""
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps(make_card("fresh", passing())))
+    store = tmp_path / "new" / "store.sqlite"
+    done = _cli("record", "--board", str(board), "--store", str(store), str(card), fsize=1000)
+    assert done.returncode == 2, done.stderr[-2000:]
+    err = _one_line(done.stderr)
+    assert err == f"character-baker: error: {store}: SQLite error: disk I/O error", err
 
 
 def test_a_full_disk_while_writing_a_scorecard_names_it_and_keeps_the_old_one(
@@ -311,7 +325,7 @@ def test_merged_weights_get_the_modes_other_outputs_get(tmp_path: Path) -> None:
     """safetensors writes through a private temporary file: merged candidates' model.safetensors came out 0600."""
     from character_baker.bakers.bake import save_merged
     from character_baker.harness.loading import load_model
-    from character_baker.testing.tiny import tiny_qwen3
+    from character_baker.rounds.tiny_models import tiny_qwen3
 
     base = tiny_qwen3(tmp_path / "base", layers=1)
     loaded = load_model(str(base))
@@ -322,6 +336,27 @@ def test_merged_weights_get_the_modes_other_outputs_get(tmp_path: Path) -> None:
         os.umask(old)
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "candidate").iterdir()}
     assert "model.safetensors" in modes and set(modes.values()) == {"0o644"}, modes
+
+
+def test_a_profile_and_its_routes_get_the_modes_other_outputs_get(tmp_path: Path) -> None:
+    """The profile (`profile/profile.safetensors`) and the base's routes (`routing/base.safetensors`) go through
+    safetensors too: readable by the group and others under a 022 umask, like the candidates beside them."""
+    import torch
+
+    from character_baker.bakers.experts import Routes
+    from character_baker.bakers.profile import Profile
+
+    profile = Profile([0], *({0: torch.ones(4)} for _ in range(8)))
+    routes = Routes([0], torch.ones(2), torch.ones(2, 1, 4), 2, ["a", "b"])
+    old = os.umask(0o022)
+    try:
+        profile.save(tmp_path / "profile")
+        routes.save(tmp_path / "routing" / "base.safetensors")
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in tmp_path.rglob("*.*")}
+    assert set(modes) == {"profile/profile.safetensors", "profile/profile.json", "routing/base.safetensors"}, modes
+    assert set(modes.values()) == {"0o644"}, modes
 
 
 # --- 8. the safety net: the disk's errors are one line, the code's keep their traceback ---------------------------

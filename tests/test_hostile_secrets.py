@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from character_baker.harness.secrets import SECRET_NAME
 from character_baker.testing.openai_server import ScriptedOpenAIServer, keyword_judge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,3 +192,36 @@ def test_a_handler_made_after_redaction_writes_no_key_in_extra_fields(tmp_path: 
     text = (tmp_path / "trace.log").read_text()
     assert CANARY not in text
     assert text.count("Bearer ***") == 2 and "failed with ***" in text  # `error` and `stacktrace`; the message
+
+
+LM_EVAL_RUN = """
+import logging, sys
+from pathlib import Path
+
+from character_baker.tasks.capability import run_capability
+from character_baker.testing.openai_server import ScriptedOpenAIServer, answer_key
+from tests.test_capability import fixture_rows
+
+tmp, key = Path(sys.argv[1]), sys.argv[2]
+logging.basicConfig(filename=str(tmp / "run.log"), level=logging.INFO)  # what a user's log file would hold
+rows = fixture_rows()
+with ScriptedOpenAIServer(answer_key({r["problem"]: r["answer"] for r in rows}), fail_first=2, echo_key=True) as s:
+    out = run_capability("echoing", out_dir=tmp / "out", base_url=s.base_url, api_key=key, limit=3, num_concurrent=1)
+print("math", out["rows"][0]["value"])
+"""
+
+
+def test_an_lm_eval_run_against_an_echoing_endpoint_writes_no_key(tmp_path: Path) -> None:
+    """The capability suite (lm-eval's local-chat-completions, the key in its Authorization header, given as an
+    argument, not through the environment): lm-eval logs each failed request's error body before retrying it, and
+    a provider that echoes the key put it into the log."""
+    env = {k: v for k, v in os.environ.items() if not SECRET_NAME.search(k)}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),
+               XDG_DATA_HOME=str(tmp_path / "xdg"), CHARACTER_BAKER_CACHE=str(tmp_path / "cache"),
+               PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-c", LM_EVAL_RUN, str(tmp_path), CANARY], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0 and "math 1.0" in done.stdout, done.stderr[-3000:]
+    assert CANARY not in done.stdout + done.stderr
+    assert files_with(tmp_path, CANARY) == []
+    assert (tmp_path / "run.log").read_text().count("Bearer ***") == 2  # both failed requests logged, masked

@@ -163,3 +163,21 @@ def test_killed_judging_run_resumes_without_repeating_requests(judge_server, tmp
     assert subprocess.run(argv, env=os.environ.copy(), timeout=300).returncode == 0
     assert server.requests - before == 60 - judged  # only the rows not judged before the kill
     assert len(out.read_text().splitlines()) == 60
+
+
+def test_inside_a_scoring_run_a_judge_call_makes_exactly_its_attempts(judge_server, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`?retries=1` is two requests per judged reply, also inside `score`'s eval: Inspect lays the eval's
+    max_retries (5) over a judge's own config and the OpenAI client retries each 500 twice more, so a judge
+    answering 500 got 12 requests a reply, with backoff."""
+    server = judge_server(fail_first=10**6)  # every request: HTTP 500
+    transcript = PACK.root / "examples" / "skippy_transcript.jsonl"
+    out = tmp_path / "runs"
+    code = main(["score", "--candidate", f"responses:{transcript}", "--judge",
+                 "llm=openai-api/local/scripted-judge?timeout=5&retries=1", "--tasks", "personality", "--limit", "2",
+                 "--out", str(out)])
+    assert code == 1 and "judge 'llm' produced no valid judgment" in capsys.readouterr().err
+    [card] = [json.loads(p.read_text()) for p in out.glob("*/scorecard.json")]
+    [sarcastic] = [m for m in card["metrics"] if m["metric"] == "sarcastic" and m["condition"] == "none"]
+    assert sarcastic["n"] == sarcastic["errors"] == 2  # failures recorded as errors, never as scores
+    assert server.requests == 2 * sarcastic["n"]

@@ -32,7 +32,7 @@ def test_harmony_split() -> None:
 
 @pytest.mark.parametrize("arch", ["qwen3", "gpt_oss", "qwen3_vl"])
 def test_batched_generation_equals_one_at_a_time(arch: str, tmp_path: Path) -> None:
-    from character_baker.testing.tiny import BUILDERS
+    from character_baker.rounds.tiny_models import BUILDERS
 
     loaded = load_model(str(BUILDERS[arch](tmp_path / arch)))
     assert loaded.model_type == {"qwen3": "qwen3", "gpt_oss": "gpt_oss", "qwen3_vl": "qwen3_vl"}[arch]
@@ -213,7 +213,7 @@ def test_a_rebuilt_model_under_the_same_id_is_generated_anew(tmp_path: Path) -> 
     previous one's 40 % maths). The model name carries the content's fingerprint: new content, new replies."""
     import shutil
 
-    from character_baker.testing.tiny import tiny_qwen3
+    from character_baker.rounds.tiny_models import tiny_qwen3
 
     model = tmp_path / "base"
     names = []

@@ -76,8 +76,8 @@ def expert_names() -> list[tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from character_baker.rounds.tiny_models import tiny_gpt_oss
     from character_baker.testing.mxfp4 import tiny_gpt_oss_mxfp4
-    from character_baker.testing.tiny import tiny_gpt_oss
 
     root = tmp_path_factory.mktemp("mxfp4")
     kwargs = dict(seed=SEED, layers=LAYERS, hidden=HIDDEN, experts=EXPERTS)

@@ -212,7 +212,7 @@ def test_the_profile_scales_to_36_layers_of_128_experts() -> None:
     from character_baker.bakers.profile import profile_model
     from character_baker.bakers.recipe import ProfileConfig
     from character_baker.harness.character import load_character
-    from character_baker.testing.tiny import train_tokenizer
+    from character_baker.rounds.tiny_models import train_tokenizer
 
     torch.manual_seed(0)
     tok = train_tokenizer(harmony=True)

@@ -34,8 +34,8 @@ from character_baker.bakers.lora.pushpull import PushPullBaker  # noqa: E402
 from character_baker.bakers.lora.selection import CheckpointSelector  # noqa: E402
 from character_baker.bakers.recipe import load_recipe  # noqa: E402
 from character_baker.harness.console import Steps  # noqa: E402
+from character_baker.rounds.tiny_models import train_tokenizer  # noqa: E402
 from character_baker.testing.mxfp4 import BLOCK, E8M0_BIAS, EXPERT_PARAMS, QUANTIZATION_CONFIG  # noqa: E402
-from character_baker.testing.tiny import train_tokenizer  # noqa: E402
 
 GIB = 2**30
 RESULT: dict[str, Any] = {"stages": []}

@@ -63,7 +63,7 @@ def main() -> None:
 
     if not torch.cuda.is_available():
         sys.exit("needs a CUDA GPU")
-    from character_baker.testing.tiny import tiny_qwen3
+    from character_baker.rounds.tiny_models import tiny_qwen3
 
     with tempfile.TemporaryDirectory() as tmp:
         model = tiny_qwen3(Path(tmp) / "model", layers=args.layers, hidden=args.hidden)

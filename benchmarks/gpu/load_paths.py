@@ -24,12 +24,12 @@ from bake_gpt_oss_shape import write_mxfp4_checkpoint  # noqa: E402
 from pushpull_gpt_oss_shape import GPT_OSS_20B, TINY  # noqa: E402
 
 from character_baker.harness.loading import load_base, release_memory  # noqa: E402
-from character_baker.testing.tiny import train_tokenizer  # noqa: E402
+from character_baker.rounds.tiny_models import train_tokenizer  # noqa: E402
 
 GIB = 2**30
 
 
-def old_path(path: str, device: str) -> Any:
+def cpu_first(path: str, device: str) -> Any:
     """The CPU-first path the benchmark compares load_base against: from_pretrained on the CPU, then move."""
     from transformers import AutoModelForCausalLM, Mxfp4Config
 
@@ -65,8 +65,8 @@ def main() -> None:
     report = Path(args.report or out / "load_paths.json")
     reference = None
     for r in range(args.rounds):
-        for name, fn in (("device_map (now)", lambda: load_base(str(base), dtype="bfloat16").model),
-                         ("cpu then .to (before)", lambda: old_path(str(base), device))):
+        for name, fn in (("load_base (device_map)", lambda: load_base(str(base), dtype="bfloat16").model),
+                         ("cpu then .to", lambda: cpu_first(str(base), device))):
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
             seconds, model = timed(fn)

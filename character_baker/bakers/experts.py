@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..harness.data import share_files
 from ..harness.errors import UserError
 from .architectures import Architecture
 
@@ -411,6 +412,7 @@ class Routes:
         save_file({"tokens": self.tokens.contiguous(), "counts": self.counts.contiguous()}, str(path),
                   metadata={"layers": json.dumps(self.layers), "top_k": str(self.top_k),
                             "prompts": json.dumps(self.prompts)})
+        share_files(path.parent)  # safetensors writes 0600
 
     @classmethod
     def load(cls, path: Path) -> Routes:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..harness.data import Pair
+from ..harness.data import Pair, share_files
 from ..harness.errors import UserError
 from .architectures import Architecture, monitored_layers
 from .distributed import all_reduce_sum, rank
@@ -130,6 +130,7 @@ class Profile:
         if self.routing is not None:
             tensors.update(self.routing.tensors())
         save_file(tensors, str(out / "profile.safetensors"))
+        share_files(out)  # safetensors writes 0600
         (out / "profile.json").write_text(json.dumps({
             "layers": self.layers, "tokens": self.tokens, "meta": self.meta,
             "routing": None if self.routing is None else self.routing.meta()}, indent=2))

@@ -52,25 +52,36 @@ def default_cache_dir() -> Path:
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write beside the target, fsync, then rename over it: readers see the old file or the new one, never half."""
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_all({Path(path): data})
+
+
+def atomic_write_all(files: dict[Path, bytes | str]) -> None:
+    """Several files as one: each written beside its target and fsynced first; only when all are written is each
+    renamed over its target. A full disk (ENOSPC, EFBIG) while writing leaves every old file in place (a set of
+    pages never half old, half new) and no temporary file; the error names the target that did not fit."""
+    staged: list[tuple[str, Path]] = []
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:  # named after the file being written, not its temporary name
-        raise OSError(e.errno, e.strerror, str(path)) from e
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are as readable as any other file
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk (ENOSPC, EFBIG): the old file stays, the error names it
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(e.errno, e.strerror, str(path)) from e
+        for path, data in files.items():
+            payload = data.encode("utf-8") if isinstance(data, str) else data
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            except OSError as e:  # named after the file being written, not its temporary name
+                raise OSError(e.errno, e.strerror, str(path)) from e
+            staged.append((tmp, path))
+            try:
+                os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are as readable as any other file
+                with os.fdopen(fd, "wb") as f:
+                    f.write(payload)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:  # a full disk: the old files stay, the error names this one
+                raise OSError(e.errno, e.strerror, str(path)) from e
+        for tmp, path in staged:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -158,6 +169,11 @@ class Pair:
     category: str | None = None
     id: str | None = None
     system: str | None = None
+
+    def prompt_messages(self) -> list[dict[str, str]]:
+        """The prompt as chat messages: the system prompt, if any, then the user's turn."""
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return system + [{"role": "user", "content": self.prompt}]
 
 
 def _pair_from_messages(obj: dict[str, Any], where: str) -> Pair:

@@ -33,6 +33,13 @@ DEFAULT_MAX_TOKENS = 512
 IN_MEMORY: dict[str, Any] = {}
 
 
+def client_args(model: str) -> dict[str, Any]:
+    """Provider arguments for an Inspect model whose provider builds an OpenAI client: that client's own retries off
+    (its default: each failed request tried twice more), so a call's attempts are the ones its caller set (Inspect's
+    `max_retries`, an LLM judge's `?retries=N`) and not three times as many."""
+    return {"max_retries": 0} if model.split("/", 1)[0] in ("openai", "openai-api") else {}
+
+
 def _to_chat(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     """Inspect's messages as a chat template reads them (tool calls and tool results included)."""
     out: list[dict[str, Any]] = []

@@ -25,10 +25,20 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNO
 MASK = "***"
 
 
+_GIVEN: set[str] = set()  # keys handed to the harness as arguments, not through the environment
+
+
 def secret_values() -> list[str]:
-    """Environment values that are secrets by name; long ones first so a key inside another is masked whole."""
-    values = {v for k, v in os.environ.items() if v and len(v) >= 8 and SECRET_NAME.search(k)}
+    """Environment values that are secrets by name, and keys registered with `register_secret`; long ones first so
+    a key inside another is masked whole."""
+    values = {v for k, v in os.environ.items() if v and len(v) >= 8 and SECRET_NAME.search(k)} | _GIVEN
     return sorted(values, key=len, reverse=True)
+
+
+def register_secret(value: str | None) -> None:
+    """Mask `value` from now on, wherever the environment's secrets are masked: a key passed as an argument."""
+    if value and len(value) >= 8:
+        _GIVEN.add(value)
 
 
 def redact(text: str, secrets: list[str] | None = None) -> str:

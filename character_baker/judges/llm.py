@@ -56,13 +56,23 @@ class LLMJudge:
         if self._model is None:
             from inspect_ai.model import GenerateConfig, get_model
 
+            from ..harness.providers import client_args
+
             config = GenerateConfig(**self._config_args)  # type: ignore[arg-type]
             if self.model == "grader":
                 model = get_model(role="grader", config=config, memoize=False)
             else:
-                model = get_model(self.model, config=config, memoize=False)
+                model = get_model(self.model, config=config, memoize=False, **client_args(self.model))
             self._model = redact_errors(model)  # a key the judge echoes is masked before Inspect records the call
         return self._model
+
+    def _call_config(self) -> Any:
+        """The attempt's own limits, passed with each call: inside an eval Inspect lays the eval's `max_retries` and
+        `timeout` over a non-active model's config (a judge with retries=1 made 12 requests a reply under the
+        eval's max_retries=5); a call's own config is applied last."""
+        from inspect_ai.model import GenerateConfig
+
+        return GenerateConfig(max_retries=0, timeout=self.timeout, attempt_timeout=self.timeout)
 
     def prompt_for(self, prompt: str, response: str) -> str:
         return RUBRIC_TEMPLATE.format(name=self.character.name, rubric=self.character.rubric, prompt=prompt,
@@ -84,7 +94,7 @@ class LLMJudge:
                 await anyio.sleep(min(2.0, 0.5 * attempt))
             try:
                 with anyio.fail_after(self.timeout + 5):  # a backstop to Inspect's own attempt timeout
-                    output = await self._get_model().generate(text)
+                    output = await self._get_model().generate(text, config=self._call_config())
             except TimeoutError:
                 error = f"no answer within {self.timeout} s"
                 continue
@@ -155,3 +165,4 @@ def _endpoint(model: str) -> str:
         return ""
     url = os.environ.get(model.split("/")[1].upper().replace("-", "_") + "_BASE_URL")
     return f"@{url}" if url else ""
+

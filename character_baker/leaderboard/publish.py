@@ -20,7 +20,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
-from ..harness.data import atomic_write
+from ..harness.data import atomic_write_all
 from .board import Board, Column, Measurements, evaluate, lower_is_better, perfect_model_fails, unvalidated
 from .labels import gold_path, human_agreement, read_labels
 from .report import cell, cell_text, format_value, md, md_code, md_row, missing, scale_label
@@ -474,14 +474,12 @@ def _png(fig: Any) -> bytes:
 
 
 def publish(board: Board, store: Store, out: Path | None = None, plots: bool = True) -> list[Path]:
-    """Render everything first, then swap each file into place atomically."""
+    """Render everything first, then write the set as one (`atomic_write_all`): a page and its plots are never from
+    two different publishes."""
     out = out or board.root
     view = BoardView(board, store)
     images = render_plots(view) if plots else {}
     files: dict[str, bytes | str] = {"README.md": render_readme(view), "results.csv": render_csv(store),
                                      "index.html": render_html(view, store, sorted(images)), **images}
-    written = []
-    for name, data in files.items():
-        atomic_write(out / name, data)
-        written.append(out / name)
-    return written
+    atomic_write_all({out / name: data for name, data in files.items()})
+    return [out / name for name in files]

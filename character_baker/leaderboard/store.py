@@ -64,6 +64,8 @@ class Store:
                 raise UserError(f"{self.path}: damaged SQLite store ({'; '.join(problems)}); it was left untouched "
                                 "(restore it from a copy, or record the scorecards again into a new store)")
         except sqlite3.DatabaseError as e:
+            if type(e) is not sqlite3.DatabaseError:  # a full disk, a lock, an I/O error: the disk's, not the file's
+                raise
             raise UserError(f"{self.path}: not a readable SQLite store ({e}); it was left untouched") from None
         self._checked: set[str | None] = set()  # suites whose stored rows were checked (`check_rows`)
 

@@ -38,7 +38,7 @@ def build_tiny_assistant(out: Path, character: str = "toy", steps: int = 600, se
     from ..bakers.examples import encode, pack_batch
     from ..bakers.trainer import ProgressBar
     from ..harness.loading import load_base
-    from ..testing.tiny import tiny_qwen3
+    from .tiny_models import tiny_qwen3
 
     pack = load_character(character)
     key = hashlib.sha256(f"{VERSION}\0{pack.files_hash('antipole', 'character')}\0{steps}\0{seed}\0"

@@ -44,6 +44,7 @@ from ..harness.candidates import fingerprint, slug
 from ..harness.data import default_cache_dir
 from ..harness.errors import UserError
 from ..harness.loading import REASONING_EFFORTS
+from ..harness.secrets import redact_logging, register_secret
 from ..harness.stats import estimate
 
 BACKENDS = ("auto", "hf", "vllm", "local-chat-completions")
@@ -137,6 +138,8 @@ def run_capability(
     task_cfg["generation_kwargs"] = gen
     budget = int(gen["max_gen_toks"])
 
+    register_secret(api_key)  # lm-eval logs an endpoint's error body, and a careless one echoes the key
+    redact_logging()
     lm, label = _build_lm(backend, model, adapter=adapter, base_url=base_url, api_key=api_key, device=device,
                           dtype=dtype, batch_size=batch_size, num_concurrent=num_concurrent, seed=seed,
                           max_tokens=budget, extra=extra_model_args | (model_args or {}))

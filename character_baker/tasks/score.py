@@ -145,17 +145,20 @@ def _run_persona(candidate: Candidate, opts: ScoreOptions, tasks: list[Any], log
     from inspect_ai import eval_set
     from inspect_ai.model import GenerateConfig, ModelAPI, get_model
 
+    from ..harness.providers import client_args
+
     # not memoised, and closed when the run ends: a local model leaves memory before the next one loads (API
     # clients that close asynchronously are left to Inspect). The reasoning effort rides on the model's config,
     # so every task and every provider (local: a chat-template variable; an endpoint: the request field) gets it.
     if endpoint is not None:  # the served model, named as the candidate (Inspect's cache keys on the name)
         config = GenerateConfig(reasoning_effort=opts.reasoning_effort,
                                 max_connections=(opts.engine_config or EngineConfig()).max_concurrency)
-        model = get_model(f"openai-api/{ENGINE_SERVICE}/{endpoint.model}", memoize=False, config=config,
-                          base_url=endpoint.base_url, api_key="local")
+        name = f"openai-api/{ENGINE_SERVICE}/{endpoint.model}"
+        model = get_model(name, memoize=False, config=config, base_url=endpoint.base_url, api_key="local",
+                          **client_args(name))
     else:
-        model = get_model(candidate.model, memoize=False,
-                          config=GenerateConfig(reasoning_effort=opts.reasoning_effort), **candidate.model_args)
+        model = get_model(candidate.model, memoize=False, config=GenerateConfig(reasoning_effort=opts.reasoning_effort),
+                          **client_args(candidate.model) | candidate.model_args)
     redact_errors(model)  # an endpoint that echoes its key: masked before Inspect records the failed call
     try:
         _, logs = eval_set(

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .tiny import tiny_gpt_oss
+from ..rounds.tiny_models import tiny_gpt_oss
 
 BLOCK = 32
 E8M0_BIAS = 127
