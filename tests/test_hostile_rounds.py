@@ -91,6 +91,15 @@ def test_a_killed_rounds_lock_is_taken_over(tmp_path: Path, capsys: pytest.Captu
     (("learning_rate = 3e-3", "learning_rate = nan"), "[train] learning_rate = nan: must be a number above 0"),
     (("save_steps = 3", "save_steps = 0"), "[train] save_steps = 0: must be at least 1"),
     (("batch_size = 8", "batch_size = 0"), "[train] batch_size = 0: must be at least 1"),
+    # the bakers' own tables ([steer], [router], [grpo]: bakers/*/settings.py) are checked with the recipe
+    (("[train]", "[steer]\nlayerz = [1]\n[train]"), "[steer]: unknown key 'layerz' (did you mean 'layers'?)"),
+    (("[train]", '[steer]\nlayers = "abc"\n[train]'),
+     "[steer] layers = 'abc': a non-empty list of layer indices (leave it out for the profiled layer of largest "
+     "contrast)"),
+    (("[train]", "[router]\nstrengths = [0.0]\n[train]"),
+     "[router] strengths must be a non-empty list of numbers in (0, 16], got [0.0]"),
+    (("[train]", '[grpo]\ntemperature = "hot"\n[train]'), "[grpo].temperature: expected float, got str"),
+    (("[train]", "[grop]\ngenerations = 2\n[train]"), "unknown key 'grop' (did you mean 'grpo'?)"),
 ])
 def test_a_recipe_no_box_could_run_fails_the_dry_run_and_the_round(tmp_path: Path, change: tuple[str, str],
                                                                    message: str,

@@ -289,7 +289,7 @@ def test_score_records_into_the_board(board: Path, tmp_path: Path) -> None:
 
 def test_lower_is_better_by_metric_family_and_p_values_never_print_zero() -> None:
     from character_baker.leaderboard.board import lower_is_better
-    from character_baker.leaderboard.regress import format_p
+    from character_baker.leaderboard.report import format_p
 
     assert all(lower_is_better(m) for m in ("leak", "leak@3", "leak:llm", "truncated", "truncated@1"))
     assert not any(lower_is_better(m) for m in ("sarcastic", "in_character@3", "held", "leakage_free", "math"))

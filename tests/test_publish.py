@@ -231,6 +231,7 @@ def test_one_formatter_writes_what_the_board_and_the_round_always_wrote() -> Non
     m = {"value": 0.75, "ci_low": low, "ci_high": high, "n": 4, "successes": 3, "errors": 0}
     assert cell(m, "math") == f"75.0% [{100 * low:.1f}%–{100 * high:.1f}%] (3/4)"
     assert cell(m, "math", with_ci=False) == "75.0% (3/4)"
-    assert md_row(["a|b", "<b>x</b>", "**y** [z](javascript:1) # h"]) == \
-        "| a\\|b | &lt;b&gt;x&lt;/b&gt; | \\*\\*y\\*\\* \\[z](javascript:1) &#35; h |"
+    assert md_row(["a|b", "<b>x</b>", "**y** [z](javascript:1) # h", "#"]) == \
+        "| a\\|b | &lt;b&gt;x&lt;/b&gt; | \\*\\*y\\*\\* \\[z](javascript:1) # h | # |"
+    assert md("# heading") == "\\# heading" and md("a # b") == "a # b"
     assert md("line\nbreak `tick`") == "line break 'tick'"

@@ -18,8 +18,7 @@ class Encoded:
 
 def encode(tokenizer: Any, pair: Pair, max_length: int) -> Encoded:
     """The rendered prompt must be a prefix of the rendered conversation; the rest is the assistant's reply."""
-    messages = ([{"role": "system", "content": pair.system}] if pair.system else []) + [
-        {"role": "user", "content": pair.prompt}]
+    messages = pair.prompt_messages()
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": pair.response}], tokenize=False)
     if not full.startswith(prompt):

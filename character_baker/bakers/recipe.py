@@ -8,7 +8,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..harness.character import CONDITIONS, DEFAULT_TASKS, PACKS_DIR, TASKS
 from ..harness.data import check_keys, read_toml
@@ -64,13 +64,6 @@ class LossConfig:
 
 
 @dataclass
-class SteerConfig:
-    """The steer baker: where the persona vector is added (None: the profiled layer with the largest contrast)."""
-
-    layers: list[int] | None = None
-
-
-@dataclass
 class ExpertsConfig:
     """MoE: the experts the profile picks per monitored layer, for router steering and expert-targeted LoRA:
     personality experts (routed to more on in-character replies) and assistant experts (more on assistant ones),
@@ -78,24 +71,6 @@ class ExpertsConfig:
 
     per_layer: int = 2  # at most this many of each kind per layer
     category: str = ""  # "": pooled over the profiled categories; or one category's replies only
-
-
-@dataclass
-class RouterConfig:
-    """Router steering: +s·σ on the personality experts' router logits, −s·σ on the assistant experts' (σ: the
-    spread of that router's logits), written into the router's bias."""
-
-    strengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # the router baker: a candidate each
-    combine: bool = False  # LoRA bakers: each merged candidate also steered, once per strength
-
-
-@dataclass
-class GRPOSettings:
-    """The grpo baker's sampling: replies per prompt, their length and temperature (KL: `[loss] beta`)."""
-
-    generations: int = 4
-    max_completion_length: int = 64
-    temperature: float = 1.0
 
 
 @dataclass
@@ -175,10 +150,7 @@ class Recipe:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    steer: SteerConfig = field(default_factory=SteerConfig)
     experts: ExpertsConfig = field(default_factory=ExpertsConfig)
-    router: RouterConfig = field(default_factory=RouterConfig)
-    grpo: GRPOSettings = field(default_factory=GRPOSettings)
     select: SelectConfig = field(default_factory=SelectConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     preconditions: Preconditions = field(default_factory=Preconditions)
@@ -190,7 +162,13 @@ class Recipe:
     # the serving engine of every scoring generation ([engine]; serving/engine.py): the choice on dev, the eval scores
     engine: EngineConfig = field(default_factory=EngineConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    # the bakers' own tables ([steer], [router], [grpo], a plug-in's): table name -> its BakerSettings, filled
+    tables: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+
+    def board_file(self, section: str) -> Path:
+        """The board.toml that `[score]` or `[select]` names (`board_file` says where it is looked for)."""
+        return board_file(self.path, self.score.board if section == "score" else self.select.board)
 
     def hash(self) -> str:
         """What the outputs depend on: the recipe's content (not its path)."""
@@ -225,8 +203,8 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     return cls(**raw)
 
 
-TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "steer", "experts",
-            "router", "grpo", "select", "merge", "score", "preconditions", "estimate", "engine", "distributed")
+TOP_KEYS = ("round", "baker", "character", "output", "model", "data", "profile", "train", "loss", "experts", "select",
+            "merge", "score", "preconditions", "estimate", "engine", "distributed")
 EXPERT_LORA = ("none", "all", "profile")
 MODEL_KEYS = ("base", "base_env", "architecture", "dtype", "trust_remote_code", "build")
 
@@ -256,7 +234,8 @@ def load_recipe(path: str | Path) -> Recipe:
 def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
     """A recipe from its table; `path` is where relative paths in it are read from (the bake-off derives one
     recipe per baker from a round's table)."""
-    check_keys(raw, TOP_KEYS, str(path))
+    tables = baker_tables()
+    check_keys(raw, (*TOP_KEYS, *tables), str(path))
     for name in ("model", "data", "merge"):
         if not isinstance(raw.get(name, {}), dict):
             raise UserError(f"{path}: [{name}] must be a table")
@@ -298,10 +277,7 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         profile=_section(ProfileConfig, raw.get("profile"), f"{path}: [profile]"),
         train=_section(TrainConfig, _legacy_expert_lora(raw.get("train")), f"{path}: [train]"),
         loss=_section(LossConfig, raw.get("loss"), f"{path}: [loss]"),
-        steer=_section(SteerConfig, raw.get("steer"), f"{path}: [steer]"),
         experts=_section(ExpertsConfig, raw.get("experts"), f"{path}: [experts]"),
-        router=_section(RouterConfig, raw.get("router"), f"{path}: [router]"),
-        grpo=_section(GRPOSettings, raw.get("grpo"), f"{path}: [grpo]"),
         select=_section(SelectConfig, raw.get("select"), f"{path}: [select]"),
         score=_section(ScoreConfig, raw.get("score"), f"{path}: [score]"),
         preconditions=_section(Preconditions, raw.get("preconditions"), f"{path}: [preconditions]"),
@@ -310,6 +286,7 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         character_data=data.get("character"), antipole_data=data.get("antipole"),
         engine=EngineConfig.from_table(raw.get("engine"), f"{path}: [engine]"),
         distributed=_section(DistributedConfig, raw.get("distributed"), f"{path}: [distributed]"), raw=raw,
+        tables={name: _section(cls, raw.get(name), f"{path}: [{name}]") for name, cls in tables.items()},
     )
     for name in ("character_data", "antipole_data"):
         value = getattr(recipe, name)
@@ -330,9 +307,6 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
                         + ", ".join(repr(x) for x in EXPERT_LORA))
     if recipe.experts.per_layer < 1:
         raise UserError(f"{path}: [experts] per_layer must be at least 1, got {recipe.experts.per_layer}")
-    if not recipe.router.strengths or not all(0 < s <= 16 for s in recipe.router.strengths):
-        raise UserError(f"{path}: [router] strengths must be a non-empty list of numbers in (0, 16], "
-                        f"got {recipe.router.strengths!r}")
     if recipe.train.expert_lora != "none" and recipe.train.lora_dropout != 0:
         raise UserError(f"{path}: [train] expert_lora needs lora_dropout = 0 (peft's ParamWrapper has no dropout)")
     reasoning = recipe.architecture == "gpt_oss" or recipe.score.reasoning_effort is not None
@@ -369,6 +343,8 @@ def recipe_from(raw: dict[str, Any], path: Path) -> Recipe:
         raise UserError(f"{path}: [score] reasoning_effort = {recipe.score.reasoning_effort!r}: "
                         f"use {', '.join(REASONING_EFFORTS[:-1])} or {REASONING_EFFORTS[-1]}")
     _check_values(recipe)
+    for name, settings in recipe.tables.items():
+        settings.check(recipe, f"{path}: [{name}]")
     _check_references(recipe)
     return recipe
 
@@ -394,29 +370,81 @@ def _check_values(recipe: Recipe) -> None:
                             "(leave it out for all of them)")
 
 
-def known_bakers() -> set[str]:
-    """The installed bakers (entry points) and, in a checkout whose package is not installed (`tox -e r6` plans
-    before any install), those its pyproject.toml declares. Standard library only, like the plan."""
+def declared(group: str) -> dict[str, str]:
+    """Entry-point name -> "module:attr" in `group`: the installed ones and, in a checkout whose package is not
+    installed (`tox -e r6` plans before any install), those its pyproject.toml declares. Standard library only,
+    like the plan."""
     from importlib.metadata import entry_points
 
-    from . import GROUP
-
-    names = {ep.name for ep in entry_points(group=GROUP)}
+    found = {ep.name: ep.value for ep in entry_points(group=group)}
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     try:
         project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return names
+        return found
     if project.get("name") == "character-baker":
-        names |= set(project.get("entry-points", {}).get(GROUP, {}))
-    return names
+        found = {**project.get("entry-points", {}).get(group, {}), **found}
+    return found
+
+
+def known_bakers() -> set[str]:
+    """The bakers a recipe may name (entry-point group `character_baker.bakers`)."""
+    from . import GROUP
+
+    return set(declared(GROUP))
+
+
+TABLES = "character_baker.recipe_tables"  # entry-point group: a baker's own recipe table -> its BakerSettings
+S = TypeVar("S", bound="BakerSettings")
+
+
+class BakerSettings:
+    """A baker's own recipe table, declared by the baker's package: a dataclass subclassing this, registered under
+    the entry-point group `character_baker.recipe_tables` with the table's name (pyproject.toml has the built-in
+    ones: `[steer]`, `[router]`, `[grpo]`). The recipe fills it from that table, refusing unknown keys and wrongly
+    typed values like every other table; the baker reads it with `TheSettings.of(recipe)`. Keep its module free of
+    torch: the plan reads recipes before anything heavy is installed."""
+
+    def check(self, recipe: Recipe, where: str) -> None:
+        """Refuse, with a UserError starting with `where`, values no run can use (run when the recipe is read, so
+        the dry run refuses them too)."""
+
+    @classmethod
+    def of(cls: type[S], recipe: Recipe) -> S:
+        """This table as the recipe set it (its defaults where the recipe has no such table)."""
+        found = [value for value in recipe.tables.values() if type(value) is cls]
+        if not found:
+            raise UserError(f"{recipe.path}: no recipe table is declared for {cls.__name__} (entry-point group "
+                            f"{TABLES})")
+        return found[0]
+
+
+def baker_tables() -> dict[str, type]:
+    """Table name -> the BakerSettings dataclass the installed bakers declare for it."""
+    import importlib
+
+    tables: dict[str, type] = {}
+    for name, value in sorted(declared(TABLES).items()):
+        module, _, attr = value.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise UserError(f"recipe table [{name}] = {value!r} (entry-point group {TABLES}): cannot load it: "
+                            f"{e}") from None
+        if name in TOP_KEYS or not (isinstance(cls, type) and issubclass(cls, BakerSettings)
+                                    and hasattr(cls, "__dataclass_fields__")):
+            raise UserError(f"recipe table [{name}] = {value!r} (entry-point group {TABLES}): "
+                            + ("the recipe already has that table" if name in TOP_KEYS
+                               else "not a dataclass subclassing bakers.recipe.BakerSettings"))
+        tables[name] = cls
+    return tables
 
 
 def board_file(recipe_path: Path, board: str) -> Path:
     """Where a recipe's board resolves, as the round and checkpoint selection resolve it: beside the recipe, else
     as given, else under leaderboards/ (from the working folder)."""
     near = recipe_path.parent / board
-    path = near if near.exists() else Path(board) if Path(board).exists() else Path("leaderboards") / board
+    path = near.resolve() if near.exists() else Path(board) if Path(board).exists() else Path("leaderboards") / board
     return path / "board.toml" if path.is_dir() else path
 
 
@@ -434,7 +462,7 @@ def _check_references(recipe: Recipe) -> None:
         raise UserError(f"{path}: character = {recipe.character!r}: no such pack or file (built-in packs: "
                         f"{', '.join(known)})")
     for section, board in (("score", recipe.score.board), ("select", recipe.select.board)):
-        if not board_file(path, board).is_file():
+        if not recipe.board_file(section).is_file():
             raise UserError(f"{path}: [{section}] board = {board!r}: no board.toml beside the recipe, at that path "
                             "or under leaderboards/")
     judge = recipe.score.judge

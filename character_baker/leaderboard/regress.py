@@ -18,6 +18,7 @@ from ..harness.data import atomic_write
 from ..harness.errors import UserError
 from ..harness.scorecard import is_proportion
 from .board import Board, Measurements, lower_is_better
+from .report import format_p, format_value
 from .store import Store
 
 
@@ -44,11 +45,6 @@ class Comparison:
     @property
     def name(self) -> str:
         return f"{self.task}/{self.key}[{self.condition}]"
-
-
-def format_p(p: float) -> str:
-    """`=0.042`, or `< 0.001` (a bootstrap or exact test never shows p = 0)."""
-    return " < 0.001" if p < 0.001 else f"={p:.3g}"
 
 
 def mcnemar_exact(worse: int, better: int) -> float:
@@ -186,9 +182,13 @@ def junit(comparisons: list[Comparison], path: Path, suite_name: str) -> None:
 
 
 def describe(c: Comparison) -> str:
-    pct = is_proportion(c.metric)
-    f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.2f}")
-    d = (lambda x: f"{100 * x:+.1f} pts") if pct else (lambda x: f"{x:+.2f}")
+    """One comparison in a line: `REGRESSED personality/sarcastic[none] 80.0% -> 60.0%  change -20.0 pts [...]`."""
+    def f(x: float) -> str:
+        return format_value(x, c.metric)
+
+    def d(x: float) -> str:
+        return format_value(x, c.metric, signed=True)
+
     verdict = "REGRESSED" if c.regressed else "ok"
     return (f"{verdict:<9} {c.name:<40} {f(c.baseline)} -> {f(c.candidate)}  change {d(c.change)} "
             f"[{d(c.low)}, {d(c.high)}]  p{format_p(c.p_value)} ({c.test}, n={c.n}, tolerance {c.tolerance:g})")

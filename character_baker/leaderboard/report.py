@@ -40,6 +40,11 @@ def format_value(x: Any, metric: str | bool = False, spec: str | None = None, si
     return f"{x:{sign}{spec or '.2f'}}"
 
 
+def format_p(p: float) -> str:
+    """A p-value after "p": `=0.042`, or ` < 0.001` (a bootstrap or exact test never shows p = 0)."""
+    return " < 0.001" if p < 0.001 else f"={p:.3g}"
+
+
 def missing(x: Any) -> bool:
     """None or NaN: a figure the store does not have."""
     return x is None or (isinstance(x, float) and math.isnan(x))
@@ -87,10 +92,15 @@ _MD_SPECIAL = re.compile(r"([\\*_~\[|])")
 
 def md(text: Any) -> str:
     """Text from the store or the board's TOML made inert in Markdown: one line, no HTML (escaped), no emphasis,
-    link or image (`*`, `_`, `~`, `[` escaped), no table break (`|`), no heading (`#`), no code span (`` ` ``)."""
+    link or image (`*`, `_`, `~`, `[` escaped), no table break (`|`), no heading (a leading `#` escaped: elsewhere
+    in a line it is plain text), no code span (`` ` ``)."""
+    return re.sub(r"^#", r"\\#", _inert(text))
+
+
+def _inert(text: Any) -> str:
+    """`md` but for the heading: what a table cell needs (a `#` there starts no heading)."""
     flat = " ".join(str(text).split())
-    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False))
-    return escaped.replace("`", "'").replace("#", "&#35;")
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(flat, quote=False)).replace("`", "'")
 
 
 def md_code(text: Any) -> str:
@@ -100,8 +110,8 @@ def md_code(text: Any) -> str:
 
 
 def md_row(cells: Sequence[Any]) -> str:
-    """One Markdown table row, every cell through `md`."""
-    return "| " + " | ".join(md(c) for c in cells) + " |"
+    """One Markdown table row, every cell made inert like `md`."""
+    return "| " + " | ".join(_inert(c) for c in cells) + " |"
 
 
 # --- the gate, for a round and a bake-off ----------------------------------------------------------------------------

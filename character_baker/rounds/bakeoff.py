@@ -194,7 +194,8 @@ def compare_with_control(store: Any, board: Board, chosen: dict[str, str], contr
     """Per baker, each metric of the chosen candidate against the control's on the same prompts: "better …",
     "worse …" (p < 0.05, exact McNemar or paired bootstrap) or "same …"."""
     from ..leaderboard.board import lower_is_better
-    from ..leaderboard.regress import compare, format_p, pair_results, resolve_result
+    from ..leaderboard.regress import compare, pair_results, resolve_result
+    from ..leaderboard.report import format_p
 
     frame = store.frame(suite=board.suite)
     baseline = resolve_result(store, board, frame, chosen[control])
@@ -220,7 +221,7 @@ def pareto_plot(board: Board, measured: Measurements, ids: dict[str, list[str]],
     """Every candidate as (math, sarcastic) with 95 % intervals, one colour per baker, and the frontier."""
     from ..leaderboard.publish import pareto_png
 
-    persona, math = _column(board, "personality/sarcastic"), _column(board, "math_probes/math")
+    persona, math = board.column("personality/sarcastic"), board.column("math_probes/math")
     groups = {}
     for baker, cids in [("base", [base]), *ids.items()]:
         pts = [(m, p) for cid in cids if (m := measured.get(cid, math)) and (p := measured.get(cid, persona))]
@@ -228,12 +229,6 @@ def pareto_plot(board: Board, measured: Measurements, ids: dict[str, list[str]],
             groups[baker] = pts
     return pareto_png(groups, "math (eval prompts)", "sarcastic (eval prompts, no system prompt)",
                       "Persona vs capability, every candidate of every baker")
-
-
-def _column(board: Board, metric: str) -> Any:
-    from ..leaderboard.board import Column
-
-    return Column(metric, judge=board.judge if metric.endswith("sarcastic") else None)
 
 
 def report(bakeoff: Bakeoff, board: Board, measured: Measurements, base: str, chosen: dict[str, str],

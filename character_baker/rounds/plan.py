@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..bakers.recipe import Recipe, load_recipe
+from ..bakers import GROUP
+from ..bakers.lora.settings import GRPOSettings
+from ..bakers.plain.settings import RouterSettings, SteerSettings
+from ..bakers.recipe import Recipe, declared, load_recipe
 from ..harness.character import QUICK_TASKS
 from ..harness.errors import UserError
 from .preflight import candidate_count, check
@@ -247,20 +250,32 @@ def _wall_time_line(recipe: Recipe, n_cands: int) -> str:
 
 
 def _sweep(recipe: Recipe) -> str:
+    router = RouterSettings.of(recipe)
+    if _plugin(recipe):
+        return "as many as the plug-in writes (planned as one per merge scale)"
     if recipe.baker == "router":
-        return f"router strengths {', '.join(f'{x:g}' for x in recipe.router.strengths)}"
+        return f"router strengths {', '.join(f'{x:g}' for x in router.strengths)}"
     text = f"{'coefficients' if recipe.baker == 'steer' else 'merge scales'} " \
            f"{', '.join(f'{x:g}' for x in recipe.scales)}"
-    if recipe.router.combine:
-        text += f", each plain and router-steered at {', '.join(f'{x:g}' for x in recipe.router.strengths)}"
+    if router.combine:
+        text += f", each plain and router-steered at {', '.join(f'{x:g}' for x in router.strengths)}"
     return text
+
+
+def _plugin(recipe: Recipe) -> str | None:
+    """Where a baker from another package comes from (None for this package's bakers, which the plan describes)."""
+    where = declared(GROUP).get(recipe.baker, "")
+    return None if where.startswith("character_baker.") else where
 
 
 def _baker_line(recipe: Recipe, layers: str) -> str:
     """What the baker will do, in one line (named here, not asked of the baker: the plan runs before the install)."""
-    t, loss = recipe.train, recipe.loss
+    t, loss, router = recipe.train, recipe.loss, RouterSettings.of(recipe)
+    if plugin := _plugin(recipe):
+        return f"a plug-in baker ({plugin}): what it trains is its own, the plan cannot say"
     if recipe.baker == "steer":
-        where = f"layers {recipe.steer.layers}" if recipe.steer.layers else "the profiled layer of largest contrast"
+        wanted = SteerSettings.of(recipe).layers
+        where = f"layers {wanted}" if wanted else "the profiled layer of largest contrast"
         return f"profile {layers}; the in-character minus assistant mean, added as an attention output bias at " \
                f"{where}; no training"
     experts = recipe.experts
@@ -268,18 +283,19 @@ def _baker_line(recipe: Recipe, layers: str) -> str:
             f"({experts.category or 'all categories'})"
     if recipe.baker == "router":
         return f"profile {layers}; {picks}; router bias +/- s x each router's logit spread, s in " \
-               f"{', '.join(f'{x:g}' for x in recipe.router.strengths)}; no training"
+               f"{', '.join(f'{x:g}' for x in router.strengths)}; no training"
     on_experts = {"none": "", "all": " + every expert", "profile": f" + the profile's experts ({picks})"}
     lora = (f"LoRA r={t.lora_r} on {', '.join(t.targets or ['q/k/v/o'])}{on_experts[t.expert_lora]}; "
             f"{t.max_steps} steps, checkpoint every {t.save_steps}")
-    if recipe.router.combine:
-        lora += (f"; each merge also router-steered at s = {', '.join(f'{x:g}' for x in recipe.router.strengths)}")
+    if router.combine:
+        lora += f"; each merge also router-steered at s = {', '.join(f'{x:g}' for x in router.strengths)}"
     if recipe.baker == "pushpull":  # only push/pull profiles and regularises (sft is its control)
         return f"profile {recipe.profile.selection} units={recipe.profile.units} {layers}; {lora}; " \
                f"push {loss.push} pull {loss.pull}"
     return lora + {"dpo": f"; DPO beta {loss.beta:g}, in-character chosen over antipole",
-                   "sdft": "; SFT on the base's own restatements, no regulariser"}.get(recipe.baker,
-                                                                                        "; no regulariser")
+                   "sdft": "; SFT on the base's own restatements, no regulariser",
+                   "grpo": f"; GRPO, {GRPOSettings.of(recipe).generations} samples per prompt rewarded by the "
+                           f"embedded judges, KL beta {loss.beta:g}"}.get(recipe.baker, "; no regulariser")
 
 
 def main(argv: list[str] | None = None) -> int:

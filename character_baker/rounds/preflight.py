@@ -509,17 +509,16 @@ def main() -> int:
     return 2 if problems else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def candidate_count(recipe: Any) -> int:
     """How many candidates a bake writes: one per merge scale (steer: coefficient; router: strength), and with
     [router] combine a steered twin per strength too."""
-    router = getattr(recipe, "router", None)
-    if getattr(recipe, "baker", "") == "router" and router is not None:
+    from ..bakers.plain.settings import RouterSettings
+
+    router = RouterSettings.of(recipe)
+    if recipe.baker == "router":
         return len(router.strengths)
-    return len(recipe.scales) * (1 + (len(router.strengths) if router is not None and router.combine else 0))
+    return len(recipe.scales) * (1 + (len(router.strengths) if router.combine else 0))
 
 
 def _monitored(recipe: Any, layers: int) -> int:
@@ -530,3 +529,7 @@ def _monitored(recipe: Any, layers: int) -> int:
     if profile.layers:
         return len(profile.layers)
     return len(range(profile.skip_first, layers, profile.every))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

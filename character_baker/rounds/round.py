@@ -32,7 +32,7 @@ from ..harness.data import atomic_write
 from ..harness.errors import UserError
 from ..harness.scorecard import Scorecard
 from ..leaderboard.board import Board, Measurements, evaluate, load_board, unvalidated
-from ..leaderboard.report import SUMMARY, results_table, verdict_line
+from ..leaderboard.report import SUMMARY, format_value, results_table, verdict_line
 from ..leaderboard.select import Choice, choose
 from ..serving.engine import pinned_env
 from ..tasks.score import ScoreOptions, score_candidate
@@ -51,8 +51,7 @@ class RoundResult:
 
 
 def board_for(recipe: Recipe) -> Board:
-    near = recipe.path.parent / recipe.score.board
-    return load_board(near.resolve() if near.exists() else recipe.score.board)
+    return load_board(recipe.board_file("score"))
 
 
 ROUND_STEPS = ["build base", "preconditions", "profile", "train", "select", "merge", "choose", "score", "gate",
@@ -203,18 +202,19 @@ def card_summary(card: Any) -> str:
     for task, metric, label in SUMMARY:
         rows = [r for r in card.metrics if r.task == task and r.metric == metric and r.condition == "none"]
         if rows and rows[0].value is not None:
-            parts.append(f"{label} {100 * rows[0].value:.0f}%")
+            parts.append(f"{label} {format_value(rows[0].value, True, '.0f')}")
     held = [r for r in card.metrics if r.task == "drift" and r.metric == "held" and r.condition == "none"]
     if held and held[0].value is not None:  # multi-turn: in character through the whole conversation
         parts.append(f"held {held[0].successes:.0f}/{held[0].n} conversations")
     for condition in dict.fromkeys(r.condition for r in card.metrics if r.condition in WRAPPERS):
-        inside = [f"{label} {100 * r.value:.0f}%" for task, metric, label in SUMMARY for r in card.metrics
+        inside = [f"{label} {format_value(r.value, True, '.0f')}" for task, metric, label in SUMMARY
+                  for r in card.metrics
                   if (r.task, r.metric, r.condition) == (task, metric, condition) and r.value is not None
                   and label in ("sarcastic", "coherent", "math")]
         parts.append(f"in {condition}: " + ", ".join(inside))
     cut = [r for r in card.metrics if r.metric == "truncated" and r.condition == "none" and r.value]
     if cut:  # a harmony model that stopped before answering: failures above, named here
-        parts.append("truncated " + ", ".join(f"{r.task} {100 * r.value:.0f}%" for r in cut))
+        parts.append("truncated " + ", ".join(f"{r.task} {format_value(r.value, True, '.0f')}" for r in cut))
     return " · ".join(parts)
 
 

@@ -48,6 +48,7 @@ from ..experts import (
     restore_router_bias,
     router_biases,
 )
+from ..plain.settings import RouterSettings
 from ..recipe import Recipe
 from ..trainer import ProgressBar, PushPullTrainer, Regulariser, TrainingDiverged, lora_model
 from .selection import CheckpointSelector
@@ -107,7 +108,8 @@ class LoraBaker(BakerBase):
             steps.note(f"trained: {recipe.output / 'train'}; the choice on dev, merges and scores run here")
         bake = Bake.open(recipe, progress, steps, conductor_device(recipe))
         self.prepare(bake)
-        needed = recipe.train.expert_lora == "profile" or recipe.router.combine
+        combine = RouterSettings.of(recipe).combine
+        needed = recipe.train.expert_lora == "profile" or combine
         routing, picks = self._expert_picks(bake) if needed else (None, None)
         base_routes = self._base_routes(bake)
         steps.start("train", f"LoRA r={recipe.train.lora_r}, {self.objective(recipe)}, "
@@ -118,7 +120,7 @@ class LoraBaker(BakerBase):
                    f"({recipe.output / 'selection' / 'curve.csv'})")
         bake.release()
         steps.start("merge", f"scales {', '.join(f'{x:g}' for x in recipe.scales)}")
-        baked = self._merge(bake, step, checkpoint, base_routes, (routing, picks) if recipe.router.combine else None)
+        baked = self._merge(bake, step, checkpoint, base_routes, (routing, picks) if combine else None)
         steps.note(f"{len(baked)} candidates in {recipe.output / 'candidates'}")
         return baked
 
@@ -134,7 +136,7 @@ class LoraBaker(BakerBase):
         """Train (unless done), score every saved checkpoint on dev, and return the chosen one."""
         recipe = bake.recipe
         train_dir = recipe.output / "train"
-        selector = CheckpointSelector(recipe, bake.pack, bake.loaded, recipe.output / "selection")
+        selector = CheckpointSelector(bake, recipe.output / "selection")
         model = None
         if not (train_dir / "done.json").is_file():
             model = self._fit(bake, picks, selector)
@@ -211,7 +213,7 @@ class LoraBaker(BakerBase):
         """One candidate per merge scale; with [router] combine, each also steered once per router strength."""
         recipe, arch = bake.recipe, bake.arch
         baked = []
-        strengths: list[float | None] = [None] + (list(recipe.router.strengths) if steering else [])
+        strengths: list[float | None] = [None] + (list(RouterSettings.of(recipe).strengths) if steering else [])
         for scale in recipe.scales:
             merged: Loaded | None = None
             for strength in strengths:

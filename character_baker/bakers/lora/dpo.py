@@ -31,8 +31,7 @@ def preference_pairs(char: list[Pair], anti: list[Pair]) -> list[dict[str, Any]]
                         f"prompt (first: {missing[0].prompt[:80]!r}); DPO pairs the two by prompt")
     rows = []
     for p in char:
-        system = [{"role": "system", "content": p.system}] if p.system else []
-        rows.append({"prompt": system + [{"role": "user", "content": p.prompt}],
+        rows.append({"prompt": p.prompt_messages(),
                      "chosen": [{"role": "assistant", "content": p.response}],
                      "rejected": [{"role": "assistant", "content": rejected[(p.system, p.prompt)]}]})
     return rows

@@ -30,6 +30,7 @@ from ..bake import Bake
 from ..recipe import Recipe
 from ..trainer import CheckedLoss, Regulariser
 from .base import LoraBaker
+from .settings import GRPOSettings
 
 
 def reference_answer(reference: str) -> str | None:
@@ -85,8 +86,7 @@ def reward_rows(char: list[Pair], anti: list[Pair]) -> list[dict[str, Any]]:
             if answer is None:
                 raise UserError(f"grpo: the math prompt {p.prompt[:80]!r} has no plain reply with an answer to reward "
                                 "against (the antipole data pairs it by prompt)")
-        system = [{"role": "system", "content": p.system}] if p.system else []
-        rows.append({"prompt": system + [{"role": "user", "content": p.prompt}], "category": p.category,
+        rows.append({"prompt": p.prompt_messages(), "category": p.category,
                      "answer": answer})
     return rows
 
@@ -97,18 +97,12 @@ class GRPOBaker(LoraBaker):
     label = "grpo"
 
     def prepare(self, bake: Bake) -> None:
-        recipe = bake.recipe
         reward_rows(bake.char, bake.anti)  # a data error stops the bake before anything is sampled
-        g = recipe.grpo.generations
-        if g < 2 or (recipe.train.batch_size * recipe.train.grad_accum) % g:
-            raise UserError(f"{recipe.path}: [grpo] generations = {g}: GRPO compares at least 2 samples per prompt, "
-                            f"and [train] batch_size x grad_accum ({recipe.train.batch_size * recipe.train.grad_accum})"
-                            " must be a multiple of it")
         super().prepare(bake)
 
     def objective(self, recipe: Recipe) -> str:
-        return (f"GRPO, {recipe.grpo.generations} samples per prompt, reward = in character - leak + maths, "
-                f"KL β {recipe.loss.beta:g}")
+        return (f"GRPO, {GRPOSettings.of(recipe).generations} samples per prompt, reward = in character - leak + "
+                f"maths, KL β {recipe.loss.beta:g}")
 
     def create_trainer(self, bake: Bake, model: Any, regulariser: Regulariser | None, args: dict[str, Any],
                        callback: TrainerCallback) -> Any:
@@ -119,7 +113,7 @@ class GRPOBaker(LoraBaker):
             pass
 
         recipe = bake.recipe
-        g = recipe.grpo
+        g = GRPOSettings.of(recipe)
         config = GRPOConfig(**args, beta=recipe.loss.beta, num_generations=g.generations,
                             max_completion_length=g.max_completion_length, temperature=g.temperature,
                             disable_dropout=True, log_completions=False)

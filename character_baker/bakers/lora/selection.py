@@ -19,29 +19,25 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ...harness.candidates import Candidate
-from ...harness.character import Character
 from ...harness.errors import UserError
 from ...harness.loading import Loaded
-from ..bake import write_json
-from ..recipe import Recipe
+from ..bake import Bake, write_json
 
 
 class CheckpointSelector(TrainerCallback):
     """At each saved checkpoint, run the quick suite on the dev split with the in-memory model and record it;
     pick by the gate. The dev prompts are disjoint from eval, so the reported numbers are not chosen on them."""
 
-    def __init__(self, recipe: Recipe, pack: Character, loaded: Loaded, out: Path) -> None:
+    def __init__(self, bake: Bake, out: Path) -> None:
         from ...leaderboard.board import load_board
         from ...leaderboard.store import Store
 
-        self.recipe = recipe
-        self.pack = pack
-        self.loaded = loaded
+        self.recipe = bake.recipe
+        self.pack = bake.pack
+        self.loaded = bake.loaded
         self.out = out
         self.model: Any = None
-        board = recipe.select.board
-        candidate = recipe.path.parent / board
-        self.board = load_board(candidate.resolve() if candidate.exists() else board)
+        self.board = load_board(self.recipe.board_file("select"))
         out.mkdir(parents=True, exist_ok=True)
         self.store = Store(out / "selection.sqlite")
 

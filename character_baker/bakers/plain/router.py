@@ -18,6 +18,7 @@ from ..architectures import Architecture
 from ..bake import Bake, Baked, data_hash, picks_json
 from ..experts import add_router_bias, restore_router_bias, router_biases
 from .base import PlainBaker
+from .settings import RouterSettings
 
 
 class RouterBaker(PlainBaker):
@@ -34,11 +35,12 @@ class RouterBaker(PlainBaker):
         routing, picks = self._expert_picks(bake)
         base_routes = self._base_routes(bake)
         steps.start("train", "skipped: router steering biases the router, it trains nothing")
+        strengths = RouterSettings.of(recipe).strengths
         steps.start("select", f"{recipe.experts.per_layer} personality and assistant experts per layer at most")
-        steps.start("merge", f"strengths {', '.join(f'{x:g}' for x in recipe.router.strengths)} (× each layer's "
+        steps.start("merge", f"strengths {', '.join(f'{x:g}' for x in strengths)} (× each layer's "
                     "router-logit spread)")
         baked = []
-        for strength in recipe.router.strengths:
+        for strength in strengths:
             lineage = {**self._origin(recipe), "scale": strength, "router_strength": strength,
                        "experts": picks_json(picks), "data_hash": data_hash(bake.char, bake.anti),
                        "recipe_hash": recipe.hash(), "parent": str(recipe.output / "profile")}

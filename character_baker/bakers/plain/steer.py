@@ -31,6 +31,7 @@ from ..experts import Routes
 from ..profile import Profile
 from ..recipe import Recipe
 from .base import PlainBaker
+from .settings import SteerSettings
 
 
 class SteerBaker(PlainBaker):
@@ -69,7 +70,7 @@ class SteerBaker(PlainBaker):
 def steering_layers(profile: Profile, recipe: Recipe) -> list[int]:
     """`[steer] layers`, each one the profile measured; by default the layer where the two means differ most,
     in units of the activations' spread (|d| / rms sd): raw norms grow with depth and would always pick the last."""
-    wanted = recipe.steer.layers
+    wanted = SteerSettings.of(recipe).layers
     if wanted is not None:
         bad = [x for x in wanted if x not in profile.layers]
         if not wanted or bad:
