@@ -122,7 +122,8 @@ def main() -> None:
         results["pushpull" if with_reg else "plain"] = {"median_step_s": statistics.median(times[1:]),
                                                         "peak_gib": peak}
     results["overhead"] = results["pushpull"]["median_step_s"] / results["plain"]["median_step_s"]
-    estimate = memory_budget({**shape, "model_type": "gpt_oss"}, SimpleNamespace(train=train, scales=[1.0]))
+    recipe = SimpleNamespace(train=train, scales=[1.0], baker="pushpull", tables={})  # what the budget reads
+    estimate = memory_budget({**shape, "model_type": "gpt_oss"}, recipe)
     results.update(device=torch.cuda.get_device_name() if device == "cuda" else "cpu", batch=train.batch_size,
                    seq=train.max_length, lora_rank=train.lora_r, targets=list(train.targets),
                    expert_lora=train.expert_lora, tracked_layers=len(layers),

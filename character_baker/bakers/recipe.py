@@ -412,11 +412,7 @@ class BakerSettings:
     @classmethod
     def of(cls: type[S], recipe: Recipe) -> S:
         """This table as the recipe set it (its defaults where the recipe has no such table)."""
-        found = [value for value in recipe.tables.values() if type(value) is cls]
-        if not found:
-            raise UserError(f"{recipe.path}: no recipe table is declared for {cls.__name__} (entry-point group "
-                            f"{TABLES})")
-        return found[0]
+        return next((value for value in recipe.tables.values() if type(value) is cls), cls())
 
 
 def baker_tables() -> dict[str, type]:
