@@ -116,8 +116,9 @@ def test_a_run_killed_mid_call_leaves_no_key(tmp_path: Path, trained: Path, echo
     what was masked before it was written keeps the key off the disk."""
     server = ScriptedOpenAIServer(keyword_judge, fail_first=10**9, echo_key=True, delay=0.2)
     with server:
-        if echoes == "judge":
-            argv, env = _score(tmp_path), _env(tmp_path, trained, server)
+        if echoes == "judge":  # nine attempts a call (~13 s of backoff): the run is mid-call when it is killed
+            argv = _score(tmp_path, judge="openai-api/local/scripted-judge?timeout=20&retries=8")
+            env = _env(tmp_path, trained, server)
         else:
             argv = _score(tmp_path, candidate="openai-api/cand/echo", judge="classifier")
             env = _env(tmp_path, trained, server, service="CAND")
@@ -140,19 +141,20 @@ def test_a_run_killed_mid_call_leaves_no_key(tmp_path: Path, trained: Path, echo
 
 
 def test_a_finished_run_with_judge_errors_leaves_no_key(tmp_path: Path, trained: Path) -> None:
-    """The first judge calls fail with the key in their bodies (HTTP 500: raised, traced as errors) and so does
-    every call on one reply (HTTP 400: handed back as the call's error and logged response); the rest answer. The
-    run ends normally, so the trace file is gzipped at exit: read decompressed, it holds the masked failures."""
+    """The first judge requests fail with the key in their bodies (HTTP 500: raised, traced as errors; the four
+    replies' first attempts and two second ones, so each other call answers by its third attempt) and so does every
+    attempt on one reply (HTTP 400: handed back as the call's error and logged response). The run ends normally, so
+    the trace file is gzipped at exit: read decompressed, it holds the masked failures."""
     from character_baker.harness.character import load_character
 
     refused = load_character("skippy").personality_prompts[0].prompt
-    judge = ScriptedOpenAIServer(keyword_judge, fail_first=12, echo_key=True,
+    judge = ScriptedOpenAIServer(keyword_judge, fail_first=6, echo_key=True,
                                  fail_when=lambda messages: refused in str(messages[-1].get("content")))
     with judge:
         result = subprocess.run(_score(tmp_path), env=_env(tmp_path, trained, judge), cwd=ROOT,
                                 capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert judge.requests > 12
+    assert judge.requests > 6
     assert CANARY not in result.stdout + result.stderr
     assert files_with(tmp_path, CANARY) == []
     traces = _trace_files(tmp_path)
